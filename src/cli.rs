@@ -1,0 +1,388 @@
+//! The command line, as clap types only: no logic lives here.
+//!
+//! Doc comments are the help text. Options that Jenkins or a host sets get an `env` twin.
+//! Values left unset here fall back to `release.toml` and then to defaults (see `config`).
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::env_vars;
+
+/// Build, promote and deploy service artifacts on AWS.
+#[derive(Debug, Parser)]
+#[command(name = "release", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Artifact (service) name, e.g. `obelix-appengine`.
+    #[arg(long, global = true, env = env_vars::ARTIFACT)]
+    pub artifact: Option<String>,
+
+    /// S3 bucket that holds the builds, or `file://DIR` for a local directory store
+    /// [default: build].
+    #[arg(long, global = true, env = env_vars::BUCKET)]
+    pub bucket: Option<String>,
+
+    /// Stage prefix inside the bucket [default: prod].
+    #[arg(long, global = true, env = env_vars::STAGE)]
+    pub stage: Option<String>,
+
+    /// AWS region (otherwise the standard AWS chain: AWS_REGION, profile, instance).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+
+    /// Server-side encryption of every object written [default: AES256].
+    #[arg(long, global = true, env = env_vars::SSE)]
+    pub sse: Option<Sse>,
+
+    /// KMS key id for `--sse aws:kms`.
+    #[arg(long, global = true, env = env_vars::SSE_KMS_KEY_ID)]
+    pub sse_kms_key_id: Option<String>,
+
+    /// Output format: `text` for people, `json` for scripts (one document on stdout).
+    #[arg(long, global = true, env = env_vars::OUTPUT)]
+    pub output: Option<OutputFormat>,
+
+    /// Resolve and print the plan, but write nothing.
+    #[arg(
+        long,
+        global = true,
+        env = env_vars::DRY_RUN,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub dry_run: Option<bool>,
+
+    /// Configuration file [default: ./release.toml].
+    #[arg(long, global = true, env = env_vars::CONFIG)]
+    pub config: Option<PathBuf>,
+
+    /// More logs on stderr (repeat for more).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// No progress, only results, warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Print the resolved settings and exit.
+    #[arg(long, global = true, hide = true)]
+    pub show_config: bool,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// Server-side encryption modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+pub enum Sse {
+    /// SSE-S3, AES-256.
+    #[value(name = "AES256", alias = "aes256")]
+    #[serde(rename = "AES256", alias = "aes256")]
+    Aes256,
+    /// SSE-KMS with `--sse-kms-key-id` (or the account's default key).
+    #[value(name = "aws:kms")]
+    #[serde(rename = "aws:kms")]
+    Kms,
+}
+
+/// Archive compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionArg {
+    /// `.tar.gz`, readable everywhere.
+    Gzip,
+    /// `.tar.zst`, much faster; hosts need a zstd-aware `release install`.
+    Zstd,
+    /// `.tar`, the old jobs' format.
+    None,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once; boxing would only add noise
+pub enum Command {
+    /// Version the workspace, archive it and upload it as the next build.
+    Build(BuildArgs),
+    /// Make a build the stable one (latest-stable.txt) and tag its commit.
+    Promote(PromoteArgs),
+    /// Promote the build that was stable before the current one.
+    Rollback(TagArgs),
+    /// List builds, newest first, marking latest and stable.
+    List(ListArgs),
+    /// Print one build's manifest.
+    Show(ShowArgs),
+    /// List promotions and pushes, newest first.
+    History(ListArgs),
+    /// On a host: download, verify and switch to a build.
+    Install(InstallArgs),
+    /// On a host: print the installed build.
+    Current(CurrentArgs),
+    /// Roll a build onto Auto Scaling Groups or hosts over SSH.
+    Push(PushArgs),
+    /// Show which build each host runs, against latest-stable.
+    Status(StatusArgs),
+    /// Remove a stale push lock.
+    Unlock(UnlockArgs),
+    /// Print shell completions.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff).
+    Man,
+}
+
+/// `release build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Files and directories to archive, relative to the working directory
+    /// [default: everything in it].
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Leave out paths matching this glob (relative to the working directory; `*` stays
+    /// within a directory, `**` crosses them). Repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+
+    /// Archive compression [default: gzip].
+    #[arg(long)]
+    pub compression: Option<CompressionArg>,
+
+    /// Compression level (gzip 0-9, zstd 1-19) [default: gzip 1, zstd 3].
+    #[arg(long)]
+    pub level: Option<u32>,
+
+    /// Semantic version to record as SEMVER (X.Y.Z).
+    #[arg(long)]
+    pub semver: Option<String>,
+
+    /// Also write the archive to this local file (e.g. for Jenkins' archiveArtifacts).
+    #[arg(long, value_name = "FILE")]
+    pub keep_local: Option<PathBuf>,
+
+    /// S3 storage class of the archive [default: STANDARD].
+    #[arg(long)]
+    pub storage_class: Option<String>,
+}
+
+/// Git tag options shared by promote and rollback.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// Tag to move to the build's commit [default: GIT_TAG_NAME, else {artifact}-stable].
+    #[arg(long, env = env_vars::GIT_TAG_NAME)]
+    pub tag: Option<String>,
+
+    /// Git remote to push the tag to [default: origin].
+    #[arg(long)]
+    pub remote: Option<String>,
+
+    /// Repository to tag [default: the one containing the working directory].
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+
+    /// Move the pointer only; do not touch git.
+    #[arg(long)]
+    pub no_tag: bool,
+}
+
+/// `release promote`.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The build: `latest`, a number, or a semantic version.
+    #[arg(env = env_vars::RELEASE_VERSION)]
+    pub build: String,
+
+    #[command(flatten)]
+    pub tag: TagArgs,
+}
+
+/// `release list` and `release history`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// At most this many entries [default: 20].
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+/// `release show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The build: `latest`, `latest-stable`, a number, or a semantic version.
+    pub build: String,
+}
+
+/// `release install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The build [default: latest-stable].
+    pub build: Option<String>,
+
+    /// Install directory [default: RELEASE_INSTALL_DIR, else /opt/{artifact}].
+    #[arg(long, env = env_vars::INSTALL_DIR)]
+    pub dir: Option<PathBuf>,
+
+    /// Keep this many releases on disk [default: 5].
+    #[arg(long)]
+    pub keep: Option<usize>,
+
+    /// Command run in the new release before switching; failure means no switch.
+    #[arg(long, value_name = "CMD")]
+    pub check: Option<String>,
+
+    /// Command run after switching; failure switches back.
+    #[arg(long, value_name = "CMD")]
+    pub run: Option<String>,
+
+    /// Reinstall even if already installed; use another artifact's directory.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `release current`.
+#[derive(Debug, Args)]
+pub struct CurrentArgs {
+    /// Install directory [default: RELEASE_INSTALL_DIR, else /opt/{artifact}].
+    #[arg(long, env = env_vars::INSTALL_DIR)]
+    pub dir: Option<PathBuf>,
+}
+
+/// Which hosts a fleet command talks to, and how.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Auto Scaling Group whose instances to target. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub asg: Vec<String>,
+
+    /// Hosts to target, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "H,H,...")]
+    pub hosts: Vec<String>,
+
+    /// SSH user [default: ec2-user].
+    #[arg(long)]
+    pub ssh_user: Option<String>,
+
+    /// SSH port [default: 22].
+    #[arg(long)]
+    pub ssh_port: Option<u16>,
+
+    /// SSH config file.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+
+    /// SSH identity file.
+    #[arg(short = 'i', value_name = "KEY")]
+    pub identity: Option<PathBuf>,
+
+    /// Host key policy [default: yes].
+    #[arg(long, value_name = "yes|accept-new|no")]
+    pub strict_host_keys: Option<String>,
+
+    /// At most this many new SSH connections at once.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+
+    /// Which instance address to use [default: private].
+    #[arg(long, value_name = "private|public|dns")]
+    pub address: Option<String>,
+}
+
+/// `release push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The build [default: latest-stable].
+    pub build: Option<String>,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Hosts per batch: a number or a percentage [default: 25%].
+    #[arg(long, value_name = "N|P%")]
+    pub batch: Option<String>,
+
+    /// Hosts in a first, separate batch.
+    #[arg(long, value_name = "N")]
+    pub canary: Option<usize>,
+
+    /// Failed hosts tolerated over the whole push [default: 0].
+    #[arg(long)]
+    pub max_failures: Option<usize>,
+
+    /// Health check URL template, e.g. `http://{address}/health`.
+    #[arg(long)]
+    pub health_url: Option<String>,
+
+    /// Health check command run on each host.
+    #[arg(long, value_name = "CMD")]
+    pub health_command: Option<String>,
+
+    /// Seconds to wait for a host to become healthy.
+    #[arg(long, value_name = "SECS")]
+    pub health_timeout: Option<u64>,
+
+    /// Remote command template instead of `release install`.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub command: Option<String>,
+
+    /// Run the remote command with `sudo -n`.
+    #[arg(long)]
+    pub sudo: bool,
+
+    /// Path of `release` on the hosts [default: release].
+    #[arg(long, value_name = "PATH")]
+    pub remote_binary: Option<String>,
+
+    /// Install directory passed to the hosts.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+
+    /// Directory for per-host logs.
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+}
+
+/// `release status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `release unlock`.
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Remove the lock even if it has not expired.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `release completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,435 @@
+//! `release build`: version the workspace, pack it, upload it, move `latest`.
+//!
+//! Order matters for the guarantees: the number is claimed first (so concurrent builds never
+//! share one), the archive is uploaded with `If-None-Match` (never overwriting), the manifest is
+//! written only once the archive is complete (so a visible manifest always has its archive), and
+//! `latest.txt` moves last, by compare-and-swap and never backwards.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use bytes::Bytes;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::Context;
+use crate::archive::{self, Compression, PackSpec, Packed};
+use crate::cli::{BuildArgs, CompressionArg};
+use crate::config::BuildFile;
+use crate::env_vars;
+use crate::error::Problem;
+use crate::git;
+use crate::layout::Layout;
+use crate::manifest::{self, Manifest};
+use crate::output::Outcome;
+use crate::pointers::{self, Moved};
+use crate::signals;
+use crate::store::{Precondition, Store, StoreError};
+use crate::walk;
+
+/// Parts waiting for an upload slot: with the parts in flight, this bounds memory.
+const PARTS_QUEUED: usize = 2;
+
+/// Build settings after merging flags, env and release.toml.
+#[derive(Debug)]
+struct BuildConfig {
+    paths: Vec<PathBuf>,
+    exclude: Vec<String>,
+    compression: Compression,
+    level: u32,
+    semver: Option<semver::Version>,
+    keep_local: Option<PathBuf>,
+    storage_class: Option<String>,
+}
+
+impl BuildConfig {
+    fn resolve(args: BuildArgs, file: &BuildFile) -> Result<Self> {
+        let compression = match args.compression.or(file.compression) {
+            Some(CompressionArg::Zstd) => Compression::Zstd,
+            Some(CompressionArg::None) => Compression::None,
+            Some(CompressionArg::Gzip) | None => Compression::Gzip,
+        };
+        let level = args
+            .level
+            .or(file.level)
+            .unwrap_or(compression.default_level());
+        compression
+            .check_level(level)
+            .map_err(|e| Problem::Usage(format!("invalid --level: {e}")))?;
+        let semver = args
+            .semver
+            .map(|text| {
+                semver::Version::parse(&text).map_err(|e| {
+                    Problem::Usage(format!("invalid --semver `{text}` ({e}): use X.Y.Z"))
+                })
+            })
+            .transpose()?;
+        let mut exclude = file.exclude.clone().unwrap_or_default();
+        exclude.extend(args.exclude);
+        Ok(Self {
+            paths: if args.paths.is_empty() {
+                file.paths.clone().unwrap_or_default()
+            } else {
+                args.paths
+            },
+            exclude,
+            compression,
+            level,
+            semver,
+            keep_local: args.keep_local.or(file.keep_local.clone()),
+            storage_class: args.storage_class.or(file.storage_class.clone()),
+        })
+    }
+}
+
+/// Where the sources come from: commit, branch, and the mtime every archive member gets.
+#[derive(Debug)]
+struct Source {
+    commit: String,
+    branch: Option<String>,
+    mtime: u64,
+}
+
+impl Source {
+    /// Jenkins' variables first, then the repository containing `dir`.
+    fn detect(dir: &Path) -> Result<Self> {
+        let repo = git::discover(dir);
+        let commit = match non_empty_env(env_vars::GIT_COMMIT) {
+            Some(commit) => commit,
+            None => match &repo {
+                Some(repo) => git::head_commit(repo)?,
+                None => {
+                    return Err(Problem::Usage(format!(
+                        "no git repository contains `{}` and GIT_COMMIT is not set: run the \
+                         build in a clone, or set GIT_COMMIT",
+                        dir.display()
+                    ))
+                    .into());
+                }
+            },
+        };
+        let branch = non_empty_env(env_vars::GIT_BRANCH)
+            .map(|b| b.strip_prefix("origin/").map(str::to_owned).unwrap_or(b))
+            .or_else(|| repo.as_ref().and_then(git::current_branch));
+        let mtime = match non_empty_env(env_vars::SOURCE_DATE_EPOCH) {
+            Some(text) => text.parse().map_err(|_| {
+                Problem::Usage(format!(
+                    "SOURCE_DATE_EPOCH=`{text}` is not a number of seconds"
+                ))
+            })?,
+            None => repo
+                .as_ref()
+                .and_then(|repo| git::commit_time(repo, &commit))
+                .map_or(0, |t| t.max(0) as u64),
+        };
+        Ok(Self {
+            commit,
+            branch,
+            mtime,
+        })
+    }
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Runs `release build`.
+pub async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
+    let started = Instant::now();
+    let start_time = jiff::Timestamp::now();
+    let layout = ctx.layout()?;
+    let config = BuildConfig::resolve(args, &ctx.settings.file.build)?;
+    let root = std::env::current_dir().context("cannot read the working directory")?;
+    let source = Source::detect(&root)?;
+    let selection = walk::select(&root, &config.paths, &config.exclude)?;
+    for warning in &selection.warnings {
+        ctx.printer.warn(warning);
+    }
+
+    let store = ctx.store(config.storage_class.clone()).await;
+    let candidate = pointers::next_candidate(&store, &layout).await?;
+    if ctx.settings.dry_run {
+        return Ok(plan(
+            &store,
+            &layout,
+            &config,
+            &source,
+            candidate,
+            &selection.entries,
+        ));
+    }
+
+    let token = format!(
+        "{}@{} {}",
+        std::process::id(),
+        hostname(),
+        uuid::Uuid::new_v4()
+    );
+    let number = pointers::claim(&store, &layout, candidate, &token).await?;
+    ctx.printer.status(&format!(
+        "building {} {number} from {} entries at {}",
+        layout.artifact(),
+        selection.entries.len(),
+        short(&source.commit)
+    ));
+
+    let mut manifest = release_manifest(ctx, &layout, number, &source, &config, start_time);
+    let archive_key = layout.archive(number, config.compression);
+    let spec = PackSpec {
+        root,
+        entries: selection.entries,
+        release: manifest.to_text(),
+        mtime: source.mtime,
+        compression: config.compression,
+        level: config.level,
+    };
+    let packed = upload(
+        ctx,
+        &store,
+        &archive_key,
+        spec,
+        config.keep_local.as_deref(),
+    )
+    .await?;
+
+    manifest.set(
+        manifest::ARCHIVE,
+        &layout.archive_name(number, config.compression),
+    );
+    manifest.set(manifest::SHA256, &packed.sha256);
+    manifest.set(manifest::SIZE, &packed.size.to_string());
+    publish(ctx, &store, &layout, &archive_key, &manifest).await?;
+    let moved = pointers::advance(&store, &layout.latest(), &manifest)
+        .await
+        .map_err(|e| {
+            Problem::Partial(format!(
+                "build {number} is stored ({}) but `latest.txt` was not moved: {e:#}; \
+                 the next build will still continue after {number}",
+                store.url(&archive_key)
+            ))
+        })?;
+    if let Moved::AlreadyNewer(newer) = moved {
+        ctx.printer.warn(&format!(
+            "latest.txt already names build {newer}, newer than {number}: left as it is"
+        ));
+    }
+    Ok(report(
+        &store,
+        &archive_key,
+        &manifest,
+        &packed,
+        config.compression,
+        moved,
+        started,
+    ))
+}
+
+/// The RELEASE manifest of build `number`, before the archive's own keys are known.
+fn release_manifest(
+    ctx: &Context,
+    layout: &Layout,
+    number: u64,
+    source: &Source,
+    config: &BuildConfig,
+    start_time: jiff::Timestamp,
+) -> Manifest {
+    let timestamp = non_empty_env(env_vars::BUILD_TIMESTAMP).unwrap_or_else(|| {
+        start_time
+            .round(jiff::Unit::Second)
+            .unwrap_or(start_time)
+            .to_string()
+    });
+    let build = non_empty_env(env_vars::BUILD_NUMBER).unwrap_or_else(|| "manual".into());
+    let mut manifest = Manifest::new();
+    let mut warnings = vec![
+        manifest.set(manifest::MODULE, layout.artifact()),
+        manifest.set(manifest::VERSION, &number.to_string()),
+        manifest.set(manifest::BUILD, &build),
+        manifest.set(manifest::GIT_COMMIT, &source.commit),
+        manifest.set(manifest::TIMESTAMP, &timestamp),
+    ];
+    if let Some(branch) = &source.branch {
+        warnings.push(manifest.set(manifest::GIT_BRANCH, branch));
+    }
+    if let Some(version) = &config.semver {
+        warnings.push(manifest.set(manifest::SEMVER, &version.to_string()));
+    }
+    for warning in warnings.into_iter().flatten() {
+        ctx.printer.warn(&warning);
+    }
+    manifest
+}
+
+/// Packs and uploads in one stream. On any failure or signal nothing is left at `key`.
+async fn upload(
+    ctx: &Context,
+    store: &Store,
+    key: &str,
+    spec: PackSpec,
+    keep_local: Option<&Path>,
+) -> Result<Packed> {
+    let local = keep_local
+        .map(|path| fs_err::File::create(path).context("cannot create the --keep-local file"))
+        .transpose()?;
+    let (parts_tx, parts_rx) = mpsc::channel::<Bytes>(PARTS_QUEUED);
+    let abandon = ctx.cancel.child_token();
+    let pack_abandon = abandon.clone();
+    let packing =
+        tokio::task::spawn_blocking(move || archive::pack(&spec, parts_tx, pack_abandon, local));
+    let (packed, uploaded) = tokio::join!(packing, store.upload(key, parts_rx, &abandon));
+    let packed = packed.context("the archive thread failed")?;
+    let result = match (packed, uploaded) {
+        (Ok(packed), Ok(size)) if size == packed.size => Ok(packed),
+        (Ok(packed), Ok(size)) => Err(anyhow::anyhow!(
+            "uploaded {size} bytes but packed {}",
+            packed.size
+        )),
+        _ if ctx.cancel.is_cancelled() => Err(interrupted(store, key)),
+        // The upload's own failure is the cause when both stop.
+        (_, Err(err)) if !matches!(err, StoreError::Interrupted { .. }) => Err(err.into()),
+        (Err(err), _) => Err(err),
+        (Ok(_), Err(err)) => Err(err.into()),
+    };
+    if result.is_err()
+        && let Some(path) = keep_local
+    {
+        let _ = fs_err::remove_file(path);
+    }
+    result.with_context(|| format!("uploading `{}`: no build was written", store.url(key)))
+}
+
+/// Writes the manifest; an interruption or failure here deletes the archive again, so that a
+/// build is only visible complete.
+async fn publish(
+    ctx: &Context,
+    store: &Store,
+    layout: &Layout,
+    archive_key: &str,
+    manifest: &Manifest,
+) -> Result<()> {
+    let number = manifest.version().unwrap_or(0);
+    let key = layout.manifest(number);
+    let result = if ctx.cancel.is_cancelled() {
+        Err(interrupted(store, archive_key))
+    } else {
+        let body = Bytes::from(manifest.to_text());
+        store
+            .put(&key, body, Precondition::IfAbsent)
+            .await
+            .with_context(|| format!("writing the manifest `{}`", store.url(&key)))
+    };
+    if result.is_err()
+        && let Err(err) = store.delete(archive_key).await
+    {
+        ctx.printer.warn(&format!(
+            "could not remove the archive of the failed build: {err:#}"
+        ));
+    }
+    result
+}
+
+fn interrupted(store: &Store, key: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "build interrupted by {}: the upload of `{}` was aborted; no archive, manifest or \
+         latest.txt was written",
+        signals::received(),
+        store.url(key)
+    )
+}
+
+fn plan(
+    store: &Store,
+    layout: &Layout,
+    config: &BuildConfig,
+    source: &Source,
+    number: u64,
+    entries: &[walk::Entry],
+) -> Outcome {
+    let object = store.url(&layout.archive(number, config.compression));
+    Outcome {
+        text: format!(
+            "dry run: would build {} {number} as {object} from {} entries (commit {}); \
+             nothing was written",
+            layout.artifact(),
+            entries.len(),
+            short(&source.commit)
+        ),
+        json: json!({
+            "dry_run": true,
+            "artifact": layout.artifact(),
+            "version": number,
+            "object": object,
+            "entries": entries.len(),
+            "git_commit": source.commit,
+            "git_branch": source.branch,
+            "compression": config.compression,
+        }),
+    }
+}
+
+fn report(
+    store: &Store,
+    key: &str,
+    manifest: &Manifest,
+    packed: &Packed,
+    compression: Compression,
+    moved: Moved,
+    started: Instant,
+) -> Outcome {
+    let seconds = started.elapsed().as_secs_f64();
+    let version = manifest.version().unwrap_or(0);
+    let object = store.url(key);
+    Outcome {
+        text: format!(
+            "built {} {version}: {object} ({}, sha256 {}) in {seconds:.1}s",
+            manifest.get(manifest::MODULE).unwrap_or_default(),
+            human_bytes(packed.size),
+            packed.sha256
+        ),
+        json: json!({
+            "artifact": manifest.get(manifest::MODULE),
+            "version": version,
+            "object": object,
+            "size": packed.size,
+            "tar_size": packed.tar_size,
+            "sha256": packed.sha256,
+            "compression": compression,
+            "git_commit": manifest.get(manifest::GIT_COMMIT),
+            "git_branch": manifest.get(manifest::GIT_BRANCH),
+            "build": manifest.get(manifest::BUILD),
+            "latest_moved": moved == Moved::Yes,
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+        }),
+    }
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown-host".into())
+}
+
+/// `12.3 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

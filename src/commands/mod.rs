@@ -1,0 +1,39 @@
+//! One module per command; each reads like the steps it takes.
+
+pub mod build;
+
+use anyhow::Result;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::layout::Layout;
+use crate::output::Printer;
+use crate::store::{Store, WritePolicy};
+
+/// What every command gets.
+#[derive(Debug)]
+pub struct Context {
+    /// Resolved global settings.
+    pub settings: Settings,
+    /// Where output goes.
+    pub printer: Printer,
+    /// Cancelled by SIGINT/SIGTERM.
+    pub cancel: CancellationToken,
+}
+
+impl Context {
+    /// The bucket layout of the configured artifact and stage.
+    pub fn layout(&self) -> Result<Layout> {
+        Ok(Layout::new(self.settings.artifact()?, &self.settings.stage))
+    }
+
+    /// Opens the configured store; `storage_class` applies to archives only.
+    pub async fn store(&self, storage_class: Option<String>) -> Store {
+        let policy = WritePolicy {
+            sse: self.settings.sse,
+            kms_key_id: self.settings.sse_kms_key_id.clone(),
+            storage_class,
+        };
+        Store::open(&self.settings, policy).await
+    }
+}

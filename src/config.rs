@@ -1,0 +1,391 @@
+//! Settings: flag > environment > release.toml > default.
+//!
+//! clap already prefers a flag to its environment twin; this module adds the file layer and the
+//! defaults. `release.toml` has the global keys at its top and one table per command whose keys
+//! are the long flag names with `_` for `-`. Unknown keys are an error, so a typo is not silence.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::cli::{CompressionArg, GlobalArgs, OutputFormat, Sse};
+use crate::names;
+
+/// The file read when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "release.toml";
+/// Default bucket, as in the old jobs.
+pub const DEFAULT_BUCKET: &str = "build";
+/// Default stage, as in the old jobs.
+pub const DEFAULT_STAGE: &str = "prod";
+
+/// A configuration problem (exit 2).
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file `{path}`")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("invalid config file `{path}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A required setting is missing.
+    #[error("no {what}: {fix}")]
+    Missing {
+        /// The setting.
+        what: &'static str,
+        /// How to give it.
+        fix: &'static str,
+    },
+    /// A setting has a value out of range.
+    #[error("invalid {what}: {message}")]
+    Invalid {
+        /// The setting.
+        what: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// `release.toml`, every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Global `artifact`.
+    pub artifact: Option<String>,
+    /// Global `bucket`.
+    pub bucket: Option<String>,
+    /// Global `stage`.
+    pub stage: Option<String>,
+    /// Global `region`.
+    pub region: Option<String>,
+    /// Global `sse`.
+    pub sse: Option<Sse>,
+    /// Global `sse_kms_key_id`.
+    pub sse_kms_key_id: Option<String>,
+    /// Global `output`.
+    pub output: Option<OutputFormat>,
+    /// Global `dry_run`.
+    pub dry_run: Option<bool>,
+    /// `[build]`.
+    #[serde(default)]
+    pub build: BuildFile,
+    /// `[promote]`.
+    #[serde(default)]
+    pub promote: PromoteFile,
+    /// `[install]`.
+    #[serde(default)]
+    pub install: InstallFile,
+    /// `[push]`.
+    #[serde(default)]
+    pub push: PushFile,
+}
+
+/// `[build]` of release.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildFile {
+    /// Paths to archive.
+    pub paths: Option<Vec<PathBuf>>,
+    /// Exclude globs (added to those given with `--exclude`).
+    pub exclude: Option<Vec<String>>,
+    /// Compression.
+    pub compression: Option<CompressionArg>,
+    /// Compression level.
+    pub level: Option<u32>,
+    /// Storage class of archives.
+    pub storage_class: Option<String>,
+    /// Local copy of the archive.
+    pub keep_local: Option<PathBuf>,
+}
+
+/// `[promote]` of release.toml (also read by rollback).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteFile {
+    /// Tag name.
+    pub tag: Option<String>,
+    /// Remote name.
+    pub remote: Option<String>,
+    /// Repository directory.
+    pub repo: Option<PathBuf>,
+    /// Skip git.
+    pub no_tag: Option<bool>,
+}
+
+/// `[install]` of release.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallFile {
+    /// Install directory.
+    pub dir: Option<PathBuf>,
+    /// Releases kept.
+    pub keep: Option<usize>,
+    /// Check command.
+    pub check: Option<String>,
+    /// Run command.
+    pub run: Option<String>,
+}
+
+/// `[push]` of release.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushFile {
+    /// Auto Scaling Groups.
+    pub asg: Option<Vec<String>>,
+    /// Hosts.
+    pub hosts: Option<Vec<String>>,
+    /// Batch size.
+    pub batch: Option<String>,
+    /// Canary hosts.
+    pub canary: Option<usize>,
+    /// Failures tolerated.
+    pub max_failures: Option<usize>,
+    /// Health URL template.
+    pub health_url: Option<String>,
+    /// Health command.
+    pub health_command: Option<String>,
+    /// Health timeout in seconds.
+    pub health_timeout: Option<u64>,
+    /// Remote command template.
+    pub command: Option<String>,
+    /// Use sudo.
+    pub sudo: Option<bool>,
+    /// Remote binary.
+    pub remote_binary: Option<String>,
+    /// Remote install directory.
+    pub dir: Option<PathBuf>,
+    /// Per-host log directory.
+    pub log_dir: Option<PathBuf>,
+    /// SSH user.
+    pub ssh_user: Option<String>,
+    /// SSH port.
+    pub ssh_port: Option<u16>,
+    /// SSH config file.
+    pub ssh_config: Option<PathBuf>,
+    /// SSH identity.
+    pub identity: Option<PathBuf>,
+    /// Host key policy.
+    pub strict_host_keys: Option<String>,
+    /// New-connection cap.
+    pub max_connections: Option<usize>,
+    /// Address kind.
+    pub address: Option<String>,
+}
+
+/// Where the builds are kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum StoreLocation {
+    /// An S3 bucket.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+    },
+    /// A local directory (`file://DIR`).
+    Dir {
+        /// The directory.
+        root: PathBuf,
+    },
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::S3 { bucket } => write!(f, "s3://{bucket}"),
+            Self::Dir { root } => write!(f, "file://{}", root.display()),
+        }
+    }
+}
+
+/// Resolved global settings.
+#[derive(Debug)]
+pub struct Settings {
+    /// Artifact name, if any layer gave one (checked by the commands that need it).
+    pub artifact: Option<String>,
+    /// The store.
+    pub store: StoreLocation,
+    /// Stage prefix.
+    pub stage: String,
+    /// Region override.
+    pub region: Option<String>,
+    /// Server-side encryption.
+    pub sse: Sse,
+    /// KMS key for `aws:kms`.
+    pub sse_kms_key_id: Option<String>,
+    /// Output format.
+    pub output: OutputFormat,
+    /// Plan only.
+    pub dry_run: bool,
+    /// The file layer, for the per-command tables.
+    pub file: FileConfig,
+    /// Where the file layer came from, if anywhere.
+    pub file_path: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Merges flags/env with release.toml and defaults.
+    pub fn resolve(args: &GlobalArgs) -> Result<Self, ConfigError> {
+        let (file, file_path) = load_file(args.config.as_deref())?;
+        let bucket = args
+            .bucket
+            .clone()
+            .or(file.bucket.clone())
+            .unwrap_or_else(|| DEFAULT_BUCKET.to_owned());
+        let stage = args
+            .stage
+            .clone()
+            .or(file.stage.clone())
+            .unwrap_or_else(|| DEFAULT_STAGE.to_owned());
+        names::check("stage", &stage).map_err(|e| ConfigError::Invalid {
+            what: "stage",
+            message: e.to_string(),
+        })?;
+        let artifact = args.artifact.clone().or(file.artifact.clone());
+        if let Some(artifact) = &artifact {
+            names::check("artifact", artifact).map_err(|e| ConfigError::Invalid {
+                what: "artifact",
+                message: e.to_string(),
+            })?;
+        }
+        Ok(Self {
+            artifact,
+            store: parse_store(&bucket)?,
+            stage,
+            region: args.region.clone().or(file.region.clone()),
+            sse: args.sse.or(file.sse).unwrap_or(Sse::Aes256),
+            sse_kms_key_id: args.sse_kms_key_id.clone().or(file.sse_kms_key_id.clone()),
+            output: args.output.or(file.output).unwrap_or(OutputFormat::Text),
+            dry_run: args.dry_run.or(file.dry_run).unwrap_or(false),
+            file,
+            file_path,
+        })
+    }
+
+    /// The artifact, or the error that says how to give one.
+    pub fn artifact(&self) -> Result<&str, ConfigError> {
+        self.artifact.as_deref().ok_or(ConfigError::Missing {
+            what: "artifact",
+            fix: "pass --artifact NAME, set ARTIFACT, or put `artifact = \"NAME\"` in release.toml",
+        })
+    }
+
+    /// The resolved settings as JSON, for `--show-config`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "artifact": self.artifact,
+            "store": self.store.to_string(),
+            "stage": self.stage,
+            "region": self.region,
+            "sse": format!("{:?}", self.sse),
+            "sse_kms_key_id": self.sse_kms_key_id,
+            "output": format!("{:?}", self.output).to_lowercase(),
+            "dry_run": self.dry_run,
+            "config_file": self.file_path,
+        })
+    }
+}
+
+/// Reads `path`, or `./release.toml` if it exists.
+fn load_file(path: Option<&Path>) -> Result<(FileConfig, Option<PathBuf>), ConfigError> {
+    let path = match path {
+        Some(path) => path.to_owned(),
+        None if Path::new(DEFAULT_CONFIG).is_file() => PathBuf::from(DEFAULT_CONFIG),
+        None => return Ok((FileConfig::default(), None)),
+    };
+    let text = fs_err::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let file = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((file, Some(path)))
+}
+
+/// `file://DIR` is a directory store; anything else must be a bucket name.
+pub fn parse_store(bucket: &str) -> Result<StoreLocation, ConfigError> {
+    if let Some(path) = bucket.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err(ConfigError::Invalid {
+                what: "bucket",
+                message: "`file://` needs a directory, e.g. file:///var/builds or file://builds"
+                    .into(),
+            });
+        }
+        return Ok(StoreLocation::Dir {
+            root: PathBuf::from(path),
+        });
+    }
+    // S3's bucket naming rules, loosely: lowercase letters, digits, dots, hyphens.
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    if !valid {
+        return Err(ConfigError::Invalid {
+            what: "bucket",
+            message: format!(
+                "`{bucket}` is not an S3 bucket name (3-63 lowercase letters, digits, `.`, `-`) \
+                 nor a file:// directory"
+            ),
+        });
+    }
+    Ok(StoreLocation::S3 {
+        bucket: bucket.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_locations() {
+        assert_eq!(
+            parse_store("build").unwrap(),
+            StoreLocation::S3 {
+                bucket: "build".into()
+            }
+        );
+        assert_eq!(
+            parse_store("file:///tmp/b").unwrap(),
+            StoreLocation::Dir {
+                root: "/tmp/b".into()
+            }
+        );
+        assert!(parse_store("Bad_Bucket").is_err());
+        assert!(parse_store("file://").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = toml::from_str::<FileConfig>("artifact = \"x\"\n[build]\nexclued = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exclued"), "{err}");
+    }
+
+    #[test]
+    fn tables_use_flag_names() {
+        let file: FileConfig = toml::from_str(
+            "artifact = \"web\"\nsse = \"aws:kms\"\n[build]\nexclude = [\"*.log\"]\n\
+             compression = \"zstd\"\n[push]\nmax_failures = 1\nasg = [\"a\", \"b\"]\n",
+        )
+        .unwrap();
+        assert_eq!(file.sse, Some(Sse::Kms));
+        assert_eq!(file.build.compression, Some(CompressionArg::Zstd));
+        assert_eq!(file.push.max_failures, Some(1));
+        assert_eq!(file.push.asg.unwrap(), ["a", "b"]);
+    }
+}

@@ -1,0 +1,40 @@
+//! Every environment variable the tool reads, in one place.
+//!
+//! `RELEASE_*` names are the tool's own; the others are set by Jenkins (or its plugins) and are
+//! read where the old shell jobs read them.
+
+/// Artifact (service) name, the old jobs' `ARTIFACT` parameter.
+pub const ARTIFACT: &str = "ARTIFACT";
+/// Bucket name or `file://` directory store.
+pub const BUCKET: &str = "RELEASE_BUCKET";
+/// Stage prefix inside the bucket (`prod` by default).
+pub const STAGE: &str = "RELEASE_STAGE";
+/// Output format: `text` or `json`.
+pub const OUTPUT: &str = "RELEASE_OUTPUT";
+/// Plan only, write nothing (true/false/1/0).
+pub const DRY_RUN: &str = "RELEASE_DRY_RUN";
+/// Path of the configuration file (default `./release.toml`).
+pub const CONFIG: &str = "RELEASE_CONFIG";
+/// Server-side encryption of every write: `AES256` or `aws:kms`.
+pub const SSE: &str = "RELEASE_SSE";
+/// KMS key id for `aws:kms` server-side encryption.
+pub const SSE_KMS_KEY_ID: &str = "RELEASE_SSE_KMS_KEY_ID";
+/// `tracing` filter for logs on stderr, e.g. `release=debug`.
+pub const LOG: &str = "RELEASE_LOG";
+/// Install directory on a host (default `/opt/{artifact}`).
+pub const INSTALL_DIR: &str = "RELEASE_INSTALL_DIR";
+
+/// Jenkins: the job's build number, recorded as `BUILD`.
+pub const BUILD_NUMBER: &str = "BUILD_NUMBER";
+/// Jenkins git plugin: the commit being built.
+pub const GIT_COMMIT: &str = "GIT_COMMIT";
+/// Jenkins git plugin: the branch being built, often `origin/x`.
+pub const GIT_BRANCH: &str = "GIT_BRANCH";
+/// Jenkins build-timestamp plugin: free text, recorded as `TIMESTAMP`.
+pub const BUILD_TIMESTAMP: &str = "BUILD_TIMESTAMP";
+/// Promote job parameter: the build to promote (`latest` or N).
+pub const RELEASE_VERSION: &str = "RELEASE_VERSION";
+/// Promote job parameter: the git tag to move.
+pub const GIT_TAG_NAME: &str = "GIT_TAG_NAME";
+/// reproducible-builds.org: the mtime of every archive entry, in seconds since the epoch.
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";

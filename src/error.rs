@@ -1,0 +1,75 @@
+//! Exit codes (DESIGN.md's table), decided in one place, and the top-level error report.
+
+use thiserror::Error;
+
+use crate::{config::ConfigError, names::InvalidName, store::StoreError};
+
+/// How the process ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Done, including "already done".
+    Success = 0,
+    /// Failed; the message says which steps happened.
+    Failure = 1,
+    /// Usage or input error: nothing was changed.
+    Usage = 2,
+    /// A lock is held or a compare-and-swap lost a race: nothing was changed.
+    Conflict = 3,
+    /// Some steps or hosts succeeded; the report says which.
+    Partial = 4,
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        Self::from(status as u8)
+    }
+}
+
+/// Errors that carry their own exit status, raised by commands.
+#[derive(Debug, Error)]
+pub enum Problem {
+    /// Bad input: a flag, a name, a build that does not exist, a path that is not there.
+    #[error("{0}")]
+    Usage(String),
+    /// Someone else holds the lock or won the race.
+    #[error("{0}")]
+    Conflict(String),
+    /// Some steps happened and others did not.
+    #[error("{0}")]
+    Partial(String),
+}
+
+/// The exit status for an error: the first cause in the chain that decides one.
+pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
+    for cause in err.chain() {
+        if let Some(problem) = cause.downcast_ref::<Problem>() {
+            return match problem {
+                Problem::Usage(_) => ExitStatus::Usage,
+                Problem::Conflict(_) => ExitStatus::Conflict,
+                Problem::Partial(_) => ExitStatus::Partial,
+            };
+        }
+        if cause.is::<InvalidName>() || cause.is::<ConfigError>() {
+            return ExitStatus::Usage;
+        }
+        if let Some(store) = cause.downcast_ref::<StoreError>()
+            && let Some(status) = store.exit_status()
+        {
+            return status;
+        }
+    }
+    ExitStatus::Failure
+}
+
+/// The message and its causes, outermost first, without repeats.
+pub fn messages(err: &anyhow::Error) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        // Wrapped errors often repeat their source's text; say each thing once.
+        if out.last().is_none_or(|last| !last.contains(&text)) {
+            out.push(text);
+        }
+    }
+    out
+}

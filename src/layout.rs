@@ -1,0 +1,121 @@
+//! Where things live in the bucket: the one place that spells object keys.
+//!
+//! The layout is the old Jenkins jobs' (`{artifact}/{stage}/{artifact}-{N}.tar`,
+//! `latest.txt`, `latest-stable.txt`) plus the tool's own objects beside them.
+
+use crate::archive::Compression;
+
+/// Key builder for one artifact in one stage.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    artifact: String,
+    stage: String,
+}
+
+impl Layout {
+    /// A layout for already-validated artifact and stage names.
+    pub fn new(artifact: &str, stage: &str) -> Self {
+        Self {
+            artifact: artifact.to_owned(),
+            stage: stage.to_owned(),
+        }
+    }
+
+    /// The artifact name.
+    pub fn artifact(&self) -> &str {
+        &self.artifact
+    }
+
+    /// `{artifact}/{stage}/`: every key of this artifact and stage starts with it.
+    pub fn prefix(&self) -> String {
+        format!("{}/{}/", self.artifact, self.stage)
+    }
+
+    /// Object name (no prefix) of build `n`'s archive.
+    pub fn archive_name(&self, n: u64, compression: Compression) -> String {
+        format!("{}-{n}{}", self.artifact, compression.extension())
+    }
+
+    /// Key of build `n`'s archive.
+    pub fn archive(&self, n: u64, compression: Compression) -> String {
+        format!("{}{}", self.prefix(), self.archive_name(n, compression))
+    }
+
+    /// Key of build `n`'s manifest.
+    pub fn manifest(&self, n: u64) -> String {
+        format!("{}{}-{n}.release", self.prefix(), self.artifact)
+    }
+
+    /// Key of the pointer to the newest build.
+    pub fn latest(&self) -> String {
+        format!("{}latest.txt", self.prefix())
+    }
+
+    /// Key of the pointer to the promoted build.
+    pub fn latest_stable(&self) -> String {
+        format!("{}latest-stable.txt", self.prefix())
+    }
+
+    /// Key of the claim on build number `n` (see `commands::build` for the protocol).
+    pub fn claim(&self, n: u64) -> String {
+        format!("{}claims/{n}", self.prefix())
+    }
+
+    /// Prefix of the claims, to list them.
+    pub fn claims_prefix(&self) -> String {
+        format!("{}claims/", self.prefix())
+    }
+
+    /// The build number a key under `prefix()` names, if it is a claim, manifest or archive.
+    ///
+    /// Old buckets hold only `{artifact}-{N}.tar`; newer ones `.tar.gz`, `.tar.zst`, `.release`.
+    pub fn build_number_of(&self, key: &str) -> Option<u64> {
+        let rest = key.strip_prefix(&self.prefix())?;
+        if let Some(n) = rest.strip_prefix("claims/") {
+            return n.parse().ok();
+        }
+        let rest = rest.strip_prefix(&self.artifact)?.strip_prefix('-')?;
+        let digits = [".release", ".tar.gz", ".tar.zst", ".tar"]
+            .iter()
+            .find_map(|ext| rest.strip_suffix(ext))?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_jobs_layout() {
+        let l = Layout::new("obelix-appengine", "prod");
+        assert_eq!(
+            l.archive(24, Compression::Gzip),
+            "obelix-appengine/prod/obelix-appengine-24.tar.gz"
+        );
+        assert_eq!(
+            l.manifest(24),
+            "obelix-appengine/prod/obelix-appengine-24.release"
+        );
+        assert_eq!(l.latest(), "obelix-appengine/prod/latest.txt");
+        assert_eq!(l.latest_stable(), "obelix-appengine/prod/latest-stable.txt");
+    }
+
+    #[test]
+    fn build_numbers_from_keys() {
+        let l = Layout::new("web", "prod");
+        assert_eq!(l.build_number_of("web/prod/web-23.tar"), Some(23));
+        assert_eq!(l.build_number_of("web/prod/web-7.tar.gz"), Some(7));
+        assert_eq!(l.build_number_of("web/prod/web-7.tar.zst"), Some(7));
+        assert_eq!(l.build_number_of("web/prod/web-9.release"), Some(9));
+        assert_eq!(l.build_number_of("web/prod/claims/12"), Some(12));
+        assert_eq!(l.build_number_of("web/prod/latest.txt"), None);
+        assert_eq!(l.build_number_of("web/prod/web-api-3.tar"), None);
+        assert_eq!(l.build_number_of("web/prod/web-.tar"), None);
+        assert_eq!(l.build_number_of("web/prod/web-+3.tar"), None);
+        assert_eq!(l.build_number_of("web/test/web-3.tar"), None);
+    }
+}

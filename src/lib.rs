@@ -1,0 +1,141 @@
+//! `release`: build, promote and deploy service artifacts on AWS.
+//!
+//! `run` is the whole program: resolve settings, dispatch to a command, print its outcome or
+//! its error, and map that to an exit status.
+
+pub mod archive;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod env_vars;
+pub mod error;
+pub mod git;
+pub mod layout;
+pub mod manifest;
+pub mod names;
+pub mod output;
+pub mod pointers;
+pub mod signals;
+pub mod store;
+pub mod walk;
+
+use anyhow::Result;
+use clap::CommandFactory;
+
+use cli::{Cli, Command, OutputFormat};
+use commands::Context;
+use config::Settings;
+use error::ExitStatus;
+use output::{Outcome, Printer};
+
+/// Runs the parsed command line and reports; returns the exit status.
+pub fn run(cli: Cli) -> ExitStatus {
+    init_logging(cli.global.verbose);
+    let settings = match Settings::resolve(&cli.global) {
+        Ok(settings) => settings,
+        Err(err) => {
+            let printer = Printer::new(
+                cli.global.output.unwrap_or(OutputFormat::Text),
+                cli.global.quiet,
+            );
+            return report_error(&printer, &err.into());
+        }
+    };
+    let printer = Printer::new(settings.output, cli.global.quiet);
+    if cli.global.show_config {
+        printer.outcome(&Outcome {
+            text: serde_json::to_string_pretty(&settings.to_json()).unwrap_or_default(),
+            json: settings.to_json(),
+        });
+        return ExitStatus::Success;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return report_error(&printer, &err.into()),
+    };
+    let result = runtime.block_on(async {
+        let ctx = Context {
+            settings,
+            printer,
+            cancel: signals::install(),
+        };
+        let result = dispatch(&ctx, cli.command).await;
+        (ctx, result)
+    });
+    let (ctx, result) = result;
+    // Tasks still talking to S3 (an abandoned upload's parts) must not delay the exit.
+    runtime.shutdown_background();
+    match result {
+        Ok(outcome) => {
+            ctx.printer.outcome(&outcome);
+            ExitStatus::Success
+        }
+        Err(err) => report_error(&ctx.printer, &err),
+    }
+}
+
+async fn dispatch(ctx: &Context, command: Command) -> Result<Outcome> {
+    match command {
+        Command::Build(args) => commands::build::run(ctx, args).await,
+        Command::Completions(args) => Ok(completions(args.shell)),
+        Command::Man => man_page(),
+        Command::Promote(_)
+        | Command::Rollback(_)
+        | Command::List(_)
+        | Command::Show(_)
+        | Command::History(_)
+        | Command::Install(_)
+        | Command::Current(_)
+        | Command::Push(_)
+        | Command::Status(_)
+        | Command::Unlock(_) => Err(anyhow::anyhow!("this command is not implemented yet")),
+    }
+}
+
+fn completions(shell: clap_complete::Shell) -> Outcome {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "release", &mut script);
+    let text = String::from_utf8_lossy(&script).into_owned();
+    Outcome {
+        json: serde_json::json!({ "shell": shell.to_string(), "script": text }),
+        text,
+    }
+}
+
+fn man_page() -> Result<Outcome> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    let text = String::from_utf8_lossy(&page).into_owned();
+    Ok(Outcome {
+        json: serde_json::json!({ "man": text }),
+        text,
+    })
+}
+
+fn report_error(printer: &Printer, err: &anyhow::Error) -> ExitStatus {
+    let status = error::exit_status(err);
+    printer.error(&error::messages(err), status as u8);
+    status
+}
+
+/// Logs go to stderr through `tracing`: warnings by default (the AWS SDK's too), more with
+/// `-v`, or exactly what `RELEASE_LOG` says.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "release=info,warn",
+        2 => "release=debug,info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

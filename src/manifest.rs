@@ -1,0 +1,300 @@
+//! The RELEASE manifest: the protocol between the build, promote and deploy jobs.
+//!
+//! Format (kept compatible with the old shell jobs and the boot scripts that grep it):
+//! `KEY=VALUE` lines, LF, UTF-8, split at the first `=`, one line per value. The old keys come
+//! first in the old order; the tool's keys follow; unknown keys are kept in the order read.
+//! Boot scripts run `grep VERSION … | cut -d= -f2` and `grep GIT_COMMIT …`, so no other line may
+//! contain those words: `set` lower-cases them and reports a warning.
+
+use thiserror::Error;
+
+/// Keys in the order they are written. The first five are the old jobs'.
+pub const KEY_ORDER: &[&str] = &[
+    MODULE, VERSION, BUILD, GIT_COMMIT, TIMESTAMP, GIT_BRANCH, ARCHIVE, SHA256, SIZE, SEMVER,
+];
+
+/// The artifact name.
+pub const MODULE: &str = "MODULE";
+/// The build number.
+pub const VERSION: &str = "VERSION";
+/// The CI build number (`BUILD_NUMBER`) or `manual`.
+pub const BUILD: &str = "BUILD";
+/// The commit the build was made from.
+pub const GIT_COMMIT: &str = "GIT_COMMIT";
+/// When the build ran (free text from Jenkins, or RFC 3339).
+pub const TIMESTAMP: &str = "TIMESTAMP";
+/// The branch built.
+pub const GIT_BRANCH: &str = "GIT_BRANCH";
+/// Object name of the archive, without the stage prefix.
+pub const ARCHIVE: &str = "ARCHIVE";
+/// Hex SHA-256 of the archive bytes.
+pub const SHA256: &str = "SHA256";
+/// Size of the archive in bytes.
+pub const SIZE: &str = "SIZE";
+/// Optional semantic version given to `build --semver`.
+pub const SEMVER: &str = "SEMVER";
+
+/// Keys describing the archive object; the copy inside the archive leaves them out.
+const ARCHIVE_KEYS: &[&str] = &[ARCHIVE, SHA256, SIZE];
+
+/// A manifest that could not be read.
+#[derive(Debug, Error)]
+pub enum ParseError {
+    /// The bytes are not UTF-8 text.
+    #[error("it is not UTF-8 text")]
+    NotText,
+    /// A line has no `=`.
+    #[error("line {line} is not KEY=VALUE: `{text}`")]
+    NotKeyValue {
+        /// 1-based line number.
+        line: usize,
+        /// The line, shortened.
+        text: String,
+    },
+    /// A key appears twice.
+    #[error("key `{0}` appears twice")]
+    Duplicate(String),
+    /// No usable VERSION.
+    #[error("it has no VERSION line with a whole number")]
+    NoVersion,
+}
+
+/// An ordered set of `KEY=VALUE` pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    entries: Vec<(String, String)>,
+}
+
+impl Manifest {
+    /// An empty manifest.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads manifest text. Blank lines are skipped and a trailing CR is dropped (files edited
+    /// on Windows); anything else that is not `KEY=VALUE` is an error, so a garbage pointer is
+    /// never mistaken for an empty one.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| ParseError::NotText)?;
+        let mut manifest = Self::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.trim().is_empty() {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=').filter(|(k, _)| is_key(k)) else {
+                return Err(ParseError::NotKeyValue {
+                    line: index + 1,
+                    text: line.chars().take(60).collect(),
+                });
+            };
+            if manifest.get(key).is_some() {
+                return Err(ParseError::Duplicate(key.to_owned()));
+            }
+            manifest.entries.push((key.to_owned(), value.to_owned()));
+        }
+        Ok(manifest)
+    }
+
+    /// Reads a manifest that must name a build number (pointers and `.release` files).
+    pub fn parse_build(bytes: &[u8]) -> Result<Self, ParseError> {
+        let manifest = Self::parse(bytes)?;
+        manifest.version().ok_or(ParseError::NoVersion)?;
+        Ok(manifest)
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The build number (`VERSION`), if it is a whole number.
+    pub fn version(&self) -> Option<u64> {
+        self.get(VERSION)?.trim().parse().ok()
+    }
+
+    /// The archive size (`SIZE`), if recorded.
+    pub fn size(&self) -> Option<u64> {
+        self.get(SIZE)?.trim().parse().ok()
+    }
+
+    /// Sets `key` to `value`, keeping the position of an existing key.
+    ///
+    /// Returns a warning when the value had to change to stay one grep-safe line: newlines
+    /// become spaces, and `VERSION`/`GIT_COMMIT` inside another key's line are lower-cased.
+    pub fn set(&mut self, key: &str, value: &str) -> Option<String> {
+        let (key, key_changed) = grep_safe(key, key);
+        let one_line = value.replace(['\r', '\n'], " ");
+        let (clean, value_changed) = grep_safe(&key, &one_line);
+        let warning = (key_changed || value_changed || one_line != value).then(|| {
+            format!(
+                "manifest key `{key}`: value `{}` written as `{clean}` so the boot scripts' \
+                 `grep VERSION` and `grep GIT_COMMIT` still find one line each",
+                value.escape_debug()
+            )
+        });
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = clean,
+            None => self.entries.push((key, clean)),
+        }
+        warning
+    }
+
+    /// Removes `key`.
+    pub fn remove(&mut self, key: &str) {
+        self.entries.retain(|(k, _)| k != key);
+    }
+
+    /// The copy stored inside the archive: everything but the archive's own name, digest, size.
+    pub fn without_archive_keys(&self) -> Self {
+        let mut inner = self.clone();
+        for key in ARCHIVE_KEYS {
+            inner.remove(key);
+        }
+        inner
+    }
+
+    /// The text: known keys in `KEY_ORDER`, then the others in the order they came.
+    pub fn to_text(&self) -> String {
+        let known = KEY_ORDER.iter().filter_map(|k| self.entry(k));
+        let unknown = self
+            .entries
+            .iter()
+            .filter(|(k, _)| !KEY_ORDER.contains(&k.as_str()));
+        known
+            .chain(unknown)
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect()
+    }
+
+    /// All pairs in written order, for JSON output.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        let text = self.to_text();
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    fn entry(&self, key: &str) -> Option<&(String, String)> {
+        self.entries.iter().find(|(k, _)| k == key)
+    }
+}
+
+fn is_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Lower-cases `VERSION` and `GIT_COMMIT` in `text` unless `key` is the line that owns it.
+fn grep_safe(key: &str, text: &str) -> (String, bool) {
+    let mut out = text.to_owned();
+    for word in [VERSION, GIT_COMMIT] {
+        if key != word && out.contains(word) {
+            out = out.replace(word, &word.to_lowercase());
+        }
+    }
+    let changed = out != text;
+    (out, changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The old scripts' own sample RELEASE (no GIT_COMMIT).
+    const SEED_SAMPLE: &str = "MODULE=obelix-appengine\nVERSION=23\nBUILD=33\n\
+                               TIMESTAMP=Mon Jan 23 11:20:02 IST 2016\n";
+
+    #[test]
+    fn reads_the_scripts_sample() {
+        let m = Manifest::parse_build(SEED_SAMPLE.as_bytes()).unwrap();
+        assert_eq!(m.get(MODULE), Some("obelix-appengine"));
+        assert_eq!(m.version(), Some(23));
+        assert_eq!(m.get(BUILD), Some("33"));
+        assert_eq!(m.get(GIT_COMMIT), None);
+        assert_eq!(m.get(TIMESTAMP), Some("Mon Jan 23 11:20:02 IST 2016"));
+        assert_eq!(m.to_text(), SEED_SAMPLE);
+    }
+
+    #[test]
+    fn writes_old_keys_first_and_keeps_unknown_keys() {
+        let text = "SHA256=ab\nOWNER=team-x\nVERSION=4\nMODULE=web\nZONE=a=b\n";
+        let mut m = Manifest::parse(text.as_bytes()).unwrap();
+        m.set(GIT_COMMIT, "abc123");
+        assert_eq!(
+            m.to_text(),
+            "MODULE=web\nVERSION=4\nGIT_COMMIT=abc123\nSHA256=ab\nOWNER=team-x\nZONE=a=b\n"
+        );
+    }
+
+    #[test]
+    fn splits_at_the_first_equals_sign() {
+        let m = Manifest::parse(b"TIMESTAMP=a=b=c\nVERSION=1\n").unwrap();
+        assert_eq!(m.get(TIMESTAMP), Some("a=b=c"));
+    }
+
+    #[test]
+    fn keeps_version_and_git_commit_greppable() {
+        let mut m = Manifest::new();
+        assert!(m.set(VERSION, "7").is_none());
+        assert!(m.set(GIT_COMMIT, "abc").is_none());
+        let warning = m.set(GIT_BRANCH, "fix-VERSION-bump-GIT_COMMIT").unwrap();
+        assert!(warning.contains("GIT_BRANCH"), "{warning}");
+        m.set("APP_VERSION", "x");
+        let text = m.to_text();
+        assert_eq!(text.lines().filter(|l| l.contains("VERSION")).count(), 1);
+        assert_eq!(text.lines().filter(|l| l.contains("GIT_COMMIT")).count(), 1);
+        assert!(text.contains("GIT_BRANCH=fix-version-bump-git_commit\n"));
+        assert!(text.contains("APP_version=x\n"));
+    }
+
+    #[test]
+    fn values_stay_on_one_line() {
+        let mut m = Manifest::new();
+        assert!(m.set(TIMESTAMP, "a\nb\r\nc").is_some());
+        assert_eq!(m.to_text(), "TIMESTAMP=a b  c\n");
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(matches!(
+            Manifest::parse(b"<html>oops</html>"),
+            Err(ParseError::NotKeyValue { line: 1, .. })
+        ));
+        assert!(matches!(
+            Manifest::parse(&[0xff, 0xfe]),
+            Err(ParseError::NotText)
+        ));
+        assert!(matches!(
+            Manifest::parse_build(b"MODULE=x\nVERSION=abc\n"),
+            Err(ParseError::NoVersion)
+        ));
+        assert!(matches!(
+            Manifest::parse(b"VERSION=1\nVERSION=2\n"),
+            Err(ParseError::Duplicate(_))
+        ));
+    }
+
+    #[test]
+    fn tolerates_crlf_and_blank_lines() {
+        let m = Manifest::parse_build(b"MODULE=x\r\n\r\nVERSION=5\r\n").unwrap();
+        assert_eq!(m.version(), Some(5));
+        assert_eq!(m.get(MODULE), Some("x"));
+    }
+
+    #[test]
+    fn archive_copy_leaves_out_object_keys() {
+        let mut m = Manifest::new();
+        m.set(VERSION, "2");
+        m.set(ARCHIVE, "web-2.tar.gz");
+        m.set(SHA256, "00");
+        m.set(SIZE, "10");
+        assert_eq!(m.without_archive_keys().to_text(), "VERSION=2\n");
+    }
+}

@@ -1,0 +1,313 @@
+//! The artifact store: an S3 bucket, or a local directory with the same guarantees.
+//!
+//! Both offer what the commands need and nothing more: whole small objects with an ETag,
+//! ranged reads, listing, put-if-absent and compare-and-swap writes, and a streamed multipart
+//! upload that never overwrites and leaves nothing behind when it fails or is interrupted.
+
+mod dir;
+mod s3;
+
+use std::fmt;
+
+use bytes::Bytes;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Sse;
+use crate::config::{Settings, StoreLocation};
+use crate::error::ExitStatus;
+
+pub use dir::DirStore;
+pub use s3::S3Store;
+
+/// A condition on a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// Write unconditionally.
+    None,
+    /// Write only if no object has the key (`If-None-Match: *`).
+    IfAbsent,
+    /// Write only if the object still has this ETag (`If-Match`).
+    IfMatch(String),
+}
+
+/// What kind of object is written: only archives take the configured storage class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A build archive.
+    Archive,
+    /// Manifests, pointers, claims, history, locks: tiny and read often, always STANDARD.
+    Small,
+}
+
+/// A whole object and its version tag.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// The bytes.
+    pub body: Bytes,
+    /// Opaque version tag for compare-and-swap.
+    pub etag: String,
+}
+
+/// An object's size and version tag.
+#[derive(Debug, Clone)]
+pub struct ObjectMeta {
+    /// Size in bytes.
+    pub size: u64,
+    /// Opaque version tag.
+    pub etag: String,
+}
+
+/// A key found by listing.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The full key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A part of an object to read.
+#[derive(Debug, Clone, Copy)]
+pub enum ByteRange {
+    /// The last `n` bytes.
+    Tail(u64),
+    /// From `start` (inclusive) to `end` (exclusive).
+    Span {
+        /// First byte.
+        start: u64,
+        /// One past the last byte.
+        end: u64,
+    },
+}
+
+/// Encryption and storage class applied to writes.
+#[derive(Debug, Clone)]
+pub struct WritePolicy {
+    /// Server-side encryption.
+    pub sse: Sse,
+    /// KMS key for `aws:kms`.
+    pub kms_key_id: Option<String>,
+    /// Storage class for archives (`None`: STANDARD).
+    pub storage_class: Option<String>,
+}
+
+/// What a store operation was doing, for error messages.
+#[derive(Debug, Clone, Copy)]
+pub enum Op {
+    /// GET.
+    Read,
+    /// HEAD.
+    Head,
+    /// PUT.
+    Write,
+    /// LIST.
+    List,
+    /// DELETE.
+    Delete,
+    /// Multipart upload.
+    Upload,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::Read => "reading",
+            Op::Head => "checking",
+            Op::Write => "writing",
+            Op::List => "listing",
+            Op::Delete => "deleting",
+            Op::Upload => "uploading",
+        })
+    }
+}
+
+/// A store failure, naming the object and the step.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The bucket is not there.
+    #[error(
+        "bucket `{bucket}` does not exist or is not visible to these credentials \
+         (check --bucket / RELEASE_BUCKET and the region)"
+    )]
+    NoSuchBucket {
+        /// The bucket.
+        bucket: String,
+    },
+    /// No credentials could be found.
+    #[error(
+        "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run \
+         with an instance role (or use --bucket file://DIR to work without AWS)"
+    )]
+    NoCredentials {
+        /// The SDK's words.
+        #[source]
+        source: Detail,
+    },
+    /// The credentials may not do this.
+    #[error("access denied {op} `{key}` in {location}: the IAM policy must allow it (docs/iam.md)")]
+    AccessDenied {
+        /// The step.
+        op: Op,
+        /// Where.
+        location: String,
+        /// The key.
+        key: String,
+    },
+    /// The condition of a conditional write was false.
+    #[error("`{key}` in {location} was changed by someone else while {op} it")]
+    PreconditionFailed {
+        /// The step.
+        op: Op,
+        /// Where.
+        location: String,
+        /// The key.
+        key: String,
+    },
+    /// Stopped by a signal.
+    #[error("interrupted by {signal}")]
+    Interrupted {
+        /// SIGINT or SIGTERM.
+        signal: &'static str,
+    },
+    /// Anything else.
+    #[error("{op} `{key}` in {location} failed")]
+    Request {
+        /// The step.
+        op: Op,
+        /// Where.
+        location: String,
+        /// The key or prefix.
+        key: String,
+        /// What the server or client said.
+        #[source]
+        source: Detail,
+    },
+}
+
+impl StoreError {
+    /// The exit status this error decides, if any.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        match self {
+            Self::NoSuchBucket { .. } | Self::NoCredentials { .. } => Some(ExitStatus::Usage),
+            Self::PreconditionFailed { .. } => Some(ExitStatus::Conflict),
+            _ => None,
+        }
+    }
+}
+
+/// The underlying error's text (the SDK's errors are not `Sync`; their text is all we keep).
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct Detail(pub String);
+
+/// The store the settings name.
+#[derive(Debug)]
+pub enum Store {
+    /// S3 or an S3-compatible service.
+    S3(S3Store),
+    /// A local directory.
+    Dir(DirStore),
+}
+
+impl Store {
+    /// Opens the store named by the settings.
+    pub async fn open(settings: &Settings, policy: WritePolicy) -> Self {
+        match &settings.store {
+            StoreLocation::S3 { bucket } => {
+                Self::S3(S3Store::connect(bucket.clone(), settings.region.clone(), policy).await)
+            }
+            StoreLocation::Dir { root } => Self::Dir(DirStore::new(root.clone())),
+        }
+    }
+
+    /// `s3://bucket/key` or `file://dir/key`, for messages.
+    pub fn url(&self, key: &str) -> String {
+        match self {
+            Self::S3(s) => format!("s3://{}/{key}", s.bucket()),
+            Self::Dir(d) => format!("file://{}", d.path_of(key).display()),
+        }
+    }
+
+    /// A whole object, or `None` if there is none at `key`.
+    pub async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        match self {
+            Self::S3(s) => s.get(key).await,
+            Self::Dir(d) => d.get(key),
+        }
+    }
+
+    /// Part of an object, or `None` if there is none at `key`.
+    pub async fn get_range(
+        &self,
+        key: &str,
+        range: ByteRange,
+    ) -> Result<Option<Bytes>, StoreError> {
+        match self {
+            Self::S3(s) => s.get_range(key, range).await,
+            Self::Dir(d) => d.get_range(key, range),
+        }
+    }
+
+    /// Size and version tag, or `None` if there is no object at `key`.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        match self {
+            Self::S3(s) => s.head(key).await,
+            Self::Dir(d) => d.head(key),
+        }
+    }
+
+    /// Every key under `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
+        match self {
+            Self::S3(s) => s.list(prefix).await,
+            Self::Dir(d) => d.list(prefix),
+        }
+    }
+
+    /// Writes a small object under a condition; a false condition is `PreconditionFailed`.
+    ///
+    /// A write whose answer was lost (and whose retry then met its own write) is recognised by
+    /// reading the object back: if it holds exactly `body`, the write happened.
+    pub async fn put(&self, key: &str, body: Bytes, when: Precondition) -> Result<(), StoreError> {
+        let result = match self {
+            Self::S3(s) => s.put(key, body.clone(), &when).await,
+            Self::Dir(d) => d.put(key, &body, &when),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(err @ (StoreError::NoSuchBucket { .. } | StoreError::NoCredentials { .. })) => {
+                Err(err)
+            }
+            Err(err) => match self.get(key).await {
+                Ok(Some(found)) if found.body == body && when != Precondition::None => Ok(()),
+                _ => Err(err),
+            },
+        }
+    }
+
+    /// Deletes an object (no error if it is not there).
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self {
+            Self::S3(s) => s.delete(key).await,
+            Self::Dir(d) => d.delete(key),
+        }
+    }
+
+    /// Streams `parts` into a new object at `key`, which must not exist yet.
+    ///
+    /// Returns the object's size. On error, or when `cancel` fires, no object is left at `key`
+    /// and no incomplete upload is left open.
+    pub async fn upload(
+        &self,
+        key: &str,
+        parts: mpsc::Receiver<Bytes>,
+        cancel: &CancellationToken,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Self::S3(s) => s.upload(key, parts, cancel).await,
+            Self::Dir(d) => d.upload(key, parts, cancel).await,
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Which files go into a build: the PATHs, walked in a fixed order, minus exclusions.
+//!
+//! Never a `.git` directory (or file, in submodules), never a top-level `RELEASE` (the old job
+//! leaves one behind; the tool writes its own). `--exclude` globs match paths relative to the
+//! working directory: `*` stays within a directory, `**` crosses them; an excluded directory is
+//! not entered. Links are stored as links, never followed.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::error::Problem;
+
+/// One archive member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Path relative to the working directory.
+    pub path: PathBuf,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission bits (`0o777`; setuid, setgid and sticky are dropped).
+    pub mode: u32,
+}
+
+/// Kinds of member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file of this size.
+    File {
+        /// Size when walked; a change before it is read is an error.
+        size: u64,
+    },
+    /// A directory.
+    Dir,
+    /// A symbolic link to this target.
+    Symlink(PathBuf),
+}
+
+/// The members, sorted by path bytes, and warnings about what was passed over.
+#[derive(Debug)]
+pub struct Selection {
+    /// The members.
+    pub entries: Vec<Entry>,
+    /// Things left out that the user may not expect.
+    pub warnings: Vec<String>,
+}
+
+/// Walks `paths` (all of `root` when empty) below `root`.
+pub fn select(root: &Path, paths: &[PathBuf], excludes: &[String]) -> Result<Selection> {
+    let excludes = compile_excludes(excludes)?;
+    let starts = if paths.is_empty() {
+        vec![PathBuf::new()]
+    } else {
+        paths.iter().map(|p| normalize(p)).collect::<Result<_>>()?
+    };
+    let mut selection = Selection {
+        entries: Vec::new(),
+        warnings: Vec::new(),
+    };
+    for start in &starts {
+        let full = root.join(start);
+        if full.symlink_metadata().is_err() {
+            return Err(Problem::Usage(format!(
+                "path `{}` does not exist in `{}`",
+                start.display(),
+                root.display()
+            ))
+            .into());
+        }
+        let walker = walkdir::WalkDir::new(&full)
+            .follow_links(false)
+            .follow_root_links(false)
+            .min_depth(usize::from(start.as_os_str().is_empty()))
+            .into_iter()
+            .filter_entry(|e| {
+                let rel = e.path().strip_prefix(root).unwrap_or(e.path());
+                !is_always_left_out(rel) && !excludes.is_match(rel)
+            });
+        for item in walker {
+            let item = item.with_context(|| format!("cannot read `{}`", full.display()))?;
+            let rel = item.path().strip_prefix(root).unwrap_or(item.path());
+            collect(&mut selection, item.path(), rel)?;
+        }
+    }
+    selection.entries.sort_by(|a, b| {
+        a.path
+            .as_os_str()
+            .as_bytes()
+            .cmp(b.path.as_os_str().as_bytes())
+    });
+    selection.entries.dedup_by(|a, b| a.path == b.path);
+    Ok(selection)
+}
+
+fn collect(selection: &mut Selection, full: &Path, rel: &Path) -> Result<()> {
+    let meta = full
+        .symlink_metadata()
+        .with_context(|| format!("cannot read `{}`", full.display()))?;
+    let kind = if meta.is_file() {
+        EntryKind::File { size: meta.len() }
+    } else if meta.is_dir() {
+        EntryKind::Dir
+    } else if meta.file_type().is_symlink() {
+        let target = fs_err::read_link(full)?;
+        EntryKind::Symlink(target)
+    } else {
+        selection.warnings.push(format!(
+            "`{}` is not a file, directory or link (a socket, pipe or device): left out",
+            rel.display()
+        ));
+        return Ok(());
+    };
+    selection.entries.push(Entry {
+        path: rel.to_owned(),
+        kind,
+        mode: meta.permissions().mode() & 0o777,
+    });
+    Ok(())
+}
+
+/// `.git` anywhere, and the top-level `RELEASE`.
+fn is_always_left_out(rel: &Path) -> bool {
+    rel == Path::new("RELEASE") || rel.components().any(|c| c.as_os_str() == ".git")
+}
+
+/// A PATH relative to the working directory, without `.` components; no `..`, not absolute.
+fn normalize(path: &Path) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            _ => {
+                return Err(Problem::Usage(format!(
+                    "path `{}` must be relative to the working directory and stay inside it",
+                    path.display()
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn compile_excludes(globs: &[String]) -> Result<GlobSet> {
+    let mut set = GlobSetBuilder::new();
+    for glob in globs {
+        let compiled = GlobBuilder::new(glob.trim_end_matches('/'))
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Problem::Usage(format!("invalid --exclude glob `{glob}`: {e}")))?;
+        set.add(compiled);
+    }
+    Ok(set.build()?)
+}
+
+/// For tests and messages: the member names as strings.
+pub fn names(entries: &[Entry]) -> Vec<OsString> {
+    entries
+        .iter()
+        .map(|e| e.path.clone().into_os_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for file in [
+            "RELEASE",
+            "a/RELEASE",
+            "a/x.log",
+            "a/b/c.txt",
+            "a/b/d.log",
+            "a.txt",
+            ".git/HEAD",
+            "sub/.git",
+            "z/keep",
+        ] {
+            let path = dir.path().join(file);
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(path, file).unwrap();
+        }
+        std::os::unix::fs::symlink("../a.txt", dir.path().join("z/link")).unwrap();
+        dir
+    }
+
+    fn selected(root: &Path, paths: &[&str], excludes: &[&str]) -> Vec<String> {
+        let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+        let excludes: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
+        let selection = select(root, &paths, &excludes).unwrap();
+        names(&selection.entries)
+            .into_iter()
+            .map(|n| n.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn everything_but_git_and_top_release_sorted_by_bytes() {
+        let dir = tree();
+        assert_eq!(
+            selected(dir.path(), &[], &[]),
+            [
+                "a",
+                "a.txt",
+                "a/RELEASE",
+                "a/b",
+                "a/b/c.txt",
+                "a/b/d.log",
+                "a/x.log",
+                "sub",
+                "z",
+                "z/keep",
+                "z/link"
+            ]
+        );
+    }
+
+    #[test]
+    fn star_stays_in_a_directory_and_double_star_crosses() {
+        let dir = tree();
+        assert_eq!(
+            selected(dir.path(), &["a"], &["a/*.log"]),
+            ["a", "a/RELEASE", "a/b", "a/b/c.txt", "a/b/d.log"]
+        );
+        assert_eq!(
+            selected(dir.path(), &["a"], &["**/*.log"]),
+            ["a", "a/RELEASE", "a/b", "a/b/c.txt"]
+        );
+        assert_eq!(
+            selected(dir.path(), &["a", "./z"], &["a/b"]),
+            ["a", "a/RELEASE", "a/x.log", "z", "z/keep", "z/link"]
+        );
+    }
+
+    #[test]
+    fn links_are_kept_as_links() {
+        let dir = tree();
+        let selection = select(dir.path(), &[PathBuf::from("z")], &[]).unwrap();
+        let link = selection
+            .entries
+            .iter()
+            .find(|e| e.path.ends_with("link"))
+            .unwrap();
+        assert_eq!(link.kind, EntryKind::Symlink(PathBuf::from("../a.txt")));
+    }
+
+    #[test]
+    fn bad_paths_are_usage_errors() {
+        let dir = tree();
+        for bad in ["missing", "../x", "/etc"] {
+            let err = select(dir.path(), &[PathBuf::from(bad)], &[]).unwrap_err();
+            assert!(err.downcast_ref::<Problem>().is_some(), "{bad}: {err}");
+        }
+        let err = select(dir.path(), &[], &["a/[".into()]).unwrap_err();
+        assert!(err.to_string().contains("a/["), "{err}");
+    }
+}
