@@ -47,6 +47,9 @@ pub enum ConfigError {
         /// How to give it.
         fix: &'static str,
     },
+    /// An artifact or stage name that is not allowed.
+    #[error(transparent)]
+    Name(#[from] names::InvalidName),
     /// A setting has a value out of range.
     #[error("invalid {what}: {message}")]
     Invalid {
@@ -246,16 +249,10 @@ impl Settings {
             .clone()
             .or(file.stage.clone())
             .unwrap_or_else(|| DEFAULT_STAGE.to_owned());
-        names::check("stage", &stage).map_err(|e| ConfigError::Invalid {
-            what: "stage",
-            message: e.to_string(),
-        })?;
+        names::check("stage", &stage)?;
         let artifact = args.artifact.clone().or(file.artifact.clone());
         if let Some(artifact) = &artifact {
-            names::check("artifact", artifact).map_err(|e| ConfigError::Invalid {
-                what: "artifact",
-                message: e.to_string(),
-            })?;
+            names::check("artifact", artifact)?;
         }
         Ok(Self {
             artifact,

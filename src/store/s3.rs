@@ -192,6 +192,17 @@ impl S3Store {
                     tracing::debug!(key, attempt, "conditional write conflict (409); retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(50 * attempt as u64)).await;
                 }
+                // S3 answers 412 when an If-Match object changed, but 404 when it was deleted
+                // (moto always does): either way the condition is false.
+                Err(err)
+                    if matches!(when, Precondition::IfMatch(_)) && status_of(&err) == Some(404) =>
+                {
+                    return Err(StoreError::PreconditionFailed {
+                        op: Op::Write,
+                        location: self.location(),
+                        key: key.to_owned(),
+                    });
+                }
                 Err(err) => return Err(self.error(Op::Write, key, err)),
             }
         }
@@ -352,25 +363,14 @@ impl S3Store {
             Ok(_) => return Ok(()),
             Err(err) => self.error(Op::Upload, key, err),
         };
+        // The key was claimed for this build alone: an object of our size there is ours.
         match self.head(key).await {
-            Ok(Some(meta)) if meta.size == size && self.upload_is_gone(key, upload_id).await => {
+            Ok(Some(meta)) if meta.size == size => {
                 tracing::debug!(key, "completion answer lost, but the object is there");
                 Ok(())
             }
             _ => Err(err),
         }
-    }
-
-    /// After a completion whose answer was lost: the upload id no longer lists parts.
-    async fn upload_is_gone(&self, key: &str, upload_id: &str) -> bool {
-        self.client
-            .list_parts()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-            .is_err()
     }
 
     async fn abort(&self, key: &str, upload_id: &str) {
@@ -439,7 +439,7 @@ where
     if status == Some(403) || code == "AccessDenied" {
         return StoreError::AccessDenied { op, location, key };
     }
-    if text.contains("no credentials") || text.contains("credentials provider") {
+    if text.contains("CredentialsNotLoaded") || text.contains("provided credentials") {
         return StoreError::NoCredentials {
             source: Detail(text),
         };

@@ -1,0 +1,644 @@
+//! `release build` end to end: the real binary against moto (and the directory store).
+
+use std::collections::BTreeSet;
+use std::io::Read;
+
+use sha2::{Digest, Sha256};
+
+use crate::common::{Action, FaultProxy, Release, TestContext, Workspace, proxy};
+
+const ARTIFACT: &str = "obelix-appengine";
+
+/// The old job's workspace: two service folders and the RELEASE file the old job left behind.
+fn obelix_workspace(ws: &mut Workspace) -> String {
+    ws.write("obelix/app.py", "print('obelix')\n");
+    ws.write("obelix/static/logo.svg", "<svg/>\n");
+    ws.write("commonix/lib.py", "VALUE = 1\n");
+    ws.write("RELEASE", "MODULE=obelix-appengine\nVERSION=3\n");
+    ws.write("notes.txt", "not part of the build\n");
+    ws.commit("service sources")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Members of a .tar.gz: (path, contents) in archive order.
+fn members(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+    tar.entries()
+        .expect("read tar")
+        .map(|entry| {
+            let mut entry = entry.expect("tar entry");
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).unwrap();
+            (path, body)
+        })
+        .collect()
+}
+
+fn key(name: &str) -> String {
+    format!("{ARTIFACT}/prod/{name}")
+}
+
+/// Keys that a user would see as builds or pointers (claims are the tool's bookkeeping).
+fn visible(ctx: &TestContext) -> Vec<String> {
+    ctx.s3
+        .keys(&ctx.bucket, "")
+        .into_iter()
+        .filter(|k| !k.contains("/claims/"))
+        .collect()
+}
+
+#[test]
+fn first_and_second_build_number_from_one() {
+    let mut ctx = TestContext::new();
+    let commit = obelix_workspace(&mut ctx.workspace);
+    let out = ctx
+        .release()
+        .args([
+            "--artifact",
+            ARTIFACT,
+            "--output",
+            "json",
+            "build",
+            "obelix",
+            "commonix",
+        ])
+        .env("BUILD_NUMBER", "33")
+        .env("GIT_BRANCH", "origin/patch-1")
+        .success();
+    let doc = out.stdout_json();
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["latest_moved"], true);
+
+    let archive = ctx
+        .s3
+        .get(&ctx.bucket, &key("obelix-appengine-1.tar.gz"))
+        .unwrap();
+    assert_eq!(doc["sha256"], sha256_hex(&archive));
+    assert_eq!(doc["size"], archive.len());
+
+    let manifest = String::from_utf8(
+        ctx.s3
+            .get(&ctx.bucket, &key("obelix-appengine-1.release"))
+            .unwrap(),
+    )
+    .unwrap();
+    let lines: Vec<&str> = manifest.lines().collect();
+    assert_eq!(lines[0], "MODULE=obelix-appengine");
+    assert_eq!(lines[1], "VERSION=1");
+    assert_eq!(lines[2], "BUILD=33");
+    assert_eq!(lines[3], format!("GIT_COMMIT={commit}"));
+    assert!(lines[4].starts_with("TIMESTAMP="));
+    assert!(manifest.contains("GIT_BRANCH=patch-1\n"), "{manifest}");
+    assert!(manifest.contains("ARCHIVE=obelix-appengine-1.tar.gz\n"));
+    assert!(manifest.contains(&format!("SHA256={}\n", sha256_hex(&archive))));
+    assert!(manifest.contains(&format!("SIZE={}\n", archive.len())));
+    assert_eq!(
+        ctx.s3.get(&ctx.bucket, &key("latest.txt")).unwrap(),
+        manifest.as_bytes()
+    );
+
+    // RELEASE first, exactly once, without the archive's own keys; then the PATHs, sorted.
+    let members = members(&archive);
+    let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "RELEASE",
+            "commonix",
+            "commonix/lib.py",
+            "obelix",
+            "obelix/app.py",
+            "obelix/static",
+            "obelix/static/logo.svg"
+        ]
+    );
+    let inner = String::from_utf8(members[0].1.clone()).unwrap();
+    assert!(
+        inner.starts_with("MODULE=obelix-appengine\nVERSION=1\n"),
+        "{inner}"
+    );
+    assert!(!inner.contains("SHA256") && !inner.contains("ARCHIVE") && !inner.contains("SIZE"));
+
+    let out = ctx
+        .release()
+        .args(["--artifact", ARTIFACT, "build", "obelix", "commonix"])
+        .success();
+    assert!(
+        out.stdout().contains("built obelix-appengine 2:"),
+        "{}",
+        out.stdout()
+    );
+    let latest = String::from_utf8(ctx.s3.get(&ctx.bucket, &key("latest.txt")).unwrap()).unwrap();
+    assert!(latest.contains("VERSION=2\n"));
+    assert!(latest.contains("BUILD=manual\n"));
+}
+
+#[test]
+fn legacy_bucket_continues_at_24() {
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    for n in 1..=23 {
+        ctx.s3.put(
+            &ctx.bucket,
+            &key(&format!("obelix-appengine-{n}.tar")),
+            format!("old {n}"),
+        );
+    }
+    let old_latest =
+        "MODULE=obelix-appengine\nVERSION=23\nBUILD=33\nTIMESTAMP=Mon Jan 23 11:20:02 IST 2016\n";
+    ctx.s3.put(&ctx.bucket, &key("latest.txt"), old_latest);
+
+    let doc = ctx
+        .release()
+        .args([
+            "--artifact",
+            ARTIFACT,
+            "--output",
+            "json",
+            "build",
+            "obelix",
+        ])
+        .success()
+        .stdout_json();
+    assert_eq!(doc["version"], 24);
+    assert!(
+        ctx.s3
+            .get(&ctx.bucket, &key("obelix-appengine-24.tar.gz"))
+            .is_some()
+    );
+    // The old archives are untouched.
+    assert_eq!(
+        ctx.s3
+            .get(&ctx.bucket, &key("obelix-appengine-23.tar"))
+            .unwrap(),
+        b"old 23"
+    );
+}
+
+#[test]
+fn same_tree_commit_and_jenkins_values_give_the_same_bytes() {
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    let other = crate::common::unique_bucket("repro");
+    ctx.s3.create_bucket(&other);
+    let build = |bucket: &str| {
+        ctx.release()
+            .env("RELEASE_BUCKET", bucket)
+            .env("BUILD_NUMBER", "7")
+            .env("BUILD_TIMESTAMP", "2026-11-23 10:00:00 UTC")
+            .args(["--artifact", ARTIFACT, "--output", "json", "build"])
+            .success()
+            .stdout_json()
+    };
+    let first = build(&ctx.bucket);
+    // A touch changes mtimes on disk, but archive mtimes come from the commit.
+    let file = ctx.workspace.path().join("obelix/app.py");
+    std::fs::File::options()
+        .append(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(3600))
+        .unwrap();
+    let second = build(&other);
+    assert_eq!(first["version"], 1);
+    assert_eq!(second["version"], 1);
+    assert_eq!(first["sha256"], second["sha256"]);
+    assert_eq!(
+        ctx.s3.get(&ctx.bucket, &key("obelix-appengine-1.tar.gz")),
+        ctx.s3.get(&other, &key("obelix-appengine-1.tar.gz"))
+    );
+    // Without PATHs: everything but .git and the leftover RELEASE.
+    let archive = ctx
+        .s3
+        .get(&ctx.bucket, &key("obelix-appengine-1.tar.gz"))
+        .unwrap();
+    let members = members(&archive);
+    assert_eq!(members.iter().filter(|(n, _)| n == "RELEASE").count(), 1);
+    assert!(members.iter().any(|(n, _)| n == "notes.txt"));
+    assert!(!members.iter().any(|(n, _)| n.starts_with(".git")));
+}
+
+#[test]
+fn sixteen_concurrent_builds_get_sixteen_numbers() {
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    let docs: Vec<serde_json::Value> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..16)
+            .map(|i| {
+                let ctx = &ctx;
+                scope.spawn(move || {
+                    ctx.release()
+                        .env("BUILD_NUMBER", i.to_string())
+                        .args(["--artifact", ARTIFACT, "--output", "json", "-q", "build"])
+                        .success()
+                        .stdout_json()
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let numbers: BTreeSet<u64> = docs
+        .iter()
+        .map(|d| d["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, (1..=16).collect::<BTreeSet<u64>>());
+    for n in 1..=16 {
+        let archive = ctx
+            .s3
+            .get(&ctx.bucket, &key(&format!("obelix-appengine-{n}.tar.gz")))
+            .unwrap();
+        let manifest = String::from_utf8(
+            ctx.s3
+                .get(&ctx.bucket, &key(&format!("obelix-appengine-{n}.release")))
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            manifest.contains(&format!("SHA256={}\n", sha256_hex(&archive))),
+            "build {n}"
+        );
+        assert!(
+            members(&archive)[0]
+                .1
+                .starts_with(format!("MODULE=obelix-appengine\nVERSION={n}\n").as_bytes())
+        );
+    }
+    let latest = String::from_utf8(ctx.s3.get(&ctx.bucket, &key("latest.txt")).unwrap()).unwrap();
+    assert!(
+        latest.contains("VERSION=16\n"),
+        "latest.txt never moves backwards: {latest}"
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_writes_nothing() {
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    let cases: Vec<(Release, i32, &str)> = vec![
+        (
+            ctx.release()
+                .env("RELEASE_BUCKET", "no-such-bucket-here")
+                .args(["--artifact", ARTIFACT, "build"]),
+            2,
+            "bucket `no-such-bucket-here` does not exist",
+        ),
+        (
+            ctx.release()
+                .env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY")
+                .args(["--artifact", ARTIFACT, "build"]),
+            2,
+            "no AWS credentials",
+        ),
+        (
+            ctx.release()
+                .args(["--artifact", ARTIFACT, "build", "obelix", "missing-dir"]),
+            2,
+            "path `missing-dir` does not exist",
+        ),
+        (
+            ctx.release()
+                .args(["--artifact", ARTIFACT, "build", "../outside"]),
+            2,
+            "must be relative to the working directory",
+        ),
+        (
+            ctx.release().args(["--artifact", "web/app", "build"]),
+            2,
+            "invalid artifact `web/app`",
+        ),
+        (
+            ctx.release().args(["--artifact", "web app", "build"]),
+            2,
+            "invalid artifact `web app`",
+        ),
+        (
+            ctx.release().args(["--artifact", "web;rm -rf /", "build"]),
+            2,
+            "invalid artifact",
+        ),
+        (
+            ctx.release().args(["--artifact", "$(id)", "build"]),
+            2,
+            "invalid artifact",
+        ),
+        (
+            ctx.release().args(["build"]),
+            2,
+            "no artifact: pass --artifact",
+        ),
+        (
+            ctx.release()
+                .args(["--artifact", ARTIFACT, "build", "--level", "12"]),
+            2,
+            "invalid --level",
+        ),
+        (
+            ctx.release()
+                .args(["--artifact", ARTIFACT, "build", "--semver", "1.2"]),
+            2,
+            "invalid --semver `1.2`",
+        ),
+    ];
+    for (run, code, message) in cases {
+        run.code(code).stderr_contains(message);
+    }
+    assert_eq!(ctx.s3.keys(&ctx.bucket, ""), Vec::<String>::new());
+
+    // A garbage latest.txt stops the build: the number is never guessed.
+    ctx.s3.put(
+        &ctx.bucket,
+        &key("latest.txt"),
+        "<html>Service Unavailable</html>",
+    );
+    let out = ctx
+        .release()
+        .args(["--artifact", ARTIFACT, "--output", "json", "build"])
+        .code(2)
+        .stderr_contains("latest.txt` is not a RELEASE manifest");
+    assert_eq!(out.stdout_json()["error"]["exit_code"], 2);
+    assert_eq!(ctx.s3.keys(&ctx.bucket, ""), [key("latest.txt")]);
+}
+
+#[test]
+fn release_toml_is_read_and_flags_and_env_win() {
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    ctx.workspace.write(
+        "release.toml",
+        "artifact = \"from-toml\"\n[build]\npaths = [\"obelix\"]\nexclude = [\"obelix/static\"]\ncompression = \"none\"\n",
+    );
+    let doc = ctx
+        .release()
+        .args(["--output", "json", "build"])
+        .success()
+        .stdout_json();
+    assert_eq!(doc["artifact"], "from-toml");
+    let archive = ctx
+        .s3
+        .get(&ctx.bucket, "from-toml/prod/from-toml-1.tar")
+        .unwrap();
+    let mut tar = tar::Archive::new(archive.as_slice());
+    let names: Vec<String> = tar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names, ["RELEASE", "obelix", "obelix/app.py"]);
+
+    // env beats the file, a flag beats env.
+    ctx.release()
+        .env("ARTIFACT", "from-env")
+        .args(["build"])
+        .success();
+    assert!(
+        ctx.s3
+            .get(&ctx.bucket, "from-env/prod/from-env-1.tar")
+            .is_some()
+    );
+    ctx.release()
+        .env("ARTIFACT", "from-env")
+        .args(["--artifact", "from-flag", "build", "--compression", "zstd"])
+        .success();
+    assert!(
+        ctx.s3
+            .get(&ctx.bucket, "from-flag/prod/from-flag-1.tar.zst")
+            .is_some()
+    );
+
+    ctx.workspace
+        .write("release.toml", "artifact = \"x\"\n[build]\nexclued = []\n");
+    ctx.release()
+        .args(["build"])
+        .code(2)
+        .stderr_contains("exclued");
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    let doc = ctx
+        .release()
+        .env("RELEASE_DRY_RUN", "1")
+        .args(["--artifact", ARTIFACT, "--output", "json", "build"])
+        .success()
+        .stdout_json();
+    assert_eq!(doc["dry_run"], true);
+    assert_eq!(doc["version"], 1);
+    assert_eq!(ctx.s3.keys(&ctx.bucket, ""), Vec::<String>::new());
+}
+
+/// Throttling and 5xx answers on every kind of request are retried by the SDK; the build ends
+/// intact.
+#[test]
+fn throttling_and_server_errors_are_retried() {
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    let proxy = FaultProxy::new(&ctx.moto.endpoint());
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    // Every third request fails, alternating throttling and an internal error.
+    proxy.set_rule(
+        move |_| match counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 6 {
+            0 => Action::slow_down(),
+            3 => Action::internal_error(),
+            _ => Action::Forward,
+        },
+    );
+    let doc = ctx
+        .release()
+        .endpoint(&proxy.endpoint())
+        .args(["--artifact", ARTIFACT, "--output", "json", "build"])
+        .success()
+        .stdout_json();
+    let failed = proxy
+        .log()
+        .iter()
+        .filter(|e| matches!(e.action, Action::Reply(..)))
+        .count();
+    assert!(failed >= 2, "faults were injected: {failed}");
+    let archive = ctx
+        .s3
+        .get(&ctx.bucket, &key("obelix-appengine-1.tar.gz"))
+        .unwrap();
+    assert_eq!(doc["sha256"], sha256_hex(&archive));
+    assert!(ctx.s3.open_multipart_uploads(&ctx.bucket).is_empty());
+}
+
+/// Answers lost after the server acted (the claim, the completion, the manifest, the pointer):
+/// the build recognises its own writes and ends intact.
+#[test]
+fn lost_answers_are_checked_before_failing() {
+    for target in ["claims/", "uploadId=", ".release", "latest.txt"] {
+        let mut ctx = TestContext::new();
+        obelix_workspace(&mut ctx.workspace);
+        let proxy = FaultProxy::new(&ctx.moto.endpoint());
+        let target_owned = target.to_owned();
+        proxy.set_rule(proxy::first_n(
+            1,
+            move |r| {
+                (r.method == "PUT" || r.method == "POST")
+                    && r.target.contains(&target_owned)
+                    && !r.target.contains("partNumber")
+            },
+            Action::ForwardThenCut,
+        ));
+        let out = ctx
+            .release()
+            .endpoint(&proxy.endpoint())
+            .args(["--artifact", ARTIFACT, "--output", "json", "build"])
+            .run();
+        assert!(
+            out.status().success(),
+            "lost answer on {target}: {}",
+            out.stderr()
+        );
+        let doc = out.stdout_json();
+        assert_eq!(doc["version"], 1, "lost answer on {target}");
+        let archive = ctx
+            .s3
+            .get(&ctx.bucket, &key("obelix-appengine-1.tar.gz"))
+            .unwrap();
+        assert_eq!(doc["sha256"], sha256_hex(&archive));
+        assert!(
+            String::from_utf8(ctx.s3.get(&ctx.bucket, &key("latest.txt")).unwrap())
+                .unwrap()
+                .contains("VERSION=1\n")
+        );
+    }
+}
+
+/// An upload that keeps failing aborts: no archive, no manifest, no open upload, no pointer.
+#[test]
+fn a_failed_upload_leaves_nothing_visible() {
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    let proxy = FaultProxy::new(&ctx.moto.endpoint());
+    proxy.set_rule(|r| {
+        if r.target.contains("partNumber") {
+            Action::error(500, "InternalError", "disk on fire")
+        } else {
+            Action::Forward
+        }
+    });
+    ctx.release()
+        .endpoint(&proxy.endpoint())
+        .args(["--artifact", ARTIFACT, "build"])
+        .code(1)
+        .stderr_contains(&format!(
+            "uploading `s3://{}/{}`",
+            ctx.bucket,
+            key("obelix-appengine-1.tar.gz")
+        ));
+    assert_eq!(visible(&ctx), Vec::<String>::new());
+    assert!(ctx.s3.open_multipart_uploads(&ctx.bucket).is_empty());
+}
+
+mod directory_store {
+    use super::*;
+
+    fn dir_release(ws: &Workspace, store: &std::path::Path) -> Release {
+        Release::new()
+            .current_dir(ws.path())
+            // Nothing listens here: the directory store must not touch the network.
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("RELEASE_BUCKET", format!("file://{}", store.display()))
+    }
+
+    #[test]
+    fn builds_number_on_and_continue_a_legacy_store() {
+        let mut ws = Workspace::new();
+        obelix_workspace(&mut ws);
+        let store = tempfile::tempdir().unwrap();
+        let prefix = store.path().join(ARTIFACT).join("prod");
+        std::fs::create_dir_all(&prefix).unwrap();
+        std::fs::write(prefix.join("obelix-appengine-23.tar"), "old").unwrap();
+        std::fs::write(
+            prefix.join("latest.txt"),
+            "MODULE=obelix-appengine\nVERSION=23\n",
+        )
+        .unwrap();
+        for expected in [24, 25] {
+            let doc = dir_release(&ws, store.path())
+                .args([
+                    "--artifact",
+                    ARTIFACT,
+                    "--output",
+                    "json",
+                    "build",
+                    "obelix",
+                ])
+                .success()
+                .stdout_json();
+            assert_eq!(doc["version"], expected);
+            let archive =
+                std::fs::read(prefix.join(format!("obelix-appengine-{expected}.tar.gz"))).unwrap();
+            assert_eq!(doc["sha256"], sha256_hex(&archive));
+        }
+        let latest = std::fs::read_to_string(prefix.join("latest.txt")).unwrap();
+        assert!(latest.contains("VERSION=25\n"));
+    }
+
+    #[test]
+    fn sixteen_concurrent_builds_get_sixteen_numbers() {
+        let mut ws = Workspace::new();
+        obelix_workspace(&mut ws);
+        let store = tempfile::tempdir().unwrap();
+        let numbers: BTreeSet<u64> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..16)
+                .map(|_| {
+                    let (ws, store) = (&ws, store.path());
+                    scope.spawn(move || {
+                        dir_release(ws, store)
+                            .args(["--artifact", ARTIFACT, "--output", "json", "-q", "build"])
+                            .success()
+                            .stdout_json()["version"]
+                            .as_u64()
+                            .unwrap()
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert_eq!(numbers, (1..=16).collect::<BTreeSet<u64>>());
+        let prefix = store.path().join(ARTIFACT).join("prod");
+        for n in 1..=16 {
+            let archive =
+                std::fs::read(prefix.join(format!("obelix-appengine-{n}.tar.gz"))).unwrap();
+            let manifest =
+                std::fs::read_to_string(prefix.join(format!("obelix-appengine-{n}.release")))
+                    .unwrap();
+            assert!(manifest.contains(&format!("SHA256={}\n", sha256_hex(&archive))));
+        }
+        assert!(
+            std::fs::read_to_string(prefix.join("latest.txt"))
+                .unwrap()
+                .contains("VERSION=16\n")
+        );
+    }
+
+    #[test]
+    fn keep_local_writes_the_same_bytes() {
+        let mut ws = Workspace::new();
+        obelix_workspace(&mut ws);
+        let store = tempfile::tempdir().unwrap();
+        let local = store.path().join("copy.tar.gz");
+        let doc = dir_release(&ws, store.path())
+            .args([
+                "--artifact",
+                ARTIFACT,
+                "--output",
+                "json",
+                "build",
+                "--keep-local",
+            ])
+            .arg(&local)
+            .success()
+            .stdout_json();
+        assert_eq!(doc["sha256"], sha256_hex(&std::fs::read(&local).unwrap()));
+    }
+}

@@ -1,0 +1,4 @@
+mod common;
+
+mod build;
+mod harness_selftest;
