@@ -642,3 +642,108 @@ mod directory_store {
         assert_eq!(doc["sha256"], sha256_hex(&std::fs::read(&local).unwrap()));
     }
 }
+
+/// Incompressible bytes from a fixed seed (xorshift), so the archive spans several parts.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Jenkins' Abort sends SIGTERM mid-upload: the multipart upload is aborted and nothing is
+/// visible; the next build works.
+#[test]
+fn an_interrupted_build_leaves_nothing() {
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    ctx.workspace.write("obelix/model.bin", noise(40 << 20, 42));
+    ctx.workspace.commit("a large file");
+    let proxy = FaultProxy::new(&ctx.moto.endpoint());
+    // Slow parts down so the signal lands mid-upload.
+    proxy.set_rule(|r| {
+        if r.target.contains("partNumber") {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+        }
+        Action::Forward
+    });
+    let running = ctx
+        .release()
+        .endpoint(&proxy.endpoint())
+        .args(["--artifact", ARTIFACT, "build"])
+        .spawn();
+    let start = std::time::Instant::now();
+    while !proxy
+        .log()
+        .iter()
+        .any(|e| e.request.target.contains("partNumber"))
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no part was uploaded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    running.signal("TERM");
+    let out = running.wait(std::time::Duration::from_secs(60));
+    assert_eq!(out.status().code(), Some(1), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("interrupted by SIGTERM"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(visible(&ctx), Vec::<String>::new());
+    assert!(ctx.s3.open_multipart_uploads(&ctx.bucket).is_empty());
+
+    proxy.clear_rule();
+    let doc = ctx
+        .release()
+        .args(["--artifact", ARTIFACT, "--output", "json", "build"])
+        .success()
+        .stdout_json();
+    assert_eq!(
+        doc["version"], 2,
+        "the interrupted build's number is not reused"
+    );
+}
+
+/// Links are archived as links, never followed: a dangling one is fine.
+#[test]
+fn links_are_archived_not_followed() {
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    let secret = ctx.workspace.path().join("obelix/secret.key");
+    std::os::unix::fs::symlink("/nonexistent/target", &secret).unwrap();
+    ctx.workspace.commit("a dangling link");
+    // A dangling link is archived as a link (links are never followed), so this build succeeds.
+    let doc = ctx
+        .release()
+        .args([
+            "--artifact",
+            ARTIFACT,
+            "--output",
+            "json",
+            "build",
+            "obelix",
+        ])
+        .success()
+        .stdout_json();
+    let archive = ctx
+        .s3
+        .get(&ctx.bucket, &key("obelix-appengine-1.tar.gz"))
+        .unwrap();
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive.as_slice()));
+    let link = tar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap().ends_with("secret.key"))
+        .expect("the link is archived");
+    assert_eq!(link.header().entry_type(), tar::EntryType::Symlink);
+    assert_eq!(doc["version"], 1);
+}

@@ -94,7 +94,9 @@ impl Default for TestContext {
 /// endpoint: the shared moto unless [`Release::endpoint`] says otherwise) and no git system
 /// config. Later `env`/`env_remove` calls override those defaults.
 pub struct Release {
-    command: assert_cmd::Command,
+    command: std::process::Command,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
     home: TempDir,
     /// Environment changes made by the test, applied after the defaults.
     env: Vec<(OsString, Option<OsString>)>,
@@ -109,10 +111,12 @@ impl Release {
             .prefix("release-home-")
             .tempdir()
             .expect("create HOME");
-        let mut command = assert_cmd::Command::new(env!("CARGO_BIN_EXE_release"));
-        command.env_clear().timeout(RUN_TIMEOUT);
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_release"));
+        command.env_clear();
         Release {
             command,
+            stdin: None,
+            timeout: RUN_TIMEOUT,
             home,
             env: Vec::new(),
             stdout_contains: Vec::new(),
@@ -162,13 +166,13 @@ impl Release {
 
     /// Feeds `input` to the binary's stdin.
     pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Self {
-        self.command.write_stdin(input);
+        self.stdin = Some(input.into());
         self
     }
 
     /// Overrides the default limit of 120 s for this run.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.command.timeout(timeout);
+        self.timeout = timeout;
         self
     }
 
@@ -192,7 +196,12 @@ impl Release {
     /// Runs the binary and checks the expected output, whatever the exit code.
     pub fn run(mut self) -> Output {
         self.apply_env();
-        let output = self.command.output().expect("spawn the release binary");
+        let mut command = assert_cmd::Command::from_std(self.command);
+        command.timeout(self.timeout);
+        if let Some(input) = self.stdin {
+            command.write_stdin(input);
+        }
+        let output = command.output().expect("spawn the release binary");
         let mut output = Output {
             output,
             home: self.home,
@@ -204,6 +213,23 @@ impl Release {
             output = output.stderr_contains(text);
         }
         output
+    }
+
+    /// Starts the binary without waiting (stdout and stderr piped), for tests that signal it
+    /// mid-run. The caller bounds its waits; [`Running`] kills the process if dropped running.
+    pub fn spawn(mut self) -> Running {
+        self.apply_env();
+        let child = self
+            .command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the release binary");
+        Running {
+            child: Some(child),
+            home: self.home,
+        }
     }
 
     /// Runs the binary and expects exit code 0.
@@ -270,6 +296,55 @@ impl Release {
 impl Default for Release {
     fn default() -> Self {
         Release::new()
+    }
+}
+
+/// A run of the binary still going (see [`Release::spawn`]).
+pub struct Running {
+    child: Option<std::process::Child>,
+    home: TempDir,
+}
+
+impl Running {
+    /// The process id, to signal it.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// Sends `signal` (e.g. "TERM") with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// Waits at most `limit` for the process to end; panics (after killing it) if it does not.
+    pub fn wait(mut self, limit: Duration) -> Output {
+        let mut child = self.child.take().expect("running child");
+        let start = std::time::Instant::now();
+        while child.try_wait().expect("wait for release").is_none() {
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                panic!("release did not end within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().expect("collect output");
+        Output {
+            output,
+            home: std::mem::replace(&mut self.home, tempfile::tempdir().expect("tempdir")),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
