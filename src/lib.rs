@@ -11,10 +11,12 @@ pub mod env_vars;
 pub mod error;
 pub mod git;
 pub mod layout;
+pub mod legacy;
 pub mod manifest;
 pub mod names;
 pub mod output;
 pub mod pointers;
+pub mod resolve;
 pub mod signals;
 pub mod store;
 pub mod walk;
@@ -82,14 +84,14 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<Outcome> {
         Command::Build(args) => commands::build::run(ctx, args).await,
         Command::Completions(args) => Ok(completions(args.shell)),
         Command::Man => man_page(),
-        Command::Promote(_)
-        | Command::Rollback(_)
-        | Command::List(_)
-        | Command::Show(_)
-        | Command::History(_)
-        | Command::Install(_)
-        | Command::Current(_)
-        | Command::Push(_)
+        Command::Promote(args) => commands::promote::run(ctx, args).await,
+        Command::Rollback(args) => commands::rollback::run(ctx, args).await,
+        Command::List(args) => commands::list::run(ctx, args).await,
+        Command::Show(args) => commands::show::run(ctx, args).await,
+        Command::History(args) => commands::history::run(ctx, args).await,
+        Command::Install(args) => commands::install::run(ctx, args).await,
+        Command::Current(args) => commands::current::run(ctx, args).await,
+        Command::Push(_)
         | Command::Status(_)
         | Command::Unlock(_) => Err(anyhow::anyhow!("this command is not implemented yet")),
     }

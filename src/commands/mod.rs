@@ -1,6 +1,13 @@
 //! One module per command; each reads like the steps it takes.
 
 pub mod build;
+pub mod current;
+pub mod history;
+pub mod install;
+pub mod list;
+pub mod promote;
+pub mod rollback;
+pub mod show;
 
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
