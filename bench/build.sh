@@ -87,13 +87,16 @@ for _ in $(seq 50); do # at most ~10 s: 50 tries of a 0.1 s sleep plus a 0.1 s c
   sleep 0.1
 done
 curl -s -o /dev/null --max-time 1 "$endpoint/" || { log "s3s-fs did not answer on $endpoint"; exit 1; }
+probe_lines=$(wc -l <"$run/s3s-fs.log") # the unsigned probes above are logged as AccessDenied
 
 # --- Methods. Each gets its own bucket (a directory in s3s-fs's root) so bytes are per method.
 # timed NAME CMD...: runs CMD in $tree under GNU time; its stdout goes to $run/NAME.out.
 declare -A secs rss bytes
 timed() {
   local name=$1; shift
-  (cd "$tree" && /usr/bin/time -f '%e %M' -o "$run/time" "$@" >"$run/$name.out")
+  if ! (cd "$tree" && /usr/bin/time -f '%e %M' -o "$run/time" "$@" >"$run/$name.out"); then
+    log "$name failed: $(head -1 "$run/time")"; cat "$run/$name.out" >&2; exit 1
+  fi
   read -r "secs[$name]" "rss[$name]" <"$run/time"
 }
 stored() { # total bytes of every object in a bucket, as S3 lists them
@@ -158,6 +161,10 @@ for m in rel-gzip rel-zstd rel-none; do
 done
 echo "breakdown: reading the tree takes ${secs[tar-read]}s of release's ${secs[$r]}s" \
   "($(awk -v a="${secs[tar-read]}" -v b="${secs[$r]}" 'BEGIN { printf "%.0f", 100 * a / b }')%)"
+# Rejected headers (e.g. the SDK's default CRC32 checksums) would show up here first.
+tail -n +"$((probe_lines + 1))" "$run/s3s-fs.log" >"$run/s3s-fs.bench.log"
+echo "s3s-fs logged $(grep -c ERROR "$run/s3s-fs.bench.log" || true) error(s) during the methods"
+grep -m 3 -A 1 ERROR "$run/s3s-fs.bench.log" || true
 echo
 verdict() { # DESCRIPTION VALUE AWK-CONDITION-ON-v
   local ok=FAIL

@@ -251,6 +251,10 @@ pub struct InstallArgs {
     /// Reinstall even if already installed; use another artifact's directory.
     #[arg(long)]
     pub force: bool,
+
+    /// File written after a successful switch (e.g. what a load balancer health check reads).
+    #[arg(long, value_name = "PATH")]
+    pub health_file: Option<PathBuf>,
 }
 
 /// `release current`.

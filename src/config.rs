@@ -138,6 +138,8 @@ pub struct InstallFile {
     pub check: Option<String>,
     /// Run command.
     pub run: Option<String>,
+    /// Health file.
+    pub health_file: Option<PathBuf>,
 }
 
 /// `[push]` of release.toml.

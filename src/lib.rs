@@ -9,7 +9,10 @@ pub mod commands;
 pub mod config;
 pub mod env_vars;
 pub mod error;
+pub mod extract;
 pub mod git;
+pub mod hooks;
+pub mod install_dir;
 pub mod layout;
 pub mod legacy;
 pub mod manifest;
@@ -91,9 +94,9 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<Outcome> {
         Command::History(args) => commands::history::run(ctx, args).await,
         Command::Install(args) => commands::install::run(ctx, args).await,
         Command::Current(args) => commands::current::run(ctx, args).await,
-        Command::Push(_)
-        | Command::Status(_)
-        | Command::Unlock(_) => Err(anyhow::anyhow!("this command is not implemented yet")),
+        Command::Push(_) | Command::Status(_) | Command::Unlock(_) => {
+            Err(anyhow::anyhow!("this command is not implemented yet"))
+        }
     }
 }
 

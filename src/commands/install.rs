@@ -1,12 +1,367 @@
-//! `release install`.
+//! `release install`: on a host, put a build in place and switch to it atomically.
+//!
+//! Steps, each safe to interrupt: lock the install directory; resolve the build; if it is not
+//! on disk, stream the archive from the store into an unpacker while hashing it, and keep the
+//! result only if SHA-256 and size match the manifest; run the before-switch hooks; switch
+//! `current`; run the after-switch hooks, switching back if they fail; prune old releases.
 
-use anyhow::Result;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow};
+use bytes::{Buf, Bytes};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
 
 use super::Context;
 use crate::cli::InstallArgs;
+use crate::error::Problem;
+use crate::extract::{self, Format, Unpacked};
+use crate::hooks::{self, HookEnv};
+use crate::install_dir::InstallDir;
+use crate::layout::Layout;
+use crate::manifest::{self, Manifest};
 use crate::output::Outcome;
+use crate::resolve::{self, Build, BuildRef};
+use crate::signals;
+use crate::store::Store;
+
+/// Downloaded chunks waiting for the unpacker: bounds memory whatever the archive's size.
+const CHUNKS_QUEUED: usize = 32;
+/// Releases kept by default.
+const DEFAULT_KEEP: usize = 5;
+
+/// Install settings after merging flags, env and release.toml.
+#[derive(Debug)]
+struct InstallConfig {
+    reference: BuildRef,
+    dir: PathBuf,
+    keep: usize,
+    check: Option<String>,
+    run: Option<String>,
+    force: bool,
+    health_file: Option<PathBuf>,
+}
+
+impl InstallConfig {
+    fn resolve(ctx: &Context, args: InstallArgs) -> Result<Self> {
+        let file = &ctx.settings.file.install;
+        let artifact = ctx.settings.artifact()?;
+        let keep = args.keep.or(file.keep).unwrap_or(DEFAULT_KEEP);
+        if keep == 0 {
+            return Err(Problem::Usage("--keep must be at least 1".into()).into());
+        }
+        Ok(Self {
+            reference: args.build.as_deref().unwrap_or("latest-stable").parse()?,
+            dir: default_dir(args.dir.or(file.dir.clone()), artifact),
+            keep,
+            check: args.check.or(file.check.clone()),
+            run: args.run.or(file.run.clone()),
+            force: args.force,
+            health_file: args.health_file.or(file.health_file.clone()),
+        })
+    }
+}
+
+/// `--dir`, else `RELEASE_INSTALL_DIR` (clap's env twin), else release.toml, else `/opt/{artifact}`.
+pub fn default_dir(given: Option<PathBuf>, artifact: &str) -> PathBuf {
+    given.unwrap_or_else(|| Path::new("/opt").join(artifact))
+}
 
 /// Runs `release install`.
-pub async fn run(_ctx: &Context, _args: InstallArgs) -> Result<Outcome> {
-    Err(anyhow::anyhow!("`release install` is not implemented yet"))
+pub async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
+    let started = Instant::now();
+    let layout = ctx.layout()?;
+    let config = InstallConfig::resolve(ctx, args)?;
+    let store = ctx.store(None).await;
+    let build = resolve::resolve(&store, &layout, &config.reference).await?;
+    let number = build.number;
+    if ctx.settings.dry_run {
+        let text = format!(
+            "dry run: would install {} {number} into {}; nothing was changed",
+            layout.artifact(),
+            config.dir.display()
+        );
+        return Ok(Outcome {
+            text,
+            json: json!({"dry_run": true, "artifact": layout.artifact(), "version": number, "dir": config.dir}),
+        });
+    }
+
+    let dir = InstallDir::lock(&config.dir, || {
+        ctx.printer.status(&format!(
+            "waiting for another install in {} to finish",
+            config.dir.display()
+        ));
+    })?;
+    dir.claim_for(layout.artifact(), config.force)?;
+    let previous = dir.current();
+    let installed = dir.manifest(number);
+    let same_build = installed
+        .as_ref()
+        .is_some_and(|m| same_build(m, &build.manifest));
+    if previous == Some(number) && same_build && !config.force {
+        return Ok(outcome(
+            &layout,
+            &dir,
+            number,
+            previous,
+            "already-installed",
+            None,
+            started,
+        ));
+    }
+
+    let mut unpacked = None;
+    if !same_build || config.force || !dir.release_dir(number).is_dir() {
+        unpacked = Some(download(ctx, &store, &layout, &build, &dir).await?);
+        dir.finish(number, &build.manifest)?;
+    }
+
+    let release_dir = dir.release_dir(number);
+    let env = HookEnv {
+        artifact: layout.artifact().to_owned(),
+        build: number,
+        dir: release_dir.clone(),
+        previous,
+    };
+    hooks::before_switch(&env, config.check.as_deref()).map_err(|e| {
+        anyhow!(
+            "{e:#}; not switched: {}",
+            match previous {
+                Some(p) => format!("build {p} is still current"),
+                None => "nothing is current".to_owned(),
+            }
+        )
+    })?;
+    dir.switch_to(number)?;
+    if let Err(err) = hooks::after_switch(&env, config.run.as_deref()) {
+        return Err(switch_back(
+            ctx,
+            &dir,
+            &layout,
+            &env,
+            config.run.as_deref(),
+            err,
+        ));
+    }
+    if let Some(path) = &config.health_file {
+        fs_err::write(path, format!("{} {number}\n", layout.artifact()))
+            .context("writing the --health-file")?;
+    }
+    let removed = dir.prune(config.keep, previous)?;
+    if !removed.is_empty() {
+        tracing::info!("removed old releases {removed:?}");
+    }
+    let status = if unpacked.is_some() {
+        "installed"
+    } else {
+        "switched"
+    };
+    Ok(outcome(
+        &layout, &dir, number, previous, status, unpacked, started,
+    ))
+}
+
+/// The after-switch hooks failed: point `current` back and run the hooks for the previous
+/// release; the error names both outcomes.
+fn switch_back(
+    ctx: &Context,
+    dir: &InstallDir,
+    layout: &Layout,
+    env: &HookEnv,
+    run: Option<&str>,
+    err: anyhow::Error,
+) -> anyhow::Error {
+    let failed = format!("build {} failed after the switch: {err:#}", env.build);
+    let Some(previous) = env.previous else {
+        return match dir.clear_current() {
+            Ok(()) => anyhow!("{failed}; there was no previous build, so nothing is current now"),
+            Err(e) => anyhow!("{failed}; removing `current` also failed: {e:#}"),
+        };
+    };
+    if let Err(e) = dir.switch_to(previous) {
+        return anyhow!("{failed}; switching back to {previous} ALSO FAILED: {e:#}");
+    }
+    let back = HookEnv {
+        artifact: layout.artifact().to_owned(),
+        build: previous,
+        dir: dir.release_dir(previous),
+        previous: Some(env.build),
+    };
+    ctx.printer
+        .warn(&format!("{failed}; switching back to {previous}"));
+    match hooks::after_switch(&back, run) {
+        Ok(()) => anyhow!("{failed}; switched back to {previous}, whose hooks succeeded"),
+        Err(e) => anyhow!("{failed}; switched back to {previous}, but its hooks failed too: {e:#}"),
+    }
+}
+
+/// The same build: same MODULE, VERSION and SHA256.
+fn same_build(a: &Manifest, b: &Manifest) -> bool {
+    [manifest::MODULE, manifest::VERSION, manifest::SHA256]
+        .iter()
+        .all(|key| a.get(key).map(str::trim) == b.get(key).map(str::trim))
+}
+
+/// Streams the archive into `releases/{N}.partial`, verifying it; discards it on any failure.
+async fn download(
+    ctx: &Context,
+    store: &Store,
+    layout: &Layout,
+    build: &Build,
+    dir: &InstallDir,
+) -> Result<Unpacked> {
+    let number = build.number;
+    let key = build.archive_key(layout);
+    let url = store.url(&key);
+    let format = Format::of(&key)?;
+    let partial = dir.fresh_partial(number)?;
+    let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_QUEUED);
+    let unpacking = tokio::task::spawn_blocking(move || unpack(rx, format, &partial));
+    ctx.printer.status(&format!("downloading {url}"));
+    let downloaded = tokio::select! {
+        result = store.download(&key, tx) => Some(result),
+        () = ctx.cancel.cancelled() => None,
+    };
+    // The download (and its sender) is gone now, so the unpacker ends too.
+    let unpacked = unpacking.await.context("the unpack thread failed")?;
+    let result = match (downloaded, unpacked) {
+        (None, _) => Err(anyhow!(
+            "install interrupted by {} while downloading {url}; nothing was switched",
+            signals::received()
+        )),
+        (Some(Err(err)), _) => Err(anyhow::Error::from(err)
+            .context(format!("downloading {url} failed; nothing was switched"))),
+        (Some(Ok(None)), _) => Err(anyhow!(
+            "build {number}'s archive {url} does not exist; nothing was switched"
+        )),
+        (Some(Ok(Some(_))), Err(err)) => {
+            Err(err.context(format!("unpacking {url} failed; nothing was switched")))
+        }
+        (Some(Ok(Some(_))), Ok(result)) => verify(ctx, &url, build, result),
+    };
+    if result.is_err() {
+        dir.discard_partial(number);
+    }
+    result
+}
+
+/// What the unpacker saw: the files, and the digest and size of every byte downloaded.
+struct UnpackResult {
+    unpacked: Unpacked,
+    sha256: String,
+    size: u64,
+}
+
+fn unpack(rx: mpsc::Receiver<Bytes>, format: Format, dest: &Path) -> Result<UnpackResult> {
+    let reader = HashingReader {
+        rx,
+        chunk: Bytes::new(),
+        hasher: Sha256::new(),
+        size: 0,
+    };
+    let (unpacked, mut reader) = extract::unpack(reader, format, dest)?;
+    // Whatever follows the tar's end (compressor trailer, padding) is part of the digest.
+    io::copy(&mut reader, &mut io::sink())?;
+    Ok(UnpackResult {
+        unpacked,
+        sha256: hex::encode(reader.hasher.finalize()),
+        size: reader.size,
+    })
+}
+
+fn verify(ctx: &Context, url: &str, build: &Build, got: UnpackResult) -> Result<Unpacked> {
+    let expected_sha = build.manifest.get(manifest::SHA256).map(str::trim);
+    let expected_size = build.manifest.size();
+    match expected_sha {
+        None => ctx.printer.warn(&format!(
+            "build {} has no SHA256 (made by the old jobs): installed without verification",
+            build.number
+        )),
+        Some(expected)
+            if expected != got.sha256 || expected_size.is_some_and(|s| s != got.size) =>
+        {
+            return Err(anyhow!(
+                "{url} does not match its manifest: expected sha256 {expected} and {} bytes, got \
+                 sha256 {} and {} bytes; the download was discarded and nothing was switched",
+                expected_size.map_or("?".into(), |s| s.to_string()),
+                got.sha256,
+                got.size
+            ));
+        }
+        Some(_) => {}
+    }
+    Ok(got.unpacked)
+}
+
+/// Reads the downloaded chunks in order, hashing and counting them.
+struct HashingReader {
+    rx: mpsc::Receiver<Bytes>,
+    chunk: Bytes,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Read for HashingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => {
+                    self.hasher.update(&chunk);
+                    self.size += chunk.len() as u64;
+                    self.chunk = chunk;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk.advance(n);
+        Ok(n)
+    }
+}
+
+fn outcome(
+    layout: &Layout,
+    dir: &InstallDir,
+    number: u64,
+    previous: Option<u64>,
+    status: &str,
+    unpacked: Option<Unpacked>,
+    started: Instant,
+) -> Outcome {
+    let seconds = started.elapsed().as_secs_f64();
+    let sha256 = dir
+        .manifest(number)
+        .and_then(|m| m.get(manifest::SHA256).map(str::to_owned));
+    let text = match status {
+        "already-installed" => format!(
+            "{} {number} is already installed in {}; nothing to do",
+            layout.artifact(),
+            dir.root().display()
+        ),
+        _ => format!(
+            "{status} {} {number} in {}{} in {seconds:.1}s",
+            layout.artifact(),
+            dir.root().display(),
+            previous.map_or(String::new(), |p| format!(" (was {p})"))
+        ),
+    };
+    Outcome {
+        text,
+        json: json!({
+            "artifact": layout.artifact(),
+            "version": number,
+            "previous": previous,
+            "status": status,
+            "dir": dir.root(),
+            "downloaded": unpacked.is_some(),
+            "files": unpacked.map(|u| u.files),
+            "sha256": sha256,
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+        }),
+    }
 }

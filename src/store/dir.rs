@@ -157,6 +157,33 @@ impl DirStore {
         }
     }
 
+    pub(super) async fn download(
+        &self,
+        key: &str,
+        chunks: mpsc::Sender<Bytes>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut file = match fs_err::File::open(self.path_of(key)) {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(self.fail(Op::Read, key, err)),
+        };
+        let mut size = 0u64;
+        loop {
+            let mut buf = vec![0; 1 << 20];
+            let n = file
+                .read(&mut buf)
+                .map_err(|e| self.fail(Op::Read, key, e))?;
+            if n == 0 {
+                return Ok(Some(size));
+            }
+            buf.truncate(n);
+            size += n as u64;
+            if chunks.send(buf.into()).await.is_err() {
+                return Err(self.fail(Op::Read, key, "the reader stopped"));
+            }
+        }
+    }
+
     pub(super) async fn upload(
         &self,
         key: &str,

@@ -310,4 +310,23 @@ impl Store {
             Self::Dir(d) => d.upload(key, parts, cancel).await,
         }
     }
+
+    /// Streams the object at `key` into `chunks`; returns its size.
+    ///
+    /// A body cut mid-stream (which the SDK reports but does not retry) is resumed from the
+    /// last byte received, with `If-Match` on the first answer's ETag so that two versions are
+    /// never stitched together, at most `DOWNLOAD_RESUMES` times. A missing object is `Ok(None)`.
+    pub async fn download(
+        &self,
+        key: &str,
+        chunks: mpsc::Sender<Bytes>,
+    ) -> Result<Option<u64>, StoreError> {
+        match self {
+            Self::S3(s) => s.download(key, chunks).await,
+            Self::Dir(d) => d.download(key, chunks).await,
+        }
+    }
 }
+
+/// How many times one download resumes after its body was cut.
+pub const DOWNLOAD_RESUMES: usize = 5;

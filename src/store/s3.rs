@@ -223,6 +223,73 @@ impl S3Store {
         }
     }
 
+    pub(super) async fn download(
+        &self,
+        key: &str,
+        chunks: mpsc::Sender<Bytes>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut received = 0u64;
+        let mut etag: Option<String> = None;
+        let mut resumes = 0;
+        loop {
+            let mut request = self.client.get_object().bucket(&self.bucket).key(key);
+            if received > 0 {
+                request = request.range(format!("bytes={received}-"));
+            }
+            if let Some(etag) = &etag {
+                request = request.if_match(etag);
+            }
+            let output = match request.send().await {
+                Ok(output) => output,
+                Err(err) if is_not_found(&err) && etag.is_none() => return Ok(None),
+                Err(err) => return Err(self.error(Op::Read, key, err)),
+            };
+            if etag.is_none() {
+                etag = output.e_tag().map(str::to_owned);
+            }
+            // A server that ignores the range sends the whole object again: skip what we have.
+            let mut skip = if received > 0 && output.content_range().is_none() {
+                received
+            } else {
+                0
+            };
+            let mut body = output.body;
+            loop {
+                match body.next().await {
+                    Some(Ok(mut bytes)) => {
+                        let dropped = skip.min(bytes.len() as u64);
+                        skip -= dropped;
+                        let bytes = bytes.split_off(dropped as usize);
+                        if bytes.is_empty() {
+                            continue;
+                        }
+                        received += bytes.len() as u64;
+                        if chunks.send(bytes).await.is_err() {
+                            return Err(self.detail(Op::Read, key, "the reader stopped".into()));
+                        }
+                    }
+                    Some(Err(err)) if resumes < super::DOWNLOAD_RESUMES => {
+                        resumes += 1;
+                        tracing::warn!(
+                            "download of `{key}` cut after {received} bytes ({err}); resuming \
+                             ({resumes}/{})",
+                            super::DOWNLOAD_RESUMES
+                        );
+                        break;
+                    }
+                    Some(Err(err)) => {
+                        return Err(self.detail(
+                            Op::Read,
+                            key,
+                            format!("cut after {received} bytes, {resumes} resumes: {err}"),
+                        ));
+                    }
+                    None => return Ok(Some(received)),
+                }
+            }
+        }
+    }
+
     pub(super) async fn upload(
         &self,
         key: &str,
