@@ -149,7 +149,7 @@ label() {
   esac
 }
 echo
-echo "release build benchmark: $(nproc) CPUs, tree $(du -sb "$tree/src" | cut -f1) bytes in $(find "$tree/src" -type f | wc -l) files, s3s-fs on $endpoint"
+echo "release build benchmark: $(nproc) CPUs (1-min load $(cut -d' ' -f1 /proc/loadavg)), tree $(du -sb "$tree/src" | cut -f1) bytes in $(find "$tree/src" -type f | wc -l) files, s3s-fs on $endpoint"
 printf '%-36s %9s %12s %14s\n' method seconds 'peak RSS MB' 'bytes stored'
 for m in rel-gzip rel-zstd rel-none old-a old-b tar-read; do
   printf '%-36s %9.2f %12.1f %14s\n' "$(label "$m")" "${secs[$m]}" "$(awk -v k="${rss[$m]}" 'BEGIN { print k / 1024 }')" "${bytes[$m]:--}"

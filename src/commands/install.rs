@@ -238,9 +238,7 @@ async fn download(
         (Some(Ok(None)), _) => Err(anyhow!(
             "build {number}'s archive {url} does not exist; nothing was switched"
         )),
-        (Some(Ok(Some(_))), Err(err)) => {
-            Err(err.context(format!("unpacking {url} failed; nothing was switched")))
-        }
+        (Some(Ok(Some(_))), Err(err)) => Err(err.context("the unpack thread failed")),
         (Some(Ok(Some(_))), Ok(result)) => verify(ctx, &url, build, result),
     };
     if result.is_err() {
@@ -249,22 +247,24 @@ async fn download(
     result
 }
 
-/// What the unpacker saw: the files, and the digest and size of every byte downloaded.
+/// What the unpacker saw: the files (or why it stopped), and the digest and size of every
+/// byte downloaded.
 struct UnpackResult {
-    unpacked: Unpacked,
+    unpacked: Result<Unpacked>,
     sha256: String,
     size: u64,
 }
 
 fn unpack(rx: mpsc::Receiver<Bytes>, format: Format, dest: &Path) -> Result<UnpackResult> {
-    let reader = HashingReader {
+    let mut reader = HashingReader {
         rx,
         chunk: Bytes::new(),
         hasher: Sha256::new(),
         size: 0,
     };
-    let (unpacked, mut reader) = extract::unpack(reader, format, dest)?;
-    // Whatever follows the tar's end (compressor trailer, padding) is part of the digest.
+    let unpacked = extract::unpack(&mut reader, format, dest).map(|(unpacked, _)| unpacked);
+    // Whatever follows the tar's end (compressor trailer, padding) is part of the digest; and
+    // when unpacking failed, the digest still tells a corrupt download from a hostile archive.
     io::copy(&mut reader, &mut io::sink())?;
     Ok(UnpackResult {
         unpacked,
@@ -294,7 +294,8 @@ fn verify(ctx: &Context, url: &str, build: &Build, got: UnpackResult) -> Result<
         }
         Some(_) => {}
     }
-    Ok(got.unpacked)
+    got.unpacked
+        .with_context(|| format!("unpacking {url} failed; nothing was switched"))
 }
 
 /// Reads the downloaded chunks in order, hashing and counting them.
