@@ -61,6 +61,11 @@ impl Layout {
         format!("{}claims/{n}", self.prefix())
     }
 
+    /// Key of the push lock.
+    pub fn push_lock(&self) -> String {
+        format!("{}push.lock", self.prefix())
+    }
+
     /// Prefix of the claims, to list them.
     pub fn claims_prefix(&self) -> String {
         format!("{}claims/", self.prefix())

@@ -1,0 +1,82 @@
+//! Health checks after a host is updated: an HTTP URL polled from the controller (2xx within
+//! the timeout), or a command run on the host (exit 0 within the timeout).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use openssh::Session;
+
+use super::ssh::{self, RemoteCommand};
+
+/// Pause between attempts.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// How a host proves it is healthy.
+#[derive(Debug, Clone)]
+pub enum HealthCheck {
+    /// No check.
+    None,
+    /// GET this URL template (`{address}`, `{host}`), expect 2xx.
+    Url(String),
+    /// Run this shell command on the host, expect exit 0.
+    Command(String),
+}
+
+/// Polls until healthy or `timeout` has passed.
+pub async fn wait_healthy(
+    check: &HealthCheck,
+    session: &Session,
+    host: &str,
+    address: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut last = String::from("never checked");
+    loop {
+        let attempt = match check {
+            HealthCheck::None => return Ok(()),
+            HealthCheck::Url(template) => {
+                let url = template.replace("{address}", address).replace("{host}", host);
+                probe_url(url).await
+            }
+            HealthCheck::Command(command) => {
+                let remote = RemoteCommand::Shell(command.clone());
+                match ssh::run(session, &remote, |_| {}).await {
+                    Ok(done) if done.code == Some(0) => Ok(()),
+                    Ok(done) => Err(anyhow::anyhow!(
+                        "`{command}` exited {:?}: {}",
+                        done.code,
+                        done.stderr_tail.join(" / ")
+                    )),
+                    Err(err) => Err(err),
+                }
+            }
+        };
+        match attempt {
+            Ok(()) => return Ok(()),
+            Err(err) => last = format!("{err:#}"),
+        }
+        if started.elapsed() + POLL_EVERY > timeout {
+            bail!("not healthy after {}s: {last}", timeout.as_secs());
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+async fn probe_url(url: String) -> Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let response = agent.get(&url).call()?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            bail!("{url} answered {status}")
+        }
+    })
+    .await?
+}
