@@ -4,12 +4,14 @@
 //! its error, and map that to an exit status.
 
 pub mod archive;
+pub mod batch;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod env_vars;
 pub mod error;
 pub mod git;
+pub mod history;
 pub mod layout;
 pub mod legacy;
 pub mod manifest;
@@ -91,9 +93,9 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<Outcome> {
         Command::History(args) => commands::history::run(ctx, args).await,
         Command::Install(args) => commands::install::run(ctx, args).await,
         Command::Current(args) => commands::current::run(ctx, args).await,
-        Command::Push(_)
-        | Command::Status(_)
-        | Command::Unlock(_) => Err(anyhow::anyhow!("this command is not implemented yet")),
+        Command::Push(_) | Command::Status(_) | Command::Unlock(_) => {
+            Err(anyhow::anyhow!("this command is not implemented yet"))
+        }
     }
 }
 
