@@ -2,3 +2,4 @@ mod common;
 
 mod build;
 mod harness_selftest;
+mod promote;
