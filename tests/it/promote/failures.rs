@@ -234,3 +234,30 @@ fn racing_promotes_one_wins_the_other_changes_nothing() {
         Some(commits[winner as usize].as_str())
     );
 }
+
+#[test]
+fn a_history_record_that_cannot_be_written_is_partial() {
+    let mut w = World::new();
+    let (_, commit) = w.build("v1");
+    let proxy = FaultProxy::new(&w.ctx.moto.endpoint());
+    proxy.set_rule(|r| {
+        if r.method == "PUT" && r.path().contains("/history/") {
+            Action::error(403, "AccessDenied", "Access Denied")
+        } else {
+            Action::Forward
+        }
+    });
+    w.release()
+        .endpoint(&proxy.endpoint())
+        .args(["promote", "1"])
+        .stderr_contains("latest-stable moved to 1")
+        .stderr_contains("the history record was not written")
+        .stderr_contains("tag web-stable pushed to origin")
+        .code(4);
+    assert_eq!(w.stable().unwrap(), w.manifest(1));
+    assert!(w.history().is_empty());
+    assert_eq!(
+        w.origin.tag_commit("web-stable").as_deref(),
+        Some(commit.as_str())
+    );
+}

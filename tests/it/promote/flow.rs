@@ -206,3 +206,27 @@ fn dry_run_writes_nothing() {
     assert!(w.origin.tags().is_empty());
     assert_eq!(w.ctx.workspace.git(["tag", "--list"]), "");
 }
+
+#[test]
+fn tag_name_from_flag_env_or_release_toml() {
+    let mut w = World::new();
+    let (_, commit) = w.build("v1");
+    w.ctx
+        .workspace
+        .write("release.toml", "[promote]\ntag = \"toml-tag\"\n");
+    w.release().args(["promote", "1"]).success();
+    w.release()
+        .env("GIT_TAG_NAME", "env-tag")
+        .args(["promote", "1"])
+        .success();
+    w.release()
+        .env("GIT_TAG_NAME", "env-tag")
+        .args(["promote", "1", "--tag", "flag-tag"])
+        .success();
+    assert_eq!(w.origin.tags(), ["env-tag", "flag-tag", "toml-tag"]);
+    for tag in w.origin.tags() {
+        assert_eq!(w.origin.tag_commit(&tag).as_deref(), Some(commit.as_str()));
+    }
+    // Only the first run moved the pointer.
+    assert_eq!(w.history().len(), 1);
+}
