@@ -51,12 +51,14 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = env_vars::OUTPUT)]
     pub output: Option<OutputFormat>,
 
-    /// Resolve and print the plan, but write nothing.
+    /// Resolve and print the plan, but write nothing (`--dry-run=false` to turn it off).
+    // `require_equals`: otherwise `--dry-run promote 1` would take `promote` as the value.
     #[arg(
         long,
         global = true,
         env = env_vars::DRY_RUN,
         num_args = 0..=1,
+        require_equals = true,
         default_missing_value = "true",
         value_parser = clap::builder::BoolishValueParser::new()
     )]
@@ -388,5 +390,15 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn dry_run_does_not_swallow_the_command() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from(["release", "--dry-run", "promote", "1"]).unwrap();
+        assert_eq!(cli.global.dry_run, Some(true));
+        assert!(matches!(cli.command, super::Command::Promote(_)));
+        let cli = super::Cli::try_parse_from(["release", "--dry-run=false", "list"]).unwrap();
+        assert_eq!(cli.global.dry_run, Some(false));
     }
 }

@@ -38,3 +38,8 @@ pub const RELEASE_VERSION: &str = "RELEASE_VERSION";
 pub const GIT_TAG_NAME: &str = "GIT_TAG_NAME";
 /// reproducible-builds.org: the mtime of every archive entry, in seconds since the epoch.
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+/// Jenkins build-user-vars plugin: the id of the user who started the job, recorded as the
+/// `user` of a promotion.
+pub const BUILD_USER_ID: &str = "BUILD_USER_ID";
+/// The login name, the `user` of a promotion outside Jenkins.
+pub const USER: &str = "USER";

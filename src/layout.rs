@@ -26,6 +26,11 @@ impl Layout {
         &self.artifact
     }
 
+    /// The stage name.
+    pub fn stage(&self) -> &str {
+        &self.stage
+    }
+
     /// `{artifact}/{stage}/`: every key of this artifact and stage starts with it.
     pub fn prefix(&self) -> String {
         format!("{}/{}/", self.artifact, self.stage)
@@ -71,6 +76,17 @@ impl Layout {
         format!("{}claims/", self.prefix())
     }
 
+    /// Prefix of the history records (promotions, pushes), one object per event; their names
+    /// sort in time order (see `history`).
+    pub fn history_prefix(&self) -> String {
+        format!("{}history/", self.prefix())
+    }
+
+    /// Key of the history record named `name`.
+    pub fn history(&self, name: &str) -> String {
+        format!("{}{name}", self.history_prefix())
+    }
+
     /// The build number a key under `prefix()` names, if it is a claim, manifest or archive.
     ///
     /// Old buckets hold only `{artifact}-{N}.tar`; newer ones `.tar.gz`, `.tar.zst`, `.release`.
@@ -107,6 +123,8 @@ mod tests {
         );
         assert_eq!(l.latest(), "obelix-appengine/prod/latest.txt");
         assert_eq!(l.latest_stable(), "obelix-appengine/prod/latest-stable.txt");
+        assert_eq!(l.history_prefix(), "obelix-appengine/prod/history/");
+        assert_eq!(l.history("x.json"), "obelix-appengine/prod/history/x.json");
     }
 
     #[test]
@@ -118,6 +136,10 @@ mod tests {
         assert_eq!(l.build_number_of("web/prod/web-9.release"), Some(9));
         assert_eq!(l.build_number_of("web/prod/claims/12"), Some(12));
         assert_eq!(l.build_number_of("web/prod/latest.txt"), None);
+        assert_eq!(
+            l.build_number_of("web/prod/history/20261123T101500.123Z-promote-0a1b2c3d.json"),
+            None
+        );
         assert_eq!(l.build_number_of("web/prod/web-api-3.tar"), None);
         assert_eq!(l.build_number_of("web/prod/web-.tar"), None);
         assert_eq!(l.build_number_of("web/prod/web-+3.tar"), None);

@@ -4,6 +4,7 @@
 //! its error, and map that to an exit status.
 
 pub mod archive;
+pub mod batch;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod env_vars;
 pub mod error;
 pub mod extract;
 pub mod git;
+pub mod history;
 pub mod hooks;
 pub mod install_dir;
 pub mod layout;

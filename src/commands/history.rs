@@ -1,12 +1,57 @@
-//! `release history`.
+//! `release history`: promotions (and, later, pushes), newest first.
+
+use std::sync::Arc;
 
 use anyhow::Result;
+use serde_json::json;
 
 use super::Context;
+use super::list::{DEFAULT_LIMIT, short, table};
 use crate::cli::ListArgs;
+use crate::history::{self, Event};
 use crate::output::Outcome;
 
 /// Runs `release history`.
-pub async fn run(_ctx: &Context, _args: ListArgs) -> Result<Outcome> {
-    Err(anyhow::anyhow!("`release history` is not implemented yet"))
+pub async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
+    let layout = ctx.layout()?;
+    let store = Arc::new(ctx.store(None).await);
+    let events = history::newest(&store, &layout, args.limit.unwrap_or(DEFAULT_LIMIT)).await?;
+    let text = if events.is_empty() {
+        format!(
+            "no history in `{}` (promotions by the old jobs leave none)",
+            store.url(&layout.history_prefix())
+        )
+    } else {
+        text(&events)
+    };
+    let records: Vec<_> = events.iter().map(|event| &event.record).collect();
+    Ok(Outcome {
+        text,
+        json: json!({ "events": records }),
+    })
+}
+
+fn text(events: &[Event]) -> String {
+    let mut rows = vec![
+        [
+            "TIME", "KIND", "FROM", "TO", "USER", "HOST", "TAG", "COMMIT",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    let number = |n: Option<u64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    for event in events {
+        let r = &event.record;
+        rows.push(vec![
+            r.time.clone(),
+            r.kind.clone(),
+            number(r.from_version),
+            number(r.to_version),
+            r.user.clone(),
+            r.host.clone(),
+            r.tag.clone().unwrap_or_else(|| "-".to_owned()),
+            r.commit.as_deref().map_or_else(|| "-".to_owned(), short),
+        ]);
+    }
+    table(&rows)
 }

@@ -1,12 +1,231 @@
-//! `release list`.
+//! `release list`: the builds, newest first, marking which is latest and which is stable.
+//!
+//! One listing of the stage names every build; the newest `--limit` manifests are then read a
+//! few at a time. Builds of the old jobs have no manifest beside them: they show what the
+//! listing knows (number, archive, size), plus what latest.txt or latest-stable.txt says if one
+//! of them names the build. No archive is read.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::Result;
+use serde::Serialize;
+use serde_json::json;
 
 use super::Context;
+use super::build::human_bytes;
+use crate::batch;
 use crate::cli::ListArgs;
+use crate::layout::Layout;
+use crate::manifest::{self, Manifest};
 use crate::output::Outcome;
+use crate::resolve::{self, Listing};
+use crate::store::Object;
+
+/// Entries shown when `--limit` is not given.
+pub const DEFAULT_LIMIT: usize = 20;
+
+/// One build as listed (field names are documented in docs/output.md).
+#[derive(Debug, Serialize)]
+struct Row {
+    version: u64,
+    build: Option<String>,
+    branch: Option<String>,
+    commit: Option<String>,
+    timestamp: Option<String>,
+    size: Option<u64>,
+    archive: Option<String>,
+    semver: Option<String>,
+    latest: bool,
+    stable: bool,
+    /// Where the details come from: `manifest`, `pointer` (an old build named by latest.txt
+    /// or latest-stable.txt) or `listing` (only the key and size are known).
+    source: &'static str,
+}
 
 /// Runs `release list`.
-pub async fn run(_ctx: &Context, _args: ListArgs) -> Result<Outcome> {
-    Err(anyhow::anyhow!("`release list` is not implemented yet"))
+pub async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
+    let layout = ctx.layout()?;
+    let limit = args.limit.unwrap_or(DEFAULT_LIMIT);
+    let store = Arc::new(ctx.store(None).await);
+    let builds = resolve::catalog(&store, &layout).await?;
+    let shown: Vec<(u64, &Listing)> = builds
+        .iter()
+        .rev()
+        .take(limit)
+        .map(|(n, l)| (*n, l))
+        .collect();
+    let mut keys = vec![layout.latest(), layout.latest_stable()];
+    keys.extend(
+        shown
+            .iter()
+            .filter(|(_, listing)| listing.manifest.is_some())
+            .map(|(n, _)| layout.manifest(*n)),
+    );
+    let mut objects = batch::get_all(&store, keys).await?.into_iter();
+    let latest = pointer(objects.next().flatten());
+    let stable = pointer(objects.next().flatten());
+    let mut manifests: BTreeMap<u64, Manifest> = BTreeMap::new();
+    for (number, _) in shown.iter().filter(|(_, l)| l.manifest.is_some()) {
+        match objects.next().flatten().map(|o| Manifest::parse(&o.body)) {
+            Some(Ok(manifest)) => {
+                manifests.insert(*number, manifest);
+            }
+            Some(Err(err)) => ctx.printer.warn(&format!(
+                "`{}` is not a valid manifest ({err}); showing what the listing knows",
+                store.url(&layout.manifest(*number))
+            )),
+            None => {}
+        }
+    }
+    let marks = (version_of(&latest), version_of(&stable));
+    let rows: Vec<Row> = shown
+        .iter()
+        .map(|(number, listing)| {
+            let known = manifests.get(number).map(|m| (m, "manifest")).or_else(|| {
+                [&latest, &stable]
+                    .into_iter()
+                    .flatten()
+                    .find(|m| m.version() == Some(*number))
+                    .map(|m| (m, "pointer"))
+            });
+            row(&layout, *number, listing, known, marks)
+        })
+        .collect();
+    Ok(outcome(&layout, rows, marks))
+}
+
+fn pointer(object: Option<Object>) -> Option<Manifest> {
+    Manifest::parse_build(&object?.body).ok()
+}
+
+fn version_of(manifest: &Option<Manifest>) -> Option<u64> {
+    manifest.as_ref().and_then(Manifest::version)
+}
+
+fn row(
+    layout: &Layout,
+    number: u64,
+    listing: &Listing,
+    known: Option<(&Manifest, &'static str)>,
+    (latest, stable): (Option<u64>, Option<u64>),
+) -> Row {
+    let get = |key: &str| {
+        known
+            .and_then(|(m, _)| m.get(key))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let listed = listing.archives.first();
+    let listed_name = listed.map(|o| o.key.trim_start_matches(&layout.prefix()).to_owned());
+    Row {
+        version: number,
+        build: get(manifest::BUILD),
+        branch: get(manifest::GIT_BRANCH),
+        commit: get(manifest::GIT_COMMIT),
+        timestamp: get(manifest::TIMESTAMP),
+        size: known.and_then(|(m, _)| m.size()).or(listed.map(|o| o.size)),
+        archive: get(manifest::ARCHIVE).or(listed_name),
+        semver: get(manifest::SEMVER),
+        latest: latest == Some(number),
+        stable: stable == Some(number),
+        source: known.map_or("listing", |(_, source)| source),
+    }
+}
+
+fn outcome(
+    layout: &Layout,
+    rows: Vec<Row>,
+    (latest, stable): (Option<u64>, Option<u64>),
+) -> Outcome {
+    let text = if rows.is_empty() {
+        format!(
+            "no builds of {} in stage {}",
+            layout.artifact(),
+            layout.stage()
+        )
+    } else {
+        let mut lines = vec![
+            [
+                "VERSION",
+                "BUILD",
+                "BRANCH",
+                "COMMIT",
+                "TIMESTAMP",
+                "SIZE",
+                "",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ];
+        for r in &rows {
+            let marks: Vec<&str> = [(r.latest, "latest"), (r.stable, "stable")]
+                .into_iter()
+                .filter_map(|(on, name)| on.then_some(name))
+                .collect();
+            lines.push(vec![
+                r.version.to_string(),
+                dash(r.build.as_deref()),
+                dash(r.branch.as_deref()),
+                dash(r.commit.as_deref().map(short).as_deref()),
+                dash(r.timestamp.as_deref()),
+                r.size.map_or_else(|| "-".to_owned(), human_bytes),
+                marks.join(" "),
+            ]);
+        }
+        table(&lines)
+    };
+    Outcome {
+        text,
+        json: json!({ "latest": latest, "stable": stable, "builds": rows }),
+    }
+}
+
+/// The first 12 characters of a commit id.
+pub fn short(commit: &str) -> String {
+    commit.chars().take(12).collect()
+}
+
+fn dash(value: Option<&str>) -> String {
+    value.unwrap_or("-").to_owned()
+}
+
+/// Left-aligned columns two spaces apart; trailing spaces trimmed.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| format!("{cell:<width$}", width = widths[c]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    #[test]
+    fn tables_align_columns() {
+        let rows = vec![
+            vec!["A".to_owned(), "BB".to_owned(), "".to_owned()],
+            vec!["ccc".to_owned(), "d".to_owned(), "x".to_owned()],
+        ];
+        assert_eq!(table(&rows), "A    BB\nccc  d   x\n");
+    }
 }

@@ -1,12 +1,65 @@
-//! `release rollback`.
+//! `release rollback`: promote the build that was stable before the current one.
+//!
+//! The history in the bucket says which builds were stable; the target is the most recent of
+//! them whose number is lower than the current stable build's, so a second rollback goes one
+//! further back instead of undoing the first.
+
+use std::sync::Arc;
 
 use anyhow::Result;
 
 use super::Context;
+use super::promote::{self, Promotion, TagConfig};
 use crate::cli::TagArgs;
+use crate::error::Problem;
+use crate::history::{self, Previous};
 use crate::output::Outcome;
+use crate::resolve::{self, BuildRef};
 
 /// Runs `release rollback`.
-pub async fn run(_ctx: &Context, _args: TagArgs) -> Result<Outcome> {
-    Err(anyhow::anyhow!("`release rollback` is not implemented yet"))
+pub async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
+    let layout = ctx.layout()?;
+    let tagging = TagConfig::resolve(args, &ctx.settings.file.promote, layout.artifact())?;
+    let store = Arc::new(ctx.store(None).await);
+    let pointer = store.url(&layout.latest_stable());
+    let stable = promote::read_stable(ctx, &store, &layout).await?;
+    let Some(current) = stable.as_ref().and_then(|s| s.version) else {
+        return Err(Problem::Usage(format!(
+            "`{pointer}` names no build, so there is nothing to roll back from: run `release \
+             promote N` with the build to make stable (`release list` shows them)"
+        ))
+        .into());
+    };
+    let target = match history::previous_stable(&store, &layout, current).await? {
+        Previous::Build(number) => number,
+        Previous::NoHistory => {
+            return Err(Problem::Usage(format!(
+                "no promotion history in `{}` (builds promoted by the old jobs leave none), so \
+                 the build before {current} is unknown: run `release promote N` with the build \
+                 to roll back to (`release list` shows them); nothing was changed",
+                store.url(&layout.history_prefix())
+            ))
+            .into());
+        }
+        Previous::NoneLower => {
+            return Err(Problem::Usage(format!(
+                "the promotion history names no stable build older than {current}: run \
+                 `release promote N` with the build to roll back to (`release list` shows \
+                 them); nothing was changed"
+            ))
+            .into());
+        }
+    };
+    ctx.printer.status(&format!(
+        "rolling back {} from {current} to {target}, the build stable before it",
+        layout.artifact()
+    ));
+    let build = resolve::resolve(&store, &layout, &BuildRef::Number(target)).await?;
+    let promotion = Promotion {
+        ctx,
+        store: &store,
+        layout: &layout,
+        tagging: &tagging,
+    };
+    promotion.promote(build, stable).await
 }

@@ -3,3 +3,4 @@ mod common;
 mod build;
 mod harness_selftest;
 mod install;
+mod promote;

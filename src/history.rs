@@ -1,0 +1,247 @@
+//! The history kept in the bucket: one JSON object per event (a promotion, later a push) under
+//! `{artifact}/{stage}/history/`.
+//!
+//! Each record is written with `If-None-Match: *` under a name of its own, so concurrent writers
+//! never overwrite or lose one another's records. Names start with the event's UTC time to the
+//! millisecond (`20261123T101500.123Z-promote-0a1b2c3d.json`), so a listing, which S3 returns in
+//! key order, is in time order; the random suffix keeps two events of one millisecond apart.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::batch;
+use crate::env_vars;
+use crate::layout::Layout;
+use crate::store::{Precondition, Store, StoreError};
+
+/// `kind` of a promotion (rollbacks included).
+pub const PROMOTE: &str = "promote";
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// What happened: `promote`, later `push`.
+    pub kind: String,
+    /// When, RFC 3339 in UTC to the millisecond.
+    pub time: String,
+    /// Who: Jenkins' BUILD_USER_ID, else USER, else `unknown`.
+    pub user: String,
+    /// The machine the tool ran on.
+    pub host: String,
+    /// The artifact.
+    pub artifact: String,
+    /// The stage.
+    pub stage: String,
+    /// The build that was stable before (`null` if none was).
+    pub from_version: Option<u64>,
+    /// The build that became stable (or was pushed).
+    pub to_version: Option<u64>,
+    /// The git tag moved, if any.
+    pub tag: Option<String>,
+    /// The commit tagged (the build's GIT_COMMIT), if any.
+    pub commit: Option<String>,
+    /// Fields of other kinds of event, kept as read.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Record {
+    /// A record of `kind` happening now, by this user on this host.
+    pub fn now(kind: &str, layout: &Layout) -> Self {
+        let time = jiff::Timestamp::now();
+        let time = time.round(jiff::Unit::Millisecond).unwrap_or(time);
+        Self {
+            kind: kind.to_owned(),
+            time: rfc3339_millis(time),
+            user: user(),
+            host: hostname(),
+            artifact: layout.artifact().to_owned(),
+            stage: layout.stage().to_owned(),
+            from_version: None,
+            to_version: None,
+            tag: None,
+            commit: None,
+            extra: serde_json::Map::new(),
+        }
+    }
+}
+
+/// An event as read back, with the key it was read from.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The record's key.
+    pub key: String,
+    /// The record.
+    pub record: Record,
+}
+
+/// Writes `record` as a new object; returns its key.
+pub async fn append(store: &Store, layout: &Layout, record: &Record) -> Result<String> {
+    let body = Bytes::from(serde_json::to_vec_pretty(record)?);
+    let stamp = key_stamp(&record.time)?;
+    for _ in 0..3 {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let key = layout.history(&format!("{stamp}-{}-{suffix}.json", record.kind));
+        match store.put(&key, body.clone(), Precondition::IfAbsent).await {
+            Ok(()) => return Ok(key),
+            // Another event took this very name: draw another suffix.
+            Err(StoreError::PreconditionFailed { .. }) => continue,
+            Err(err) => {
+                return Err(err)
+                    .with_context(|| format!("writing the history record `{}`", store.url(&key)));
+            }
+        }
+    }
+    bail!(
+        "could not find a free history record name under `{}`",
+        store.url(&layout.history_prefix())
+    )
+}
+
+/// Every record key, newest first.
+pub async fn keys_newest_first(store: &Store, layout: &Layout) -> Result<Vec<String>> {
+    let prefix = layout.history_prefix();
+    let mut keys: Vec<String> = store
+        .list(&prefix)
+        .await
+        .with_context(|| format!("listing the history `{}`", store.url(&prefix)))?
+        .into_iter()
+        .map(|listed| listed.key)
+        .filter(|key| key.ends_with(".json"))
+        .collect();
+    keys.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(keys)
+}
+
+/// The records at `keys`, in that order. A record that is gone or unreadable is left out with
+/// a warning in the log: one bad object must not hide the rest of the history.
+pub async fn read(store: &Arc<Store>, keys: &[String]) -> Result<Vec<Event>> {
+    let objects = batch::get_all(store, keys.to_vec()).await?;
+    let mut events = Vec::with_capacity(keys.len());
+    for (key, object) in keys.iter().zip(objects) {
+        let Some(object) = object else { continue };
+        match serde_json::from_slice::<Record>(&object.body) {
+            Ok(record) => events.push(Event {
+                key: key.clone(),
+                record,
+            }),
+            Err(err) => tracing::warn!("skipping history record `{}`: {err}", store.url(key)),
+        }
+    }
+    Ok(events)
+}
+
+/// The newest `limit` events, newest first.
+pub async fn newest(store: &Arc<Store>, layout: &Layout, limit: usize) -> Result<Vec<Event>> {
+    let keys = keys_newest_first(store, layout).await?;
+    read(store, &keys[..keys.len().min(limit)]).await
+}
+
+/// What the history says about the build to roll back to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Previous {
+    /// No promotion was ever recorded.
+    NoHistory,
+    /// Promotions were recorded, but none names a build lower than the current one.
+    NoneLower,
+    /// The most recent previously-stable build lower than the current one.
+    Build(u64),
+}
+
+/// The most recent build that was stable before and is lower than `current`: walking the
+/// promotions newest first, the build each made stable and then the one it replaced.
+pub async fn previous_stable(
+    store: &Arc<Store>,
+    layout: &Layout,
+    current: u64,
+) -> Result<Previous> {
+    let keys = keys_newest_first(store, layout).await?;
+    let mut seen_promotion = false;
+    for page in keys.chunks(batch::MAX_IN_FLIGHT) {
+        for event in read(store, page).await? {
+            if event.record.kind != PROMOTE {
+                continue;
+            }
+            seen_promotion = true;
+            let candidates = [event.record.to_version, event.record.from_version];
+            if let Some(number) = candidates.into_iter().flatten().find(|&n| n < current) {
+                return Ok(Previous::Build(number));
+            }
+        }
+    }
+    Ok(if seen_promotion {
+        Previous::NoneLower
+    } else {
+        Previous::NoHistory
+    })
+}
+
+/// Who runs the tool: Jenkins' BUILD_USER_ID, else USER, else `unknown`.
+pub fn user() -> String {
+    [env_vars::BUILD_USER_ID, env_vars::USER]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .map(|value| value.trim().to_owned())
+        .find(|value| !value.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// `2026-11-23T10:15:00.123Z`.
+fn rfc3339_millis(time: jiff::Timestamp) -> String {
+    time.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// `20261123T101500.123Z` from an RFC 3339 time: the part of a record's name that sorts.
+fn key_stamp(time: &str) -> Result<String> {
+    let time: jiff::Timestamp = time
+        .parse()
+        .with_context(|| format!("history time `{time}` is not RFC 3339"))?;
+    Ok(time.strftime("%Y%m%dT%H%M%S%.3fZ").to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_in_time_order() {
+        let early = key_stamp("2026-11-23T10:15:00.123Z").unwrap();
+        let later = key_stamp("2026-11-23T10:15:00.9Z").unwrap();
+        let next_day = key_stamp("2026-11-24T00:00:00Z").unwrap();
+        assert_eq!(early, "20261123T101500.123Z");
+        assert_eq!(later, "20261123T101500.900Z");
+        assert_eq!(next_day, "20261124T000000.000Z");
+        assert!(early < later && later < next_day);
+    }
+
+    #[test]
+    fn times_are_utc_millis() {
+        let time: jiff::Timestamp = "2026-11-23T10:15:00.123456Z".parse().unwrap();
+        let rounded = time.round(jiff::Unit::Millisecond).unwrap();
+        assert_eq!(rfc3339_millis(rounded), "2026-11-23T10:15:00.123Z");
+    }
+
+    #[test]
+    fn records_keep_fields_of_other_kinds() {
+        let text = r#"{"kind":"push","time":"2026-11-23T10:15:00.123Z","user":"a","host":"h",
+            "artifact":"web","stage":"prod","from_version":null,"to_version":4,"tag":null,
+            "commit":null,"hosts":["h1"]}"#;
+        let record: Record = serde_json::from_str(text).unwrap();
+        assert_eq!(record.to_version, Some(4));
+        assert_eq!(record.extra["hosts"], serde_json::json!(["h1"]));
+        let back = serde_json::to_value(&record).unwrap();
+        assert_eq!(back["hosts"], serde_json::json!(["h1"]));
+    }
+}
