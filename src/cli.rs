@@ -366,6 +366,18 @@ pub struct PushArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+
+    /// Run `release current` with `sudo -n`.
+    #[arg(long)]
+    pub sudo: bool,
+
+    /// Path of `release` on the hosts [default: release].
+    #[arg(long, value_name = "PATH")]
+    pub remote_binary: Option<String>,
+
+    /// Install directory on the hosts.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// `release unlock`.

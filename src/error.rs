@@ -39,9 +39,25 @@ pub enum Problem {
     Partial(String),
 }
 
+/// A failure whose command still has a result to print (a push report): the outcome is printed
+/// as usual, the message as the error, and the process exits with `status`.
+#[derive(Debug, Error)]
+#[error("{message}")]
+pub struct Reported {
+    /// The exit status.
+    pub status: ExitStatus,
+    /// What went wrong, in one sentence.
+    pub message: String,
+    /// The result to print all the same.
+    pub outcome: crate::output::Outcome,
+}
+
 /// The exit status for an error: the first cause in the chain that decides one.
 pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
     for cause in err.chain() {
+        if let Some(reported) = cause.downcast_ref::<Reported>() {
+            return reported.status;
+        }
         if let Some(problem) = cause.downcast_ref::<Problem>() {
             return match problem {
                 Problem::Usage(_) => ExitStatus::Usage,

@@ -22,6 +22,7 @@ pub mod names;
 pub mod output;
 pub mod pointers;
 pub mod resolve;
+pub mod rollout;
 pub mod signals;
 pub mod store;
 pub mod walk;
@@ -66,7 +67,7 @@ pub fn run(cli: Cli) -> ExitStatus {
     let result = runtime.block_on(async {
         let ctx = Context {
             settings,
-            printer,
+            printer: std::sync::Arc::new(printer),
             cancel: signals::install(),
         };
         let result = dispatch(&ctx, cli.command).await;
@@ -124,6 +125,18 @@ fn man_page() -> Result<Outcome> {
 
 fn report_error(printer: &Printer, err: &anyhow::Error) -> ExitStatus {
     let status = error::exit_status(err);
+    if let Some(reported) = err.downcast_ref::<error::Reported>() {
+        let mut outcome = reported.outcome.clone();
+        if let Some(doc) = outcome.json.as_object_mut() {
+            doc.insert(
+                "error".into(),
+                serde_json::json!({"message": reported.message, "exit_code": status as u8}),
+            );
+        }
+        printer.outcome(&outcome);
+        printer.error_line(&reported.message);
+        return status;
+    }
     printer.error(&error::messages(err), status as u8);
     status
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::cli::OutputFormat;
 
 /// What a command produced: a line (or a few) for people and a document for scripts.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
     /// Text for `--output text`.
     pub text: String,
@@ -94,6 +94,11 @@ impl Printer {
             }
             OutputFormat::Json => println!("{}", outcome.json),
         }
+    }
+
+    /// One error line on stderr, whatever the format (the result went to stdout already).
+    pub fn error_line(&self, message: &str) {
+        eprintln!("error: {message}");
     }
 
     /// The command's error: `error: …` and `Caused by:` lines, or a JSON document.

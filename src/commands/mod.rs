@@ -6,8 +6,11 @@ pub mod history;
 pub mod install;
 pub mod list;
 pub mod promote;
+pub mod push;
 pub mod rollback;
 pub mod show;
+pub mod status;
+pub mod unlock;
 
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
@@ -22,8 +25,8 @@ use crate::store::{Store, WritePolicy};
 pub struct Context {
     /// Resolved global settings.
     pub settings: Settings,
-    /// Where output goes.
-    pub printer: Printer,
+    /// Where output goes (shared with the tasks of a push).
+    pub printer: std::sync::Arc<Printer>,
     /// Cancelled by SIGINT/SIGTERM.
     pub cancel: CancellationToken,
 }

@@ -31,12 +31,13 @@ pub async fn wait_healthy(
     timeout: Duration,
 ) -> Result<()> {
     let started = Instant::now();
-    let mut last = String::from("never checked");
     loop {
         let attempt = match check {
             HealthCheck::None => return Ok(()),
             HealthCheck::Url(template) => {
-                let url = template.replace("{address}", address).replace("{host}", host);
+                let url = template
+                    .replace("{address}", address)
+                    .replace("{host}", host);
                 probe_url(url).await
             }
             HealthCheck::Command(command) => {
@@ -52,10 +53,10 @@ pub async fn wait_healthy(
                 }
             }
         };
-        match attempt {
+        let last = match attempt {
             Ok(()) => return Ok(()),
-            Err(err) => last = format!("{err:#}"),
-        }
+            Err(err) => format!("{err:#}"),
+        };
         if started.elapsed() + POLL_EVERY > timeout {
             bail!("not healthy after {}s: {last}", timeout.as_secs());
         }

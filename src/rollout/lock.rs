@@ -78,11 +78,10 @@ pub async fn acquire(store: &Store, layout: &Layout, holder: &str, what: &str) -
                 ),
                 None => "someone (the lock could not be read)".to_owned(),
             };
-            Err(Problem::Conflict(format!(
-                "another push holds `{}`: {who}",
-                store.url(&key)
-            ))
-            .into())
+            Err(
+                Problem::Conflict(format!("another push holds `{}`: {who}", store.url(&key)))
+                    .into(),
+            )
         }
         Err(err) => Err(err).context("taking the push lock"),
     }

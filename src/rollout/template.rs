@@ -30,7 +30,9 @@ pub fn render(template: &str, values: &BTreeMap<&str, String>) -> Result<String,
             out.push('}');
             rest = after;
         } else if let Some(after) = tail.strip_prefix('{') {
-            let end = after.find('}').ok_or_else(|| bad(template, "a `{` is not closed"))?;
+            let end = after
+                .find('}')
+                .ok_or_else(|| bad(template, "a `{` is not closed"))?;
             let name = &after[..end];
             let value = values
                 .get(name)
@@ -84,17 +86,26 @@ mod tests {
 
     #[test]
     fn values_are_single_words() {
-        let out = render("deploy.sh {artifact} {version} {host} {instance}", &values()).unwrap();
+        let out = render(
+            "deploy.sh {artifact} {version} {host} {instance}",
+            &values(),
+        )
+        .unwrap();
         assert_eq!(out, r"deploy.sh web 42 'x; rm -rf / #' 'it'\''s $(id)'");
     }
 
     #[test]
     fn braces_and_errors() {
-        assert_eq!(render("awk '{{print}}' {version}", &values()).unwrap(), "awk '{print}' 42");
+        assert_eq!(
+            render("awk '{{print}}' {version}", &values()).unwrap(),
+            "awk '{print}' 42"
+        );
         assert!(render("{nope}", &values()).is_err());
         assert!(render("{version", &values()).is_err());
         assert!(render("x}", &values()).is_err());
-        assert!(check("sudo /opt/deploy.sh {artifact} {version} {bucket} {stage} {address}").is_ok());
+        assert!(
+            check("sudo /opt/deploy.sh {artifact} {version} {bucket} {stage} {address}").is_ok()
+        );
     }
 
     #[test]

@@ -87,7 +87,10 @@ impl Fleet {
                 detail: DisplayErrorContext(&e).to_string(),
             })?;
             for group in page.auto_scaling_groups() {
-                let name = group.auto_scaling_group_name().unwrap_or_default().to_owned();
+                let name = group
+                    .auto_scaling_group_name()
+                    .unwrap_or_default()
+                    .to_owned();
                 for instance in group.instances() {
                     found.push(Member {
                         group: name.clone(),
@@ -109,7 +112,9 @@ impl Fleet {
         // Group by group in the order given, then by instance id.
         found.sort_by(|a, b| {
             let rank = |m: &Member| groups.iter().position(|g| *g == m.group);
-            rank(a).cmp(&rank(b)).then(a.instance_id.cmp(&b.instance_id))
+            rank(a)
+                .cmp(&rank(b))
+                .then(a.instance_id.cmp(&b.instance_id))
         });
         Ok(found)
     }
@@ -136,7 +141,8 @@ impl Fleet {
             })?;
             for reservation in page.reservations() {
                 for instance in reservation.instances() {
-                    let non_empty = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);
+                    let non_empty =
+                        |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);
                     let lifecycle = match instance.instance_lifecycle() {
                         Some(kind) => kind.as_str().to_owned(),
                         None => "on-demand".to_owned(),

@@ -1,0 +1,351 @@
+//! `release push`: roll one build onto the hosts of Auto Scaling Groups (or given hosts), in
+//! batches, health-checked, under the push lock, ending with a per-host report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use release_fleet::Fleet;
+use serde_json::json;
+
+use super::Context;
+use crate::cli::{PushArgs, TargetArgs};
+use crate::config::PushFile;
+use crate::error::{ExitStatus, Problem, Reported};
+use crate::history::{self, Record};
+use crate::output::Outcome;
+use crate::resolve::{self, BuildRef};
+use crate::rollout::health::HealthCheck;
+use crate::rollout::plan::{self, BatchSize};
+use crate::rollout::ssh::{self, SshOptions};
+use crate::rollout::targets::{self, AddressKind, Source, Target};
+use crate::rollout::{self, Report, Rollout, lock, template};
+
+/// Default seconds a host has to become healthy.
+const DEFAULT_HEALTH_TIMEOUT: u64 = 60;
+/// Default cap on new SSH connections at once: under sshd's MaxStartups (10), bastions too.
+const DEFAULT_MAX_CONNECTIONS: usize = 8;
+
+/// Where the hosts are and how to reach them, merged from flags and `[push]`.
+pub struct Reach {
+    /// Where targets come from.
+    pub source: Source,
+    /// SSH options.
+    pub ssh: SshOptions,
+    /// New-connection cap.
+    pub max_connections: usize,
+}
+
+/// Resolves `--asg`/`--hosts` and the SSH options (shared with `status`).
+pub fn reach(args: &TargetArgs, file: &PushFile) -> Result<Reach> {
+    let groups = if args.asg.is_empty() {
+        file.asg.clone().unwrap_or_default()
+    } else {
+        args.asg.clone()
+    };
+    let hosts: Vec<String> = if args.hosts.is_empty() {
+        file.hosts.clone().unwrap_or_default()
+    } else {
+        args.hosts.clone()
+    }
+    .into_iter()
+    .map(|h| h.trim().to_owned())
+    .filter(|h| !h.is_empty())
+    .collect();
+    let address: AddressKind = args
+        .address
+        .clone()
+        .or(file.address.clone())
+        .as_deref()
+        .unwrap_or("private")
+        .parse()?;
+    let source = match (groups.is_empty(), hosts.is_empty()) {
+        (false, true) => Source::Groups {
+            names: groups,
+            address,
+        },
+        (true, false) => Source::Hosts(hosts),
+        (true, true) => {
+            return Err(Problem::Usage(
+                "no targets: give --asg NAME (repeatable) or --hosts H,H".into(),
+            )
+            .into());
+        }
+        (false, false) => {
+            return Err(Problem::Usage("give --asg or --hosts, not both".into()).into());
+        }
+    };
+    let policy = args
+        .strict_host_keys
+        .clone()
+        .or(file.strict_host_keys.clone());
+    Ok(Reach {
+        source,
+        ssh: SshOptions {
+            user: args
+                .ssh_user
+                .clone()
+                .or(file.ssh_user.clone())
+                .unwrap_or_else(|| "ec2-user".into()),
+            port: args.ssh_port.or(file.ssh_port),
+            config: args.ssh_config.clone().or(file.ssh_config.clone()),
+            identity: args.identity.clone().or(file.identity.clone()),
+            host_keys: ssh::host_key_policy(policy.as_deref().unwrap_or("yes"))?,
+            connect_timeout: Duration::from_secs(10),
+        },
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+    })
+}
+
+/// Resolves the targets once, saying which instances were left out.
+pub async fn resolve_targets(
+    ctx: &Context,
+    source: &Source,
+) -> Result<(Vec<Target>, Option<Fleet>, Vec<targets::Skipped>)> {
+    let fleet = match source {
+        Source::Groups { .. } => Some(Fleet::connect(ctx.settings.region.clone()).await),
+        Source::Hosts(_) => None,
+    };
+    let (found, skipped) = targets::resolve(source, fleet.as_ref()).await?;
+    for s in &skipped {
+        ctx.printer.warn(&format!(
+            "skipping {} in {}: {}",
+            s.instance, s.group, s.reason
+        ));
+    }
+    if found.is_empty() {
+        let what = match source {
+            Source::Groups { names, .. } => format!("Auto Scaling Group(s) {}", names.join(", ")),
+            Source::Hosts(_) => "--hosts".into(),
+        };
+        return Err(
+            Problem::Usage(format!("{what}: no InService, Healthy instance to reach")).into(),
+        );
+    }
+    Ok((found, fleet, skipped))
+}
+
+/// Runs `release push`.
+pub async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
+    let file = &ctx.settings.file.push;
+    let layout = ctx.layout()?;
+    let reach = reach(&args.target, file)?;
+    let template = args.command.or(file.command.clone());
+    if let Some(t) = &template {
+        template::check(t)?;
+    }
+    let batch: BatchSize = args
+        .batch
+        .or(file.batch.clone())
+        .as_deref()
+        .unwrap_or("25%")
+        .parse()?;
+    let health = match (
+        args.health_url.or(file.health_url.clone()),
+        args.health_command.or(file.health_command.clone()),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(
+                Problem::Usage("give --health-url or --health-command, not both".into()).into(),
+            );
+        }
+        (Some(url), None) => HealthCheck::Url(url),
+        (None, Some(command)) => HealthCheck::Command(command),
+        (None, None) => HealthCheck::None,
+    };
+    let reference: BuildRef = args.build.as_deref().unwrap_or("latest-stable").parse()?;
+    let store = ctx.store(None).await;
+    // Once, here: every host gets this number even if someone promotes mid-push.
+    let build = resolve::resolve(&store, &layout, &reference).await?;
+    let (found, fleet, skipped) = resolve_targets(ctx, &reach.source).await?;
+    let canary = args.canary.or(file.canary).unwrap_or(0);
+    let batches = plan::batches(&found, batch, canary);
+    let rollout = Rollout {
+        artifact: layout.artifact().to_owned(),
+        version: build.number,
+        bucket: ctx
+            .settings
+            .store
+            .to_string()
+            .trim_start_matches("s3://")
+            .to_owned(),
+        stage: ctx.settings.stage.clone(),
+        dir: args.dir.or(file.dir.clone()),
+        sudo: args.sudo || file.sudo.unwrap_or(false),
+        remote_binary: args
+            .remote_binary
+            .or(file.remote_binary.clone())
+            .unwrap_or_else(|| "release".into()),
+        template,
+        health,
+        health_timeout: Duration::from_secs(
+            args.health_timeout
+                .or(file.health_timeout)
+                .unwrap_or(DEFAULT_HEALTH_TIMEOUT),
+        ),
+        max_failures: args.max_failures.or(file.max_failures).unwrap_or(0),
+        batch,
+        canary,
+        ssh: reach.ssh,
+        max_connections: reach.max_connections,
+        log_dir: args.log_dir.or(file.log_dir.clone()),
+    };
+    if ctx.settings.dry_run {
+        return Ok(plan_outcome(&rollout, &batches));
+    }
+    ctx.printer.status(&format!(
+        "pushing {} {} to {} host(s) in {} batch(es)",
+        rollout.artifact,
+        rollout.version,
+        found.len(),
+        batches.len()
+    ));
+    let what = format!(
+        "push {} {} to {} host(s)",
+        rollout.artifact,
+        rollout.version,
+        found.len()
+    );
+    let holder = format!("{}@{}", history::user(), history::hostname());
+    let held = lock::acquire(&store, &layout, &holder, &what).await?;
+    let result = rollout::run(
+        rollout.clone(),
+        batches,
+        &reach.source,
+        fleet.as_ref(),
+        Arc::clone(&ctx.printer),
+        &ctx.cancel,
+    )
+    .await;
+    if let Err(err) = held.release(&store).await {
+        ctx.printer.warn(&format!(
+            "could not remove the push lock: {err:#}; run `release unlock`"
+        ));
+    }
+    let mut report = result?;
+    report.skipped = skipped;
+
+    let mut record = Record::now("push", &layout);
+    record.to_version = Some(rollout.version);
+    record.extra.insert(
+        "hosts".into(),
+        json!(
+            report
+                .hosts
+                .iter()
+                .map(|h| json!({"host": h.host, "instance": h.instance, "result": h.result}))
+                .collect::<Vec<_>>()
+        ),
+    );
+    if let Err(err) = history::append(&store, &layout, &record).await {
+        ctx.printer
+            .warn(&format!("could not write the history record: {err:#}"));
+    }
+    finish(&rollout, report)
+}
+
+fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
+    let (ok, failed, total) = (report.ok(), report.failed(), report.hosts.len());
+    let summary = format!(
+        "{} {}: {ok} of {total} host(s) ok, {failed} failed",
+        rollout.artifact, rollout.version
+    );
+    let outcome = Outcome {
+        text: format!("{}\n{summary}", table(&report)),
+        json: json!({
+            "artifact": rollout.artifact,
+            "version": rollout.version,
+            "ok": ok,
+            "failed": failed,
+            "batches": report.batches,
+            "interrupted": report.interrupted,
+            "hosts": report.hosts,
+            "skipped": report.skipped,
+        }),
+    };
+    if ok == total {
+        return Ok(outcome);
+    }
+    let status = if ok > 0 {
+        ExitStatus::Partial
+    } else {
+        ExitStatus::Failure
+    };
+    let why = if report.interrupted {
+        "interrupted: no new host was started".to_owned()
+    } else if failed > rollout.max_failures {
+        format!(
+            "failures exceeded --max-failures {}: no new batch was started",
+            rollout.max_failures
+        )
+    } else {
+        "some hosts are not on the build".to_owned()
+    };
+    Err(Reported {
+        status,
+        message: format!("push incomplete: {summary}; {why}"),
+        outcome,
+    }
+    .into())
+}
+
+fn table(report: &Report) -> String {
+    let mut out = format!(
+        "{:<16} {:<20} {:<10} {:<12} {:>6} {:>6} {:<12} {:>7}\n",
+        "HOST", "INSTANCE", "LIFECYCLE", "ZONE", "BEFORE", "AFTER", "RESULT", "SECONDS"
+    );
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let num = |v: Option<u64>| v.map_or("-".into(), |n| n.to_string());
+    for h in &report.hosts {
+        out.push_str(&format!(
+            "{:<16} {:<20} {:<10} {:<12} {:>6} {:>6} {:<12} {:>7.1}\n",
+            h.host,
+            dash(&h.instance),
+            dash(&h.lifecycle),
+            dash(&h.zone),
+            num(h.before),
+            num(h.after),
+            h.result,
+            h.seconds
+        ));
+        if let Some(error) = &h.error {
+            out.push_str(&format!("  {}: {error}\n", h.host));
+        }
+    }
+    out
+}
+
+fn plan_outcome(rollout: &Rollout, batches: &[Vec<Target>]) -> Outcome {
+    let lines: Vec<String> = batches
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            format!(
+                "batch {}: {}",
+                i + 1,
+                b.iter()
+                    .map(|t| t.host.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .collect();
+    Outcome {
+        text: format!(
+            "dry run: would push {} {} ({} host(s)); nothing was changed\n{}",
+            rollout.artifact,
+            rollout.version,
+            batches.iter().map(Vec::len).sum::<usize>(),
+            lines.join("\n")
+        ),
+        json: json!({
+            "dry_run": true,
+            "artifact": rollout.artifact,
+            "version": rollout.version,
+            "batches": batches,
+        }),
+    }
+}
