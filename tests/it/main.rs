@@ -2,4 +2,5 @@ mod common;
 
 mod build;
 mod harness_selftest;
+mod hosts_selftest;
 mod install;
