@@ -9,6 +9,7 @@
 // Each test module uses a different part of the harness; the rest would warn.
 #![allow(dead_code, unused_imports)]
 
+pub mod asg;
 pub mod hosts;
 pub mod moto;
 pub mod proxy;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+pub use asg::{Asg, Instance, Market};
 pub use hosts::Hosts;
 pub use moto::Moto;
 pub use proxy::{Action, Exchange, FaultProxy, RequestInfo};
