@@ -9,6 +9,8 @@
 // Each test module uses a different part of the harness; the rest would warn.
 #![allow(dead_code, unused_imports)]
 
+pub mod asg;
+pub mod hosts;
 pub mod moto;
 pub mod proxy;
 pub mod s3;
@@ -21,6 +23,8 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+pub use asg::{Asg, Instance, Market};
+pub use hosts::Hosts;
 pub use moto::Moto;
 pub use proxy::{Action, Exchange, FaultProxy, RequestInfo};
 pub use s3::S3;
