@@ -97,9 +97,9 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<Outcome> {
         Command::History(args) => commands::history::run(ctx, args).await,
         Command::Install(args) => commands::install::run(ctx, args).await,
         Command::Current(args) => commands::current::run(ctx, args).await,
-        Command::Push(_) | Command::Status(_) | Command::Unlock(_) => {
-            Err(anyhow::anyhow!("this command is not implemented yet"))
-        }
+        Command::Push(args) => commands::push::run(ctx, args).await,
+        Command::Status(args) => commands::status::run(ctx, args).await,
+        Command::Unlock(args) => commands::unlock::run(ctx, args).await,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use openssh::Session;
 
 use super::ssh::{self, RemoteCommand};
@@ -71,7 +71,10 @@ async fn probe_url(url: String) -> Result<()> {
             .http_status_as_error(false)
             .build()
             .into();
-        let response = agent.get(&url).call()?;
+        let response = agent
+            .get(&url)
+            .call()
+            .with_context(|| format!("GET {url}"))?;
         let status = response.status();
         if status.is_success() {
             Ok(())

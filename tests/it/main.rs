@@ -5,3 +5,4 @@ mod harness_selftest;
 mod hosts_selftest;
 mod install;
 mod promote;
+mod push;

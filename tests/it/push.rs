@@ -1,0 +1,563 @@
+//! `release push`, `status` and `unlock`: the real binary against moto's Auto Scaling Groups
+//! and one OpenSSH sshd per instance address (127.0.1.x), each host with its own install dir.
+
+use std::time::{Duration, Instant};
+
+use crate::common::asg::{self, Market};
+use crate::common::{Asg, Hosts, Release, S3, Workspace, unique_bucket};
+
+const ARTIFACT: &str = "web";
+
+/// A private moto with a bucket holding builds 1 and 2 (1 promoted), and a workspace.
+struct World {
+    asg: Asg,
+    s3: S3,
+    bucket: String,
+    workspace: Workspace,
+}
+
+impl World {
+    fn new() -> World {
+        let asg = Asg::start();
+        let s3 = S3::new(&asg.endpoint());
+        let bucket = unique_bucket("push");
+        s3.create_bucket(&bucket);
+        let mut workspace = Workspace::new();
+        let world = |ws: &Workspace| {
+            Release::new()
+                .current_dir(ws.path())
+                .endpoint(&asg.endpoint())
+                .env("RELEASE_BUCKET", &bucket)
+                .args(["--artifact", ARTIFACT, "-q"])
+        };
+        for n in 1..=2 {
+            workspace.write("app/version.txt", format!("{n}\n"));
+            workspace.commit(&format!("build {n}"));
+            world(&workspace).args(["build", "app"]).success();
+        }
+        world(&workspace)
+            .args(["promote", "1", "--no-tag"])
+            .success();
+        World {
+            asg,
+            s3,
+            bucket,
+            workspace,
+        }
+    }
+
+    /// sshd on every address, talking to this world's moto.
+    fn hosts(&self, addresses: &[&str]) -> Hosts {
+        Hosts::start(addresses, &[("AWS_ENDPOINT_URL", &self.asg.endpoint())])
+    }
+
+    /// The binary on the controller running `args`, with the hosts' ssh options after a
+    /// `push` or `status` subcommand.
+    fn cmd(&self, hosts: &Hosts, args: &[&str]) -> Release {
+        let release = Release::new()
+            .current_dir(self.workspace.path())
+            .endpoint(&self.asg.endpoint())
+            .env("RELEASE_BUCKET", &self.bucket)
+            .args(["--artifact", ARTIFACT])
+            .args(args);
+        if args.iter().any(|a| *a == "push" || *a == "status") {
+            release.args(hosts.release_args())
+        } else {
+            release
+        }
+    }
+}
+
+fn current(hosts: &Hosts, address: &str) -> Option<String> {
+    std::fs::read_link(hosts.install_dir(address).join("current"))
+        .ok()
+        .map(|p| p.display().to_string())
+}
+
+fn results(doc: &serde_json::Value) -> Vec<(String, String)> {
+    doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap().to_owned(),
+                h["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn push_to_two_groups_then_status_shows_no_drift() {
+    let world = World::new();
+    let on_demand = world.asg.create_group("web-ondemand", 2, Market::OnDemand);
+    let spot = world.asg.create_group("web-spot", 2, Market::Spot);
+    let mut addresses = asg::addresses(&on_demand);
+    addresses.extend(asg::addresses(&spot));
+    let hosts = world.hosts(&addresses);
+
+    let doc = world
+        .cmd(
+            &hosts,
+            &[
+                "--output",
+                "json",
+                "push",
+                "--asg",
+                "web-ondemand",
+                "--asg",
+                "web-spot",
+                "--batch",
+                "50%",
+            ],
+        )
+        .success()
+        .stdout_json();
+    assert_eq!(doc["version"], 1, "latest-stable by default");
+    assert_eq!(doc["ok"], 4);
+    assert_eq!(doc["batches"], 2);
+    let reported: Vec<&str> = doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(reported, addresses, "group by group, then by instance id");
+    for (host, instance) in doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(on_demand.iter().chain(spot.iter()))
+    {
+        assert_eq!(host["instance"], instance.id.as_str());
+        assert_eq!(host["after"], 1);
+        assert_eq!(host["before"], serde_json::Value::Null);
+        assert_eq!(host["zone"], instance.zone.as_str());
+    }
+    assert_eq!(doc["hosts"][2]["lifecycle"], "spot");
+    assert_eq!(doc["hosts"][0]["lifecycle"], "on-demand");
+    for address in &addresses {
+        assert_eq!(
+            current(&hosts, address).as_deref(),
+            Some("releases/1"),
+            "{address}"
+        );
+    }
+
+    let status = world
+        .cmd(
+            &hosts,
+            &[
+                "--output",
+                "json",
+                "status",
+                "--asg",
+                "web-ondemand",
+                "--asg",
+                "web-spot",
+            ],
+        )
+        .success()
+        .stdout_json();
+    assert_eq!(status["stable"], 1);
+    assert_eq!(status["drifted"], 0);
+
+    // Build 2 onto one group: before/after are reported, and status flags the drift.
+    let doc = world
+        .cmd(
+            &hosts,
+            &["--output", "json", "push", "2", "--asg", "web-spot"],
+        )
+        .success()
+        .stdout_json();
+    assert_eq!(doc["hosts"][0]["before"], 1);
+    assert_eq!(doc["hosts"][0]["after"], 2);
+    let status = world
+        .cmd(
+            &hosts,
+            &["status", "--asg", "web-ondemand", "--asg", "web-spot"],
+        )
+        .success();
+    assert_eq!(
+        status.stdout().matches("DRIFT").count(),
+        2,
+        "{}",
+        status.stdout()
+    );
+
+    let history = world
+        .cmd(&hosts, &["--output", "json", "history"])
+        .success()
+        .stdout_json();
+    let pushes = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "push")
+        .count();
+    assert_eq!(pushes, 2);
+    assert!(
+        world.s3.get(&world.bucket, "web/prod/push.lock").is_none(),
+        "the lock is released"
+    );
+}
+
+#[test]
+fn hosts_keep_their_order_in_batches_after_a_canary() {
+    let world = World::new();
+    let addresses = ["127.0.1.21", "127.0.1.22", "127.0.1.23", "127.0.1.24"];
+    let hosts = world.hosts(&addresses);
+    let list = addresses.join(",");
+    let plan = world
+        .cmd(
+            &hosts,
+            &[
+                "push",
+                "--dry-run",
+                "--hosts",
+                &list,
+                "--canary",
+                "1",
+                "--batch",
+                "2",
+            ],
+        )
+        .success();
+    assert!(
+        plan.stdout()
+            .contains("batch 1: 127.0.1.21\nbatch 2: 127.0.1.22, 127.0.1.23\nbatch 3: 127.0.1.24"),
+        "{}",
+        plan.stdout()
+    );
+    assert_eq!(
+        current(&hosts, addresses[0]),
+        None,
+        "a dry run connects nowhere"
+    );
+
+    let doc = world
+        .cmd(
+            &hosts,
+            &[
+                "--output", "json", "push", "--hosts", &list, "--canary", "1", "--batch", "2",
+            ],
+        )
+        .success()
+        .stdout_json();
+    assert_eq!(doc["batches"], 3);
+    assert_eq!(
+        results(&doc),
+        addresses
+            .iter()
+            .map(|a| (a.to_string(), "ok".to_string()))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn failures_stop_new_batches_once_over_the_limit() {
+    let world = World::new();
+    let addresses = ["127.0.1.31", "127.0.1.32", "127.0.1.33", "127.0.1.34"];
+    let hosts = world.hosts(&addresses);
+    hosts.stop("127.0.1.32");
+    let list = addresses.join(",");
+
+    let out = world
+        .cmd(
+            &hosts,
+            &["--output", "json", "push", "--hosts", &list, "--batch", "1"],
+        )
+        .code(4);
+    let doc = out.stdout_json();
+    assert_eq!(
+        results(&doc),
+        [
+            ("127.0.1.31", "ok"),
+            ("127.0.1.32", "failed"),
+            ("127.0.1.33", "not-started"),
+            ("127.0.1.34", "not-started")
+        ]
+        .map(|(h, r)| (h.to_string(), r.to_string()))
+    );
+    assert!(
+        doc["hosts"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.1.32"),
+        "{doc}"
+    );
+    assert_eq!(doc["error"]["exit_code"], 4);
+    assert!(
+        out.stderr().contains("failures exceeded --max-failures 0"),
+        "{}",
+        out.stderr()
+    );
+
+    // A larger threshold carries on past the dead host; a failing command counts too.
+    let broken = hosts.install_dir("127.0.1.34");
+    std::fs::remove_dir_all(&broken).unwrap();
+    std::fs::write(&broken, "a file where the install dir should be").unwrap();
+    let doc = world
+        .cmd(
+            &hosts,
+            &[
+                "--output",
+                "json",
+                "push",
+                "--hosts",
+                &list,
+                "--batch",
+                "1",
+                "--max-failures",
+                "2",
+            ],
+        )
+        .code(4)
+        .stdout_json();
+    assert_eq!(
+        results(&doc),
+        [
+            ("127.0.1.31", "ok"),
+            ("127.0.1.32", "failed"),
+            ("127.0.1.33", "ok"),
+            ("127.0.1.34", "failed")
+        ]
+        .map(|(h, r)| (h.to_string(), r.to_string()))
+    );
+    assert!(
+        doc["hosts"][3]["error"]
+            .as_str()
+            .unwrap()
+            .contains("exited with"),
+        "{doc}"
+    );
+
+    // Every host failing is a failure, not a partial.
+    world
+        .cmd(
+            &hosts,
+            &[
+                "push",
+                "--hosts",
+                "127.0.1.31,127.0.1.33",
+                "--command",
+                "exit 3",
+                "--max-failures",
+                "5",
+            ],
+        )
+        .code(1)
+        .stdout_contains("failed");
+}
+
+#[test]
+fn a_health_check_that_never_passes_fails_the_host() {
+    let world = World::new();
+    let hosts = world.hosts(&["127.0.1.41"]);
+    let started = Instant::now();
+    let out = world
+        .cmd(
+            &hosts,
+            &["--output", "json", "push", "--hosts", "127.0.1.41"],
+        )
+        .args([
+            "--health-url",
+            "http://{address}:1/health",
+            "--health-timeout",
+            "3",
+        ])
+        .code(1);
+    let doc = out.stdout_json();
+    let error = doc["hosts"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("not healthy after 3s") && error.contains("127.0.1.41:1"),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    // A check run on the host itself, that passes.
+    world
+        .cmd(
+            &hosts,
+            &[
+                "push",
+                "--hosts",
+                "127.0.1.41",
+                "--health-command",
+                "test -f \"$RELEASE_INSTALL_DIR/current/app/version.txt\"",
+            ],
+        )
+        .success();
+}
+
+#[test]
+fn the_lock_keeps_pushes_apart_and_unlock_clears_a_stale_one() {
+    let world = World::new();
+    let hosts = world.hosts(&["127.0.1.51"]);
+    let lock = |expires: &str| {
+        format!(
+            r#"{{"holder":"alice@jenkins-7","pid":42,"since":"2026-11-23T10:00:00Z","expires":"{expires}","what":"push web 1 to 4 host(s)","token":"t"}}"#
+        )
+    };
+    world.s3.put(
+        &world.bucket,
+        "web/prod/push.lock",
+        lock("2999-01-01T00:00:00Z"),
+    );
+    world
+        .cmd(&hosts, &["push", "--hosts", "127.0.1.51"])
+        .code(3)
+        .stderr_contains("another push holds")
+        .stderr_contains("alice@jenkins-7");
+    assert_eq!(current(&hosts, "127.0.1.51"), None, "nothing was pushed");
+    world
+        .cmd(&hosts, &["unlock"])
+        .code(3)
+        .stderr_contains("--force");
+    world
+        .cmd(&hosts, &["unlock", "--force"])
+        .success()
+        .stdout_contains("removed the push lock held by alice@jenkins-7");
+
+    world.s3.put(
+        &world.bucket,
+        "web/prod/push.lock",
+        lock("2020-01-01T00:00:00Z"),
+    );
+    world
+        .cmd(&hosts, &["push", "--hosts", "127.0.1.51"])
+        .code(3)
+        .stderr_contains("EXPIRED");
+    world.cmd(&hosts, &["unlock"]).success();
+    world
+        .cmd(&hosts, &["push", "--hosts", "127.0.1.51"])
+        .success();
+    world
+        .cmd(&hosts, &["unlock"])
+        .success()
+        .stdout_contains("no push lock");
+}
+
+#[test]
+fn an_instance_that_joins_mid_push_is_swept_in() {
+    let world = World::new();
+    let first = world.asg.create_group("web-grow", 2, Market::OnDemand);
+    let hosts = world.hosts(&asg::addresses(&first));
+    // The first batch's health check holds the push long enough to grow the group.
+    let running = world
+        .cmd(
+            &hosts,
+            &[
+                "--output", "json", "push", "--asg", "web-grow", "--batch", "1",
+            ],
+        )
+        .args(["--health-command", "sleep 3"])
+        .spawn();
+    std::thread::sleep(Duration::from_millis(1500));
+    let grown = world.asg.set_desired("web-grow", 3);
+    let joined = grown
+        .iter()
+        .find(|i| !first.iter().any(|f| f.id == i.id))
+        .expect("a new instance");
+    hosts.add(&joined.private_ip);
+    let out = running.wait(Duration::from_secs(120));
+    assert!(out.status().success(), "{}", out.stderr());
+    let doc = out.stdout_json();
+    assert_eq!(doc["ok"], 3, "{doc}");
+    assert_eq!(
+        current(&hosts, &joined.private_ip).as_deref(),
+        Some("releases/1")
+    );
+}
+
+#[test]
+fn unhealthy_and_standby_instances_are_skipped_and_said() {
+    let world = World::new();
+    let group = world.asg.create_group("web-mixed", 3, Market::OnDemand);
+    world.asg.set_unhealthy(&group[0].id);
+    world.asg.enter_standby(&group[1].id);
+    let now = world.asg.instances("web-mixed");
+    let hosts = world.hosts(&asg::addresses(&now));
+    let out = world
+        .cmd(&hosts, &["--output", "json", "push", "--asg", "web-mixed"])
+        .success();
+    assert!(
+        out.stderr()
+            .contains(&format!("skipping {} in web-mixed: Unhealthy", group[0].id)),
+        "{}",
+        out.stderr()
+    );
+    assert!(
+        out.stderr()
+            .contains(&format!("skipping {} in web-mixed: Standby", group[1].id)),
+        "{}",
+        out.stderr()
+    );
+    let doc = out.stdout_json();
+    assert_eq!(doc["ok"], now.len() - 2);
+    assert_eq!(doc["skipped"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn bad_targets_are_usage_errors() {
+    let world = World::new();
+    let hosts = world.hosts(&["127.0.1.61"]);
+    world
+        .cmd(&hosts, &["push", "--asg", "no-such-group"])
+        .code(2)
+        .stderr_contains("`no-such-group` does not exist");
+    world
+        .cmd(&hosts, &["push"])
+        .code(2)
+        .stderr_contains("no targets");
+    world
+        .cmd(&hosts, &["push", "--hosts", "127.0.1.61", "--batch", "0"])
+        .code(2)
+        .stderr_contains("invalid --batch");
+    world
+        .cmd(
+            &hosts,
+            &[
+                "push",
+                "--hosts",
+                "127.0.1.61",
+                "--command",
+                "deploy {nope}",
+            ],
+        )
+        .code(2)
+        .stderr_contains("unknown placeholder `{nope}`");
+    world
+        .cmd(&hosts, &["push", "99", "--hosts", "127.0.1.61"])
+        .code(2)
+        .stderr_contains("build 99");
+    assert_eq!(current(&hosts, "127.0.1.61"), None);
+}
+
+/// Values from outside (a group name, template placeholders) reach no shell unquoted.
+#[test]
+fn hostile_values_do_not_execute() {
+    let world = World::new();
+    let marker = tempfile::tempdir().unwrap();
+    let pwned = marker.path().join("pwned");
+    let name = format!("web$(touch {})", pwned.display());
+    let group = world.asg.create_group(&name, 1, Market::OnDemand);
+    let hosts = world.hosts(&asg::addresses(&group));
+    let out_file = marker.path().join("out.txt");
+    world
+        .cmd(&hosts, &["push", "--asg", &name])
+        .args([
+            "--command",
+            &format!(
+                "printf '%s|' {{artifact}} {{version}} {{address}} {{instance}} > {}",
+                out_file.display()
+            ),
+        ])
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(&out_file).unwrap(),
+        format!("web|1|{}|{}|", group[0].private_ip, group[0].id)
+    );
+    assert!(!pwned.exists(), "a group name was executed");
+}
