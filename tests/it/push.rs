@@ -561,3 +561,61 @@ fn hostile_values_do_not_execute() {
     );
     assert!(!pwned.exists(), "a group name was executed");
 }
+
+/// Ctrl-C / SIGTERM: the running host finishes, no new host starts, the lock is released and
+/// the report says which hosts are where.
+#[test]
+fn a_signal_stops_new_hosts_and_releases_the_lock() {
+    let world = World::new();
+    let addresses = ["127.0.1.71", "127.0.1.72", "127.0.1.73"];
+    let hosts = world.hosts(&addresses);
+    let logs = tempfile::tempdir().unwrap();
+    let log_dir = logs.path().display().to_string();
+    let running = world
+        .cmd(
+            &hosts,
+            &[
+                "--output",
+                "json",
+                "push",
+                "--hosts",
+                &addresses.join(","),
+                "--batch",
+                "1",
+            ],
+        )
+        .args(["--health-command", "sleep 2", "--log-dir", &log_dir])
+        .spawn();
+    let start = Instant::now();
+    while current(&hosts, addresses[0]).is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the first host was never updated"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.signal("TERM");
+    let out = running.wait(Duration::from_secs(60));
+    assert_eq!(out.status().code(), Some(4), "{}", out.stderr());
+    let doc = out.stdout_json();
+    assert_eq!(doc["interrupted"], true);
+    assert_eq!(
+        results(&doc),
+        [
+            ("127.0.1.71", "ok"),
+            ("127.0.1.72", "not-started"),
+            ("127.0.1.73", "not-started")
+        ]
+        .map(|(h, r)| (h.to_string(), r.to_string()))
+    );
+    assert_eq!(current(&hosts, addresses[1]), None);
+    assert!(
+        world.s3.get(&world.bucket, "web/prod/push.lock").is_none(),
+        "the lock is released"
+    );
+    let log = std::fs::read_to_string(logs.path().join("127.0.1.71.log")).unwrap();
+    assert!(
+        log.contains("\"version\":1"),
+        "the host's output is kept: {log}"
+    );
+}
