@@ -5,7 +5,7 @@ use std::io::Read;
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{Action, FaultProxy, Release, TestContext, Workspace, proxy};
+use crate::common::{Action, FaultProxy, Release, TestContext, Workspace, noise, proxy};
 
 const ARTIFACT: &str = "obelix-appengine";
 
@@ -641,19 +641,6 @@ mod directory_store {
             .stdout_json();
         assert_eq!(doc["sha256"], sha256_hex(&std::fs::read(&local).unwrap()));
     }
-}
-
-/// Incompressible bytes from a fixed seed (xorshift), so the archive spans several parts.
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Jenkins' Abort sends SIGTERM mid-upload: the multipart upload is aborted and nothing is

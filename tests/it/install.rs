@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{Action, FaultProxy, Release, TestContext, proxy};
+use crate::common::{Action, FaultProxy, Release, TestContext, noise, proxy};
 
 const ARTIFACT: &str = "web";
 
@@ -24,18 +24,6 @@ fn with_builds(n: u64) -> TestContext {
             .success();
     }
     ctx
-}
-
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn install(ctx: &TestContext, dir: &Path) -> Release {

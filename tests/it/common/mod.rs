@@ -48,6 +48,20 @@ pub fn unique_bucket(prefix: &str) -> String {
     format!("{prefix}-{}", &id[..12])
 }
 
+/// Incompressible bytes from a fixed seed (xorshift): archives of them span several upload
+/// parts and take long enough to interrupt.
+pub fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 /// One test's usual world: the shared moto, a fresh bucket in it, and a fresh git workspace.
 pub struct TestContext {
     /// The shared server.
