@@ -65,26 +65,10 @@ impl S3Store {
     }
 
     pub(super) async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
-        let response = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await;
-        let output = match response {
-            Ok(output) => output,
-            Err(err) if is_not_found(&err) => return Ok(None),
-            Err(err) => return Err(self.error(Op::Read, key, err)),
-        };
-        let etag = output.e_tag().unwrap_or_default().to_owned();
-        let body = output
-            .body
-            .collect()
-            .await
-            .map_err(|e| self.detail(Op::Read, key, e.to_string()))?
-            .into_bytes();
-        Ok(Some(Object { body, etag }))
+        Ok(self
+            .read(key, None)
+            .await?
+            .map(|(body, etag)| Object { body, etag }))
     }
 
     pub(super) async fn get_range(
@@ -96,25 +80,41 @@ impl S3Store {
             ByteRange::Tail(n) => format!("bytes=-{n}"),
             ByteRange::Span { start, end } => format!("bytes={start}-{}", end.saturating_sub(1)),
         };
-        let response = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .range(header)
-            .send()
-            .await;
-        let output = match response {
-            Ok(output) => output,
-            Err(err) if is_not_found(&err) => return Ok(None),
-            Err(err) => return Err(self.error(Op::Read, key, err)),
-        };
-        let body = output
-            .body
-            .collect()
-            .await
-            .map_err(|e| self.detail(Op::Read, key, e.to_string()))?;
-        Ok(Some(body.into_bytes()))
+        Ok(self.read(key, Some(header)).await?.map(|(body, _)| body))
+    }
+
+    /// A small read, whole or ranged. A body cut mid-stream (which the SDK does not retry) is
+    /// read again from the start, a bounded number of times: these objects are small.
+    async fn read(
+        &self,
+        key: &str,
+        range: Option<String>,
+    ) -> Result<Option<(Bytes, String)>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            let response = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .set_range(range.clone())
+                .send()
+                .await;
+            let output = match response {
+                Ok(output) => output,
+                Err(err) if is_not_found(&err) => return Ok(None),
+                Err(err) => return Err(self.error(Op::Read, key, err)),
+            };
+            let etag = output.e_tag().unwrap_or_default().to_owned();
+            match output.body.collect().await {
+                Ok(body) => return Ok(Some((body.into_bytes(), etag))),
+                Err(err) if attempt < super::DOWNLOAD_RESUMES => {
+                    attempt += 1;
+                    tracing::warn!("reading `{key}` was cut ({err}); reading it again");
+                }
+                Err(err) => return Err(self.detail(Op::Read, key, err.to_string())),
+            }
+        }
     }
 
     pub(super) async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {

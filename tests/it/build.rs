@@ -469,6 +469,37 @@ fn throttling_and_server_errors_are_retried() {
     assert!(ctx.s3.open_multipart_uploads(&ctx.bucket).is_empty());
 }
 
+/// Small reads cut mid-body (latest.txt, the claim read back) are read again.
+#[test]
+fn small_reads_cut_mid_body_are_read_again() {
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    ctx.s3.put(
+        &ctx.bucket,
+        &key("latest.txt"),
+        "MODULE=obelix-appengine\nVERSION=23\nBUILD=33\n",
+    );
+    let proxy = FaultProxy::new(&ctx.moto.endpoint());
+    proxy.set_rule(proxy::first_n(
+        2,
+        |r| r.method == "GET" && (r.target.contains("latest.txt") || r.target.contains("claims/")),
+        Action::CutAfter(10),
+    ));
+    let doc = ctx
+        .release()
+        .endpoint(&proxy.endpoint())
+        .args(["--artifact", ARTIFACT, "--output", "json", "build"])
+        .success()
+        .stdout_json();
+    assert_eq!(doc["version"], 24);
+    let cut = proxy
+        .log()
+        .iter()
+        .filter(|e| e.action == Action::CutAfter(10))
+        .count();
+    assert_eq!(cut, 2);
+}
+
 /// Answers lost after the server acted (the claim, the completion, the manifest, the pointer):
 /// the build recognises its own writes and ends intact.
 #[test]

@@ -1,6 +1,7 @@
 mod common;
 
 mod build;
+mod config;
 mod harness_selftest;
 mod hosts_selftest;
 mod install;
