@@ -8,6 +8,7 @@ pub mod batch;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod docs;
 pub mod env_vars;
 pub mod error;
 pub mod extract;

@@ -1,6 +1,7 @@
 mod common;
 
 mod build;
+mod docs;
 mod harness_selftest;
 mod install;
 mod pipelines;
