@@ -5,4 +5,5 @@ mod docs;
 mod harness_selftest;
 mod install;
 mod pipelines;
+mod progress;
 mod promote;
