@@ -672,7 +672,7 @@ fn promote_pipeline_rejects_a_wrong_release_version() {
     assert!(origin.tags().is_empty(), "a tag was pushed");
 }
 
-fn push_vars(hosts: &str, asgs: &str) -> Vec<(String, String)> {
+fn push_vars(hosts: &str, asgs: &str, script: &str) -> Vec<(String, String)> {
     [
         ("SERVICE", ARTIFACT),
         ("VERSION", ""),
@@ -680,7 +680,7 @@ fn push_vars(hosts: &str, asgs: &str) -> Vec<(String, String)> {
         ("ASG_NAMES", asgs),
         ("FORKS", "2"),
         ("MAX_FAILURES", "1"),
-        ("CUSTOM_SCRIPT", "sudo systemctl restart {artifact}"),
+        ("CUSTOM_SCRIPT", script),
         ("SSH_USER", "deploy"),
         ("DRY_RUN", "true"),
         ("BUILD_NUMBER", "3"),
@@ -698,7 +698,7 @@ fn push_pipeline_needs_asg_names_for_every_host() {
     let agent = Agent::new(&ctx);
     let push = Jenkinsfile::load("push");
     let ws = tempfile::tempdir().expect("workspace");
-    let vars = push_vars("*", "");
+    let vars = push_vars("*", "", "");
     let run = agent.run(&push, ws.path(), &borrowed(&vars));
     assert_eq!(run.code, Some(2), "{}", run.report());
     assert!(
@@ -714,7 +714,8 @@ fn push_pipeline_needs_asg_names_for_every_host() {
 }
 
 /// DRY_RUN with a HOSTS list: the build is resolved (latest-stable) and the batches are printed
-/// in FORKS-sized groups, in the order given; no host is contacted.
+/// in FORKS-sized groups, in the order given; no host is contacted. Needs `release push`
+/// (merged from main).
 #[test]
 fn push_pipeline_dry_run_plans_the_hosts() {
     let mut ctx = TestContext::new();
@@ -729,7 +730,11 @@ fn push_pipeline_dry_run_plans_the_hosts() {
     let agent = Agent::new(&ctx);
     let push = Jenkinsfile::load("push");
     let ws = tempfile::tempdir().expect("workspace");
-    let vars = push_vars("127.0.0.11 127.0.0.12,127.0.0.13", "");
+    let vars = push_vars(
+        "127.0.0.11 127.0.0.12,127.0.0.13",
+        "",
+        "/opt/deploy/deploy.sh {artifact} {version}",
+    );
     let run = agent.run(&push, ws.path(), &borrowed(&vars)).success();
     assert_archived(&push, ws.path());
     let plan = json_file(ws.path().join("push.json"));
@@ -757,4 +762,14 @@ fn push_pipeline_dry_run_plans_the_hosts() {
         .map(|dir| dir.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(logs.is_empty(), "a dry run wrote host logs: {logs:?}");
+
+    // CUSTOM_SCRIPT reaches `--command`: a template with an unknown placeholder is refused.
+    let vars = push_vars("127.0.0.11", "", "/opt/deploy/deploy.sh {nope}");
+    let run = agent.run(&push, ws.path(), &borrowed(&vars));
+    assert_eq!(run.code, Some(2), "{}", run.report());
+    assert!(
+        run.stderr.contains("invalid --command template"),
+        "{}",
+        run.report()
+    );
 }
