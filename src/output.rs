@@ -1,13 +1,19 @@
 //! The only place that prints: results on stdout, progress and warnings on stderr.
 //!
 //! `--output json` prints exactly one JSON document on stdout per command, errors included.
-//! Progress lines go to stderr (silenced by `-q`); off a terminal they are plain lines, at most
-//! one every few seconds, so a Jenkins console stays readable.
+//! Progress goes to stderr (silenced by `-q`): bars on a terminal (colour only there, and not
+//! with `--output json`), plain lines at most every few seconds elsewhere, so a Jenkins console
+//! stays readable. Logs and messages are printed around the bars, never into them.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::io::IsTerminal;
-use std::sync::Mutex;
+use std::io::{self, IsTerminal};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use indicatif::{
+    HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle,
+};
 
 use crate::cli::OutputFormat;
 
@@ -51,7 +57,7 @@ impl Printer {
     /// A step starts or ends: always shown unless `-q`.
     pub fn status(&self, message: &str) {
         if !self.quiet {
-            eprintln!("{message}");
+            around_bars(|| eprintln!("{message}"));
         }
     }
 
@@ -81,7 +87,7 @@ impl Printer {
 
     /// A warning: always shown, even with `-q`.
     pub fn warn(&self, message: &str) {
-        eprintln!("warning: {message}");
+        around_bars(|| eprintln!("warning: {message}"));
     }
 
     /// The command's result.
@@ -127,5 +133,202 @@ impl Printer {
                 }
             }
         }
+    }
+}
+
+/// Progress bars share one draw target, so that messages and logs can be printed around them.
+fn bars() -> &'static MultiProgress {
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+    BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+}
+
+/// Runs `print` with every progress bar hidden meanwhile (they are redrawn after it).
+fn around_bars<R>(print: impl FnOnce() -> R) -> R {
+    bars().suspend(print)
+}
+
+/// The writer of `tracing` logs: stderr, with any progress bar hidden while a line is written,
+/// so that logs never land inside a bar.
+pub fn log_writer() -> LogWriter {
+    LogWriter
+}
+
+/// See [`log_writer`].
+#[derive(Debug)]
+pub struct LogWriter;
+
+impl io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        around_bars(|| io::stderr().write(buf))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        around_bars(|| io::stderr().write_all(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+impl Printer {
+    /// Progress of a transfer of `total` bytes (if known) named `label`: a bar on a terminal,
+    /// a plain line every few seconds elsewhere (a Jenkins console), nothing with `-q`.
+    pub fn bytes_progress(&self, label: &str, total: Option<u64>) -> BytesProgress {
+        let inner = if self.quiet {
+            Progress::Off
+        } else if self.terminal {
+            Progress::Bar(self.bar(label, total))
+        } else {
+            Progress::Plain(PlainProgress::new(label, total, Instant::now()))
+        };
+        BytesProgress(Arc::new(inner))
+    }
+
+    fn bar(&self, label: &str, total: Option<u64>) -> ProgressBar {
+        // Colour only for people: a terminal (checked by the caller) and text output.
+        let colour = if self.format == OutputFormat::Text {
+            ".cyan/blue"
+        } else {
+            ""
+        };
+        let (bar, template) = match total {
+            Some(total) => (
+                ProgressBar::new(total),
+                format!(
+                    "{{msg}} [{{bar:30{colour}}}] {{bytes}}/{{total_bytes}} \
+                     ({{bytes_per_sec}}, {{eta}})"
+                ),
+            ),
+            None => (
+                ProgressBar::no_length(),
+                "{spinner} {msg} {bytes} ({bytes_per_sec})".to_owned(),
+            ),
+        };
+        let style = ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        let bar = bar
+            .with_style(style)
+            .with_message(label.to_owned())
+            .with_finish(ProgressFinish::AndClear);
+        bars().add(bar)
+    }
+}
+
+/// A running byte count (see [`Printer::bytes_progress`]); clones count into the same total,
+/// from any thread.
+#[derive(Debug, Clone)]
+pub struct BytesProgress(Arc<Progress>);
+
+#[derive(Debug)]
+enum Progress {
+    Off,
+    Bar(ProgressBar),
+    Plain(PlainProgress),
+}
+
+impl BytesProgress {
+    /// `n` more bytes went through.
+    pub fn inc(&self, n: u64) {
+        match &*self.0 {
+            Progress::Off => {}
+            Progress::Bar(bar) => bar.inc(n),
+            Progress::Plain(plain) => {
+                if let Some(line) = plain.add(n, Instant::now()) {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+
+    /// The transfer ended: the bar is removed (the command's result says the rest).
+    pub fn finish(&self) {
+        if let Progress::Bar(bar) = &*self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Progress off a terminal: a line at most every [`PLAIN_PROGRESS_EVERY`], the first one only
+/// once that much time has passed (a short transfer prints none).
+#[derive(Debug)]
+struct PlainProgress {
+    label: String,
+    total: Option<u64>,
+    started: Instant,
+    done: AtomicU64,
+    next_line: Mutex<Duration>,
+}
+
+impl PlainProgress {
+    fn new(label: &str, total: Option<u64>, started: Instant) -> Self {
+        Self {
+            label: label.to_owned(),
+            total,
+            started,
+            done: AtomicU64::new(0),
+            next_line: Mutex::new(PLAIN_PROGRESS_EVERY),
+        }
+    }
+
+    /// Counts `n` bytes; returns the line to print if one is due at `now`.
+    fn add(&self, n: u64, now: Instant) -> Option<String> {
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        let elapsed = now.saturating_duration_since(self.started);
+        let mut next = self.next_line.lock().unwrap_or_else(|e| e.into_inner());
+        if elapsed < *next {
+            return None;
+        }
+        *next = elapsed + PLAIN_PROGRESS_EVERY;
+        let rate = HumanBytes((done as f64 / elapsed.as_secs_f64().max(0.001)) as u64);
+        Some(match self.total {
+            Some(total) if total > 0 => format!(
+                "{}: {} of {} ({}%, {rate}/s)",
+                self.label,
+                HumanBytes(done),
+                HumanBytes(total),
+                done.saturating_mul(100) / total
+            ),
+            _ => format!("{}: {} ({rate}/s)", self.label, HumanBytes(done)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_progress_prints_every_few_seconds_only() {
+        let start = Instant::now();
+        let plain = PlainProgress::new("downloading web-3.tar.gz", Some(4 << 20), start);
+        assert_eq!(plain.add(1 << 20, start + Duration::from_secs(1)), None);
+        let line = plain
+            .add(1 << 20, start + PLAIN_PROGRESS_EVERY)
+            .expect("a line once the interval passed");
+        assert!(
+            line.starts_with("downloading web-3.tar.gz: 2.00 MiB of 4.00 MiB (50%"),
+            "{line}"
+        );
+        assert_eq!(plain.add(1, start + PLAIN_PROGRESS_EVERY * 3 / 2), None);
+        assert!(plain.add(1, start + PLAIN_PROGRESS_EVERY * 2).is_some());
+    }
+
+    #[test]
+    fn plain_progress_without_a_total_counts_bytes() {
+        let start = Instant::now();
+        let plain = PlainProgress::new("uploading", None, start);
+        let line = plain.add(3 << 20, start + PLAIN_PROGRESS_EVERY).unwrap();
+        assert!(line.starts_with("uploading: 3.00 MiB ("), "{line}");
+        assert!(!line.contains('\u{1b}'), "no escape codes off a terminal");
+    }
+
+    #[test]
+    fn quiet_means_no_progress() {
+        let printer = Printer::new(OutputFormat::Text, true);
+        let progress = printer.bytes_progress("uploading", Some(10));
+        progress.inc(10);
+        assert!(matches!(*progress.0, Progress::Off));
     }
 }

@@ -22,14 +22,15 @@ use crate::error::Problem;
 use crate::git;
 use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
-use crate::output::Outcome;
+use crate::output::{BytesProgress, Outcome};
 use crate::pointers::{self, Moved};
 use crate::signals;
 use crate::store::{Precondition, Store, StoreError};
 use crate::walk;
 
-/// Parts waiting for an upload slot: with the parts in flight, this bounds memory.
-const PARTS_QUEUED: usize = 2;
+/// Parts waiting for an upload slot, here and in `counted`'s queue (one each): with the parts
+/// in flight, this bounds memory.
+const PARTS_QUEUED: usize = 1;
 
 /// Build settings after merging flags, env and release.toml.
 #[derive(Debug)]
@@ -281,7 +282,12 @@ async fn upload(
     let pack_abandon = abandon.clone();
     let packing =
         tokio::task::spawn_blocking(move || archive::pack(&spec, parts_tx, pack_abandon, local));
+    let progress = ctx
+        .printer
+        .bytes_progress(&format!("uploading {}", store.url(key)), None);
+    let parts_rx = counted(parts_rx, progress.clone());
     let (packed, uploaded) = tokio::join!(packing, store.upload(key, parts_rx, &abandon));
+    progress.finish();
     let packed = packed.context("the archive thread failed")?;
     let result = match (packed, uploaded) {
         (Ok(packed), Ok(size)) if size == packed.size => Ok(packed),
@@ -301,6 +307,24 @@ async fn upload(
         let _ = fs_err::remove_file(path);
     }
     result.with_context(|| format!("uploading `{}`: no build was written", store.url(key)))
+}
+
+/// The parts, counted as the uploader's queue takes them. The forwarding task takes a part only
+/// once the uploader's queue has room for it, so it holds none itself: with one slot in each
+/// queue, as many parts wait as before it existed.
+fn counted(mut parts: mpsc::Receiver<Bytes>, progress: BytesProgress) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    tokio::spawn(async move {
+        // Either side gone (the upload failed, the packer finished or failed) ends the loop.
+        while let Ok(slot) = tx.reserve().await {
+            let Some(part) = parts.recv().await else {
+                break;
+            };
+            progress.inc(part.len() as u64);
+            slot.send(part);
+        }
+    });
+    rx
 }
 
 /// Writes the manifest; an interruption or failure here deletes the archive again, so that a

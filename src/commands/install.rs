@@ -23,7 +23,7 @@ use crate::hooks::{self, HookEnv};
 use crate::install_dir::InstallDir;
 use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
-use crate::output::Outcome;
+use crate::output::{BytesProgress, Outcome};
 use crate::resolve::{self, Build, BuildRef};
 use crate::signals;
 use crate::store::Store;
@@ -220,7 +220,12 @@ async fn download(
     let format = Format::of(&key)?;
     let partial = dir.fresh_partial(number)?;
     let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_QUEUED);
-    let unpacking = tokio::task::spawn_blocking(move || unpack(rx, format, &partial));
+    let progress = ctx.printer.bytes_progress(
+        &format!("downloading {}", key.rsplit('/').next().unwrap_or(&key)),
+        build.manifest.size(),
+    );
+    let counter = progress.clone();
+    let unpacking = tokio::task::spawn_blocking(move || unpack(rx, format, &partial, counter));
     ctx.printer.status(&format!("downloading {url}"));
     let downloaded = tokio::select! {
         result = store.download(&key, tx) => Some(result),
@@ -228,6 +233,7 @@ async fn download(
     };
     // The download (and its sender) is gone now, so the unpacker ends too.
     let unpacked = unpacking.await.context("the unpack thread failed")?;
+    progress.finish();
     let result = match (downloaded, unpacked) {
         (None, _) => Err(anyhow!(
             "install interrupted by {} while downloading {url}; nothing was switched",
@@ -255,12 +261,18 @@ struct UnpackResult {
     size: u64,
 }
 
-fn unpack(rx: mpsc::Receiver<Bytes>, format: Format, dest: &Path) -> Result<UnpackResult> {
+fn unpack(
+    rx: mpsc::Receiver<Bytes>,
+    format: Format,
+    dest: &Path,
+    progress: BytesProgress,
+) -> Result<UnpackResult> {
     let mut reader = HashingReader {
         rx,
         chunk: Bytes::new(),
         hasher: Sha256::new(),
         size: 0,
+        progress,
     };
     let unpacked = extract::unpack(&mut reader, format, dest).map(|(unpacked, _)| unpacked);
     // Whatever follows the tar's end (compressor trailer, padding) is part of the digest; and
@@ -304,6 +316,7 @@ struct HashingReader {
     chunk: Bytes,
     hasher: Sha256,
     size: u64,
+    progress: BytesProgress,
 }
 
 impl Read for HashingReader {
@@ -313,6 +326,7 @@ impl Read for HashingReader {
                 Some(chunk) => {
                     self.hasher.update(&chunk);
                     self.size += chunk.len() as u64;
+                    self.progress.inc(chunk.len() as u64);
                     self.chunk = chunk;
                 }
                 None => return Ok(0),

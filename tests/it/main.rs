@@ -2,8 +2,11 @@ mod common;
 
 mod build;
 mod config;
+mod docs;
 mod harness_selftest;
 mod hosts_selftest;
 mod install;
+mod pipelines;
+mod progress;
 mod promote;
 mod push;
