@@ -16,7 +16,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::common::{BareRepo, TestContext, Workspace};
+use crate::common::{BareRepo, Hosts, TestContext, Workspace};
 
 const ARTIFACT: &str = "web";
 /// Jenkins' build-timestamp plugin value, free text.
@@ -451,6 +451,8 @@ fn pipelines_have_the_old_jobs_parameters_and_call_only_release() {
                 "MAX_FAILURES",
                 "CUSTOM_SCRIPT",
                 "SSH_USER",
+                "SUDO",
+                "SSH_CONFIG",
                 "DRY_RUN",
             ],
         ),
@@ -532,7 +534,7 @@ fn borrowed(vars: &[(String, String)]) -> Vec<(&str, &str)> {
 
 /// build → build → promote N → promote latest, as Jenkins runs them; DRY_RUN writes nothing.
 #[test]
-fn build_then_promote_pipelines() {
+fn build_then_promote_then_push_pipelines() {
     let mut ctx = TestContext::new();
     let origin = BareRepo::new();
     let origin_url = origin.path().display().to_string();
@@ -633,6 +635,35 @@ fn build_then_promote_pipelines() {
     );
     let latest = manifest(&object(&ctx, "latest.txt").expect("latest.txt"));
     assert_eq!(latest["VERSION"], "2", "a dry run moved latest.txt");
+
+    // Push latest-stable (2) to two hosts over ssh (no sudo on the test hosts: sudo's env_reset
+    // would drop the endpoint that keeps them on loopback).
+    let addresses = ["127.0.1.91", "127.0.1.92"];
+    let hosts = Hosts::start(&addresses, &[("AWS_ENDPOINT_URL", &ctx.moto.endpoint())]);
+    let ws = tempfile::tempdir().expect("workspace");
+    let mut vars = push_vars("127.0.1.91 127.0.1.92", "", "");
+    for (key, value) in &mut vars {
+        match key.as_str() {
+            "SSH_USER" => *value = "root".into(),
+            "SUDO" | "DRY_RUN" => *value = "false".into(),
+            "SSH_CONFIG" => *value = hosts.ssh_config_path().display().to_string(),
+            _ => {}
+        }
+    }
+    let push = Jenkinsfile::load("push");
+    let run = agent.run(&push, ws.path(), &borrowed(&vars)).success();
+    let result = json_file(ws.path().join("push.json"));
+    assert_eq!(
+        (&result["version"], &result["ok"]),
+        (&2.into(), &2.into()),
+        "{result}{}",
+        run.report()
+    );
+    for address in addresses {
+        let current = fs_err::read_link(hosts.install_dir(address).join("current")).unwrap();
+        assert_eq!(current, Path::new("releases/2"), "{address}");
+        assert!(ws.path().join(format!("push-logs/{address}.log")).is_file());
+    }
 }
 
 /// A wrong RELEASE_VERSION fails the promote step with exit 2 and a message naming it;
@@ -682,6 +713,8 @@ fn push_vars(hosts: &str, asgs: &str, script: &str) -> Vec<(String, String)> {
         ("MAX_FAILURES", "1"),
         ("CUSTOM_SCRIPT", script),
         ("SSH_USER", "deploy"),
+        ("SUDO", "true"),
+        ("SSH_CONFIG", ""),
         ("DRY_RUN", "true"),
         ("BUILD_NUMBER", "3"),
         ("BUILD_TIMESTAMP", TIMESTAMP),
