@@ -140,6 +140,10 @@ impl InstallDir {
     pub fn finish(&self, n: u64, manifest: &Manifest) -> Result<PathBuf> {
         let dir = self.release_dir(n);
         let partial = self.partial_dir(n);
+        // One syncfs instead of an fsync per file: the unpacked files reach the disk before
+        // anything can point at them, so a crash after the switch never leaves empty files.
+        rustix::fs::syncfs(fs_err::File::open(&partial)?.file())
+            .with_context(|| format!("flushing `{}` to disk", partial.display()))?;
         fs_err::write(self.manifest_path(n), manifest.to_text())?;
         if dir.is_dir() {
             // A forced reinstall, maybe of the running release: swap the two directories in
