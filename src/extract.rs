@@ -8,6 +8,7 @@
 //! makes the lexical checks of link targets sound. Owners are never restored; modes are.
 
 use fs_err::os::unix::fs::OpenOptionsExt;
+use std::collections::HashSet;
 use std::fs::Permissions;
 use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -71,7 +72,7 @@ pub fn unpack<R: Read>(input: R, format: Format, dest: &Path) -> Result<(Unpacke
 fn unpack_tar<R: Read>(input: R, dest: &Path) -> Result<(Unpacked, R)> {
     let mut archive = tar::Archive::new(input);
     let mut unpacked = Unpacked::default();
-    let mut dirs: Vec<(PathBuf, u32)> = Vec::new();
+    let mut dirs = Dirs::default();
     for entry in archive.entries().context("reading the archive")? {
         let mut entry = entry.context("reading the archive")?;
         let path = entry
@@ -82,7 +83,7 @@ fn unpack_tar<R: Read>(input: R, dest: &Path) -> Result<(Unpacked, R)> {
             .with_context(|| format!("refusing archive entry `{}`", path.display()))?;
     }
     // Directory modes last, so a read-only directory does not stop its own children.
-    for (dir, mode) in dirs.iter().rev() {
+    for (dir, mode) in dirs.modes.iter().rev() {
         fs_err::set_permissions(dir, Permissions::from_mode(*mode))?;
     }
     Ok((unpacked, archive.into_inner()))
@@ -93,7 +94,7 @@ fn unpack_entry<R: Read>(
     path: &Path,
     dest: &Path,
     unpacked: &mut Unpacked,
-    dirs: &mut Vec<(PathBuf, u32)>,
+    dirs: &mut Dirs,
 ) -> Result<()> {
     let relative = checked_relative(path)?;
     if relative.as_os_str().is_empty() {
@@ -105,14 +106,14 @@ fn unpack_entry<R: Read>(
         bail!("it has the setuid or setgid bit (mode {mode:o})");
     }
     let target = dest.join(&relative);
-    ensure_real_parents(dest, &relative)?;
+    ensure_real_parents(dest, &relative, dirs)?;
     let kind = header.entry_type();
     match kind {
         tar::EntryType::Directory => {
             if !target.is_dir() {
                 fs_err::create_dir(&target)?;
             }
-            dirs.push((target, mode & 0o777));
+            dirs.modes.push((target, mode & 0o777));
         }
         tar::EntryType::Regular | tar::EntryType::Continuous => {
             remove_existing(&target)?;
@@ -141,7 +142,7 @@ fn unpack_entry<R: Read>(
         tar::EntryType::Link => {
             let link = entry.link_name()?.context("a hard link without a target")?;
             let source = dest.join(checked_relative(&link)?);
-            ensure_real_parents(dest, &checked_relative(&link)?)?;
+            ensure_real_parents(dest, &checked_relative(&link)?, dirs)?;
             let meta = fs_err::symlink_metadata(&source)
                 .context("a hard link to a member that is not there (or comes later)")?;
             if !meta.is_file() {
@@ -191,22 +192,40 @@ fn check_link_target(link_path: &Path, target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Directories seen while unpacking.
+#[derive(Debug, Default)]
+struct Dirs {
+    /// Directory entries and their modes, applied at the end.
+    modes: Vec<(PathBuf, u32)>,
+    /// Directories known to be real (checked or created): a directory is never replaced (see
+    /// `remove_existing`), so one check per directory is enough.
+    real: HashSet<PathBuf>,
+}
+
 /// Every parent of `relative` below `dest` must be a real directory (created if missing): an
 /// archive cannot write through a link it planted earlier.
-fn ensure_real_parents(dest: &Path, relative: &Path) -> Result<()> {
+fn ensure_real_parents(dest: &Path, relative: &Path, dirs: &mut Dirs) -> Result<()> {
+    let Some(parent) = relative.parent() else {
+        return Ok(());
+    };
+    if parent.as_os_str().is_empty() || dirs.real.contains(parent) {
+        return Ok(());
+    }
     let mut dir = dest.to_path_buf();
-    let parents: Vec<_> = relative
-        .parent()
-        .map(|p| p.components().collect())
-        .unwrap_or_default();
-    for component in parents {
+    let mut seen = PathBuf::new();
+    for component in parent.components() {
         dir.push(component);
+        seen.push(component);
+        if dirs.real.contains(&seen) {
+            continue;
+        }
         match fs_err::symlink_metadata(&dir) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => bail!("its parent `{}` is a link or a file", dir.display()),
             Err(err) if err.kind() == io::ErrorKind::NotFound => fs_err::create_dir(&dir)?,
             Err(err) => return Err(err.into()),
         }
+        dirs.real.insert(seen.clone());
     }
     Ok(())
 }
