@@ -6,99 +6,18 @@
 # Knobs and caveats: bench/README.md.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-repo=$(dirname "$here")
-cache=${BENCH_CACHE:-$HOME/.cache/release-bench}
-target_dir=${CARGO_TARGET_DIR:-$HOME/.cache/release-target}
-source_tree=${BENCH_SOURCE:-${CARGO_HOME:-$HOME/.cargo}/registry/src}
-gen_mb=${BENCH_GEN_MB:-300}
-artifact=bench
-log() { printf '==> %s\n' "$*" >&2; }
-mkdir -p "$cache"
-
-# --- Tools. Each is installed only if missing, into bench-local places where possible.
-# GNU time: bash's `time` keyword has no peak-RSS figure.
-if [ ! -x /usr/bin/time ]; then
-  log "installing GNU time"; apt-get update -qq && apt-get install -y -qq time >/dev/null
-fi
-s3s=$cache/bin/s3s-fs
-if [ ! -x "$s3s" ]; then
-  # 0.14.1 is the last s3s-fs that builds on rustc 1.95 (DESIGN.md, Test world).
-  log "installing s3s-fs into $cache"
-  cargo install --quiet --root "$cache" s3s-fs --version 0.14.1 --features binary
-fi
-if ! command -v aws >/dev/null; then
-  if [ ! -x "$cache/awscli/bin/aws" ]; then
-    log "installing awscli into $cache/awscli"
-    python3 -m venv "$cache/awscli" && "$cache/awscli/bin/pip" install --quiet awscli
-  fi
-  PATH=$cache/awscli/bin:$PATH
-fi
-if [ -n "${RELEASE_BIN:-}" ]; then bin=$RELEASE_BIN; else
-  log "cargo build --release (waits if another build holds the lock)"
-  (cd "$repo" && CARGO_TARGET_DIR=$target_dir cargo build --release --quiet)
-  bin=$target_dir/release/release
-fi
-
-# --- The tree: a frozen copy of a real source tree (so a cargo download mid-run cannot change
-# it), or a generated one. Cached across runs; delete $cache/tree to refresh it.
-tree=$cache/tree
+source "$(dirname "$0")/common.sh" # tools, the frozen tree, s3s-fs, the AWS environment
+need_tools
+make_run_dir
+build_release
+ensure_tree
 dirs=(src) # the PATHs given to every method, relative to $tree
-if [ ! -d "$tree/src" ]; then
-  rm -rf "$tree.tmp" && mkdir -p "$tree.tmp/src"
-  if [ -d "$source_tree" ] && [ "$(du -sm "$source_tree" | cut -f1)" -ge 100 ]; then
-    log "copying $source_tree to $tree"; cp -a "$source_tree/." "$tree.tmp/src/"
-  else
-    log "no source tree of 100 MB+ at $source_tree: generating $gen_mb MiB"
-    awk -v root="$tree.tmp/src" -v mb="$gen_mb" -f "$here/gen-tree.awk"
-  fi
-  mv "$tree.tmp" "$tree"
-fi
-
-# --- A private world: dummy credentials, no profile or metadata service, loopback only.
-run=$(mktemp -d "$cache/run.XXXXXX")
-s3pid=
-cleanup() {
-  if [ -n "$s3pid" ]; then kill "$s3pid" 2>/dev/null || true; wait "$s3pid" 2>/dev/null || true; fi
-  rm -rf "$run"
-}
-trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-endpoint=http://127.0.0.1:$port
-unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE
-export AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
-export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-export AWS_ENDPOINT_URL=$endpoint AWS_ENDPOINT_URL_S3=$endpoint
-# The user's ~/.aws must not leak in; path-style because 127.0.0.1 has no bucket subdomains.
-export AWS_CONFIG_FILE=$run/aws-config AWS_SHARED_CREDENTIALS_FILE=$run/aws-credentials
-printf '[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n' >"$AWS_CONFIG_FILE"
-: >"$AWS_SHARED_CREDENTIALS_FILE"
-# The build's inputs are fixed, so every run archives the same bytes (no git repo needed).
-export GIT_COMMIT=0123456789abcdef0123456789abcdef01234567 SOURCE_DATE_EPOCH=1700000000
-export GIT_BRANCH=bench BUILD_NUMBER=1 BUILD_TIMESTAMP=2024-01-01T00:00:00Z
-
-mkdir -p "$run/s3"
-"$s3s" --host 127.0.0.1 --port "$port" --access-key test --secret-key test "$run/s3" \
-  >"$run/s3s-fs.log" 2>&1 &
-s3pid=$!
-for _ in $(seq 50); do # at most ~10 s: 50 tries of a 0.1 s sleep plus a 0.1 s connect timeout
-  if curl -s -o /dev/null --max-time 0.1 "$endpoint/"; then break; fi
-  kill -0 "$s3pid" 2>/dev/null || { cat "$run/s3s-fs.log" >&2; exit 1; }
-  sleep 0.1
-done
-curl -s -o /dev/null --max-time 1 "$endpoint/" || { log "s3s-fs did not answer on $endpoint"; exit 1; }
-probe_lines=$(wc -l <"$run/s3s-fs.log") # the unsigned probes above are logged as AccessDenied
+start_s3
+probe_lines=$(wc -l <"$run/s3s-fs.log") # the unsigned readiness probes are logged as AccessDenied
 
 # --- Methods. Each gets its own bucket (a directory in s3s-fs's root) so bytes are per method.
-# timed NAME CMD...: runs CMD in $tree under GNU time; its stdout goes to $run/NAME.out.
-declare -A secs rss bytes
-timed() {
-  local name=$1; shift
-  if ! (cd "$tree" && /usr/bin/time -f '%e %M' -o "$run/time" "$@" >"$run/$name.out"); then
-    log "$name failed: $(head -1 "$run/time")"; cat "$run/$name.out" >&2; exit 1
-  fi
-  read -r "secs[$name]" "rss[$name]" <"$run/time"
-}
+declare -A bytes
+cd "$tree" # common.sh's `timed` runs in the current directory; the PATHs are relative to it
 stored() { # total bytes of every object in a bucket, as S3 lists them
   aws s3 ls "s3://$1" --recursive --summarize | awk '/Total Size:/ { print $3 }'
 }

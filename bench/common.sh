@@ -1,6 +1,5 @@
-# Shared by bench/install.sh and bench/push.sh (sourced, not run): the tools, the frozen source
+# Shared by bench/build.sh, bench/install.sh and bench/push.sh (sourced, not run): the tools, the frozen source
 # tree, a private loopback world with s3s-fs, timing with GNU time, statistics and verdicts.
-# bench/build.sh predates it and keeps its own copy of the same steps.
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
@@ -53,8 +52,8 @@ ensure_tree() {
     if [ -d "$source_tree" ] && [ "$(du -sm "$source_tree" | cut -f1)" -ge 100 ]; then
       log "copying $source_tree to $tree"; cp -a "$source_tree/." "$tree.tmp/src/"
     else
-      log "no source tree of 100 MB+ at $source_tree: generating 300 MiB"
-      awk -v root="$tree.tmp/src" -v mb=300 -f "$here/gen-tree.awk"
+      log "no source tree of 100 MB+ at $source_tree: generating ${BENCH_GEN_MB:-300} MiB"
+      awk -v root="$tree.tmp/src" -v mb="${BENCH_GEN_MB:-300}" -f "$here/gen-tree.awk"
     fi
     mv "$tree.tmp" "$tree"
   fi
