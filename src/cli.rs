@@ -344,17 +344,8 @@ pub struct PushArgs {
     #[arg(long, value_name = "TEMPLATE")]
     pub command: Option<String>,
 
-    /// Run the remote command with `sudo -n`.
-    #[arg(long)]
-    pub sudo: bool,
-
-    /// Path of `release` on the hosts [default: release].
-    #[arg(long, value_name = "PATH")]
-    pub remote_binary: Option<String>,
-
-    /// Install directory passed to the hosts.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 
     /// Directory for per-host logs.
     #[arg(long, value_name = "DIR")]
@@ -367,7 +358,14 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub target: TargetArgs,
 
-    /// Run `release current` with `sudo -n`.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// How `release` runs on the hosts (push and status).
+#[derive(Debug, Args)]
+pub struct RemoteArgs {
+    /// Run `release` on the hosts with `sudo -n`.
     #[arg(long)]
     pub sudo: bool,
 
@@ -375,7 +373,7 @@ pub struct StatusArgs {
     #[arg(long, value_name = "PATH")]
     pub remote_binary: Option<String>,
 
-    /// Install directory on the hosts.
+    /// Install directory on the hosts [default: theirs].
     #[arg(long)]
     pub dir: Option<PathBuf>,
 }

@@ -9,7 +9,7 @@ use release_fleet::Fleet;
 use serde_json::json;
 
 use super::Context;
-use crate::cli::{PushArgs, TargetArgs};
+use crate::cli::{PushArgs, RemoteArgs, TargetArgs};
 use crate::config::PushFile;
 use crate::error::{ExitStatus, Problem, Reported};
 use crate::history::{self, Record};
@@ -19,7 +19,7 @@ use crate::rollout::health::HealthCheck;
 use crate::rollout::plan::{self, BatchSize};
 use crate::rollout::ssh::{self, SshOptions};
 use crate::rollout::targets::{self, AddressKind, Source, Target};
-use crate::rollout::{self, Report, Rollout, lock, template};
+use crate::rollout::{self, Remote, Report, Rollout, lock, template};
 
 /// Default seconds a host has to become healthy.
 const DEFAULT_HEALTH_TIMEOUT: u64 = 60;
@@ -100,6 +100,19 @@ pub fn reach(args: &TargetArgs, file: &PushFile) -> Result<Reach> {
     })
 }
 
+/// `--sudo`, `--remote-binary`, `--dir` merged with `[push]` (shared with `status`).
+pub fn remote(args: &RemoteArgs, file: &PushFile) -> Remote {
+    Remote {
+        sudo: args.sudo || file.sudo.unwrap_or(false),
+        binary: args
+            .remote_binary
+            .clone()
+            .or(file.remote_binary.clone())
+            .unwrap_or_else(|| "release".into()),
+        dir: args.dir.clone().or(file.dir.clone()),
+    }
+}
+
 /// Resolves the targets once, saying which instances were left out.
 pub async fn resolve_targets(
     ctx: &Context,
@@ -173,12 +186,7 @@ pub async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
             .trim_start_matches("s3://")
             .to_owned(),
         stage: ctx.settings.stage.clone(),
-        dir: args.dir.or(file.dir.clone()),
-        sudo: args.sudo || file.sudo.unwrap_or(false),
-        remote_binary: args
-            .remote_binary
-            .or(file.remote_binary.clone())
-            .unwrap_or_else(|| "release".into()),
+        remote: remote(&args.remote, file),
         template,
         health,
         health_timeout: Duration::from_secs(

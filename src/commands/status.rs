@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::Context;
-use super::push::{reach, resolve_targets};
+use super::push::{reach, remote, resolve_targets};
 use crate::cli::StatusArgs;
 use crate::output::Outcome;
 use crate::resolve::{self, BuildRef};
@@ -25,28 +25,15 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<Outcome> {
         .ok()
         .map(|b| b.number);
     let (found, _, _) = resolve_targets(ctx, &reach.source).await?;
-    let mut words: Vec<String> = Vec::new();
-    if args.sudo {
-        words.extend(["sudo".into(), "-n".into()]);
-    }
-    words.push(args.remote_binary.unwrap_or_else(|| "release".into()));
-    words.extend(
-        [
-            "current",
-            "--artifact",
-            layout.artifact(),
-            "--output",
-            "json",
-        ]
-        .map(str::to_owned),
+    let command = remote(&args.remote, &ctx.settings.file.push).command(
+        "current",
+        &[],
+        &["--artifact", layout.artifact()],
     );
-    if let Some(dir) = &args.dir {
-        words.extend(["--dir".into(), dir.display().to_string()]);
-    }
     let control_dir = tempfile::Builder::new().prefix("rls").tempdir_in("/tmp")?;
     let shared = Arc::new((
         reach.ssh,
-        RemoteCommand::Words(words),
+        command,
         Semaphore::new(reach.max_connections.max(1)),
         control_dir,
     ));

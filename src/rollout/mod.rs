@@ -41,12 +41,8 @@ pub struct Rollout {
     pub bucket: String,
     /// The stage.
     pub stage: String,
-    /// `--dir` for the hosts, if the push was given one.
-    pub dir: Option<PathBuf>,
-    /// `sudo -n` in front.
-    pub sudo: bool,
-    /// `release` on the hosts.
-    pub remote_binary: String,
+    /// How `release` runs on the hosts.
+    pub remote: Remote,
     /// `--command` template, instead of `release install`.
     pub template: Option<String>,
     /// Health check.
@@ -333,31 +329,51 @@ fn remote_command(rollout: &Rollout, target: &Target) -> Result<RemoteCommand> {
         .collect();
         return Ok(RemoteCommand::Shell(template::render(template, &values)?));
     }
-    let mut words: Vec<String> = Vec::new();
-    if rollout.sudo {
-        words.extend(["sudo".into(), "-n".into()]);
+    let version = rollout.version.to_string();
+    let args = [
+        "--artifact",
+        &rollout.artifact,
+        "--bucket",
+        &rollout.bucket,
+        "--stage",
+        &rollout.stage,
+    ];
+    Ok(rollout.remote.command("install", &[&version], &args))
+}
+
+/// How `release` runs on the hosts: `[sudo -n] BINARY SUBCOMMAND … --output json [--dir D]`.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// `sudo -n` in front.
+    pub sudo: bool,
+    /// `release` on the hosts.
+    pub binary: String,
+    /// `--dir` for the hosts, if given; else each host's own default.
+    pub dir: Option<PathBuf>,
+}
+
+impl Remote {
+    /// The remote `release SUBCOMMAND POSITIONAL… OPTIONS… --output json [--dir D]`, each word
+    /// quoted on its own.
+    pub fn command(
+        &self,
+        subcommand: &str,
+        positional: &[&str],
+        options: &[&str],
+    ) -> RemoteCommand {
+        let mut words: Vec<String> = Vec::new();
+        if self.sudo {
+            words.extend(["sudo".into(), "-n".into()]);
+        }
+        words.push(self.binary.clone());
+        words.push(subcommand.to_owned());
+        words.extend(positional.iter().chain(options).map(|w| (*w).to_owned()));
+        words.extend(["--output".into(), "json".into()]);
+        if let Some(dir) = &self.dir {
+            words.extend(["--dir".into(), dir.display().to_string()]);
+        }
+        RemoteCommand::Words(words)
     }
-    words.push(rollout.remote_binary.clone());
-    words.extend(
-        [
-            "install",
-            &rollout.version.to_string(),
-            "--artifact",
-            &rollout.artifact,
-            "--bucket",
-            &rollout.bucket,
-            "--stage",
-            &rollout.stage,
-            "--output",
-            "json",
-        ]
-        .map(str::to_owned),
-    );
-    if let Some(dir) = &rollout.dir {
-        words.push("--dir".into());
-        words.push(dir.display().to_string());
-    }
-    Ok(RemoteCommand::Words(words))
 }
 
 fn unstarted(target: &Target, result: &str) -> HostReport {
