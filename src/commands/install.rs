@@ -274,7 +274,7 @@ fn unpack(
         size: 0,
         progress,
     };
-    let unpacked = extract::unpack(&mut reader, format, dest).map(|(unpacked, _)| unpacked);
+    let unpacked = extract::unpack(&mut reader, format, dest);
     // Whatever follows the tar's end (compressor trailer, padding) is part of the digest; and
     // when unpacking failed, the digest still tells a corrupt download from a hostile archive.
     io::copy(&mut reader, &mut io::sink())?;
