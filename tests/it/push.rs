@@ -619,3 +619,83 @@ fn a_signal_stops_new_hosts_and_releases_the_lock() {
         "the host's output is kept: {log}"
     );
 }
+
+/// `--sudo` and `--remote-binary`, as the Jenkins push job runs them (SUDO is on by default).
+/// sudo is not installed on the test hosts, and the real one's env_reset would drop the
+/// loopback endpoint, so each host's PATH has a stand-in that logs its words and runs them, or
+/// refuses as sudo does without a password rule. `release` is not on that PATH: only
+/// `--remote-binary` finds it.
+#[test]
+fn sudo_and_remote_binary_reach_the_hosts_as_words() {
+    let world = World::new();
+    let addresses = ["127.0.1.81", "127.0.1.82"];
+    let stand_in = tempfile::tempdir().unwrap();
+    let sudo = stand_in.path().join("sudo");
+    std::fs::write(
+        &sudo,
+        "#!/bin/sh\n\
+         printf '%s\\n' \"$@\" >\"$HOME/sudo.log\"\n\
+         [ \"$1\" = -n ] || { echo 'sudo: -n expected' >&2; exit 1; }\n\
+         if [ -e \"$HOME/no-sudo-rule\" ]; then echo 'sudo: a password is required' >&2; exit 1; fi\n\
+         shift\nexec \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&sudo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", stand_in.path().display());
+    let hosts = Hosts::start(
+        &addresses,
+        &[("AWS_ENDPOINT_URL", &world.asg.endpoint()), ("PATH", &path)],
+    );
+    std::fs::write(hosts.home_dir(addresses[1]).join("no-sudo-rule"), "").unwrap();
+    let binary = env!("CARGO_BIN_EXE_release");
+
+    let out = world
+        .cmd(
+            &hosts,
+            &[
+                "--output",
+                "json",
+                "push",
+                "--hosts",
+                &addresses.join(","),
+                "--batch",
+                "100%",
+                "--max-failures",
+                "1",
+                "--sudo",
+                "--remote-binary",
+                binary,
+            ],
+        )
+        .code(4);
+    let doc = out.stdout_json();
+    assert_eq!(
+        results(&doc),
+        [("127.0.1.81", "ok"), ("127.0.1.82", "failed")]
+            .map(|(h, r)| (h.to_string(), r.to_string()))
+    );
+    assert_eq!(current(&hosts, addresses[0]).as_deref(), Some("releases/1"));
+    assert_eq!(current(&hosts, addresses[1]), None);
+    let words = std::fs::read_to_string(hosts.home_dir(addresses[0]).join("sudo.log")).unwrap();
+    let expected = [
+        "-n",
+        binary,
+        "install",
+        "1",
+        "--artifact",
+        ARTIFACT,
+        "--bucket",
+        &world.bucket,
+        "--stage",
+        "prod",
+        "--output",
+        "json",
+    ];
+    assert_eq!(words.lines().collect::<Vec<_>>(), expected);
+    let error = doc["hosts"][1]["error"].as_str().unwrap();
+    assert!(error.contains("sudo: a password is required"), "{error}");
+    assert!(
+        error.contains("sudo -n"),
+        "the error names the command: {error}"
+    );
+}
