@@ -110,6 +110,10 @@ cat >"$run/deploy.yml" <<'EOF'
     - name: unpack it into the host's dir
       shell: mkdir -p "$RELEASE_INSTALL_DIR/old" && tar xzf "$HOME/x.tar.gz" -C "$RELEASE_INSTALL_DIR/old"
 EOF
+# The same tasks as Ansible runs a playbook that says nothing (facts gathered, no pipelining), as
+# an old job may well have run it: for reading only, the targets are checked against the above.
+sed '/gather_facts: false/d' "$run/deploy.yml" >"$run/deploy-defaults.yml"
+ansible_defaults=${BENCH_ANSIBLE_DEFAULTS:-1}
 export ANSIBLE_HOME=$run/ansible ANSIBLE_PIPELINING=True ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=False
 export ANSIBLE_SSH_CONTROL_PATH_DIR=$shm/cp ANSIBLE_LOCAL_TEMP=$run/ansible/tmp
 for n in "${counts[@]}"; do
@@ -171,6 +175,11 @@ for ((i = 1; i <= runs; i++)); do
     log "round $i of $runs: $n hosts, ansible-playbook -f $n"
     timed_hosts "ans-$n#$i" "$n" "$ansible" -i "$run/inventory-$n" -f "$n" "$run/deploy.yml" -e "bucket=$bucket key=$key"
     for a in "${addrs[@]:0:n}"; do [ -f "$hosts/$a/install/old/RELEASE" ] || { log "$a: ansible left no RELEASE"; exit 1; }; done
+    if [ "$ansible_defaults" = 1 ]; then
+      log "round $i of $runs: $n hosts, ansible-playbook -f $n with Ansible's defaults"
+      timed_hosts "ansd-$n#$i" "$n" env ANSIBLE_PIPELINING=False "$ansible" -i "$run/inventory-$n" -f "$n" "$run/deploy-defaults.yml" -e "bucket=$bucket key=$key"
+      for a in "${addrs[@]:0:n}"; do [ -f "$hosts/$a/install/old/RELEASE" ] || { log "$a: ansible left no RELEASE"; exit 1; }; done
+    fi
     log "round $i of $runs: $n hosts, the old script over plain ssh"
     timed_hosts "raw-$n#$i" "$n" xargs -a "$run/hosts-$n" -P "$n" -I{} ssh -F "$cfg" {} "$old_script"
     for a in "${addrs[@]:0:n}"; do [ -f "$hosts/$a/install/old/RELEASE" ] || { log "$a: the script left no RELEASE"; exit 1; }; done
@@ -193,6 +202,8 @@ for n in "${counts[@]}"; do
   [ -z "${secs[relmc-$n#1]:-}" ] || printf '%-6s %-44s %-20s %-11s %-20s %-20s\n' "$n" "  the same with --max-connections $n" \
     "$(range secs "relmc-$n")" "$(cpu "relmc-$n")" "$(range inst "relmc-$n")" "$(range ovh "relmc-$n")"
   printf '%-6s %-44s %-20s %-11s %-20s %-20s\n' "$n" "ansible-playbook -f $n (aws s3 cp + tar xzf)" "$(range secs "ans-$n")" "$(cpu "ans-$n")" - -
+  [ -z "${secs[ansd-$n#1]:-}" ] || printf '%-6s %-44s %-20s %-11s %-20s %-20s\n' "$n" "  the same with facts, no pipelining (defaults)" \
+    "$(range secs "ansd-$n")" "$(cpu "ansd-$n")" - -
   printf '%-6s %-44s %-20s %-11s %-20s %-20s\n' "$n" "same script over plain ssh (xargs -P $n)" "$(range secs "raw-$n")" "$(cpu "raw-$n")" - -
   printf '%-6s %-44s %-20s %-11s %-20s %-20s\n' "$n" "floor: ssh -F cfg host true (xargs -P $n)" "$(range secs "ssh-$n")" "$(cpu "ssh-$n")" - -
 done
@@ -213,6 +224,12 @@ done
 for n in "${counts[@]}"; do
   verdict "$n hosts: overhead beyond the install under 150 ms" "$(printf '%.3fs' "$(median ovh "rel-$n")")" 'v + 0 < 0.150'
 done
+if [ "$ansible_defaults" = 1 ]; then
+  echo "against ansible-playbook with Ansible's defaults (facts, no pipelining), for reading only:"
+  for n in "${counts[@]}"; do
+    printf '  %2d hosts: %s\n' "$n" "$(awk -v a="$(median secs "ansd-$n")" -v b="$(median secs "rel-$n")" 'BEGIN { printf "%.1fx", a / b }')"
+  done
+fi
 echo "the overhead less OpenSSH's own floor (bare connections to as many hosts at once), for reading only:"
 for n in "${counts[@]}"; do
   printf '  %2d hosts: %.3fs - %.3fs = %.3fs\n' "$n" "$(median ovh "rel-$n")" "$(median secs "ssh-$n")" \
