@@ -614,6 +614,84 @@ mod directory_store {
         assert!(latest.contains("VERSION=25\n"));
     }
 
+    /// Every regular file below `dir`, relative, sorted.
+    fn files_below(dir: &std::path::Path) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(next) = pending.pop() {
+            for entry in std::fs::read_dir(&next).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else {
+                    found.push(path.strip_prefix(dir).unwrap().display().to_string());
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// SIGTERM while the archive is being written into the directory store: the temporary
+    /// file goes, nothing but the claim is left, and the next build takes the next number.
+    #[test]
+    fn an_interrupted_build_leaves_nothing_visible() {
+        let mut ws = Workspace::new();
+        obelix_workspace(&mut ws);
+        ws.write("obelix/model.bin", noise(40 << 20, 7));
+        ws.commit("a large file");
+        let store = tempfile::tempdir().unwrap();
+        // Level 9 on incompressible bytes is slow enough for the signal to land mid-write.
+        let running = dir_release(&ws, store.path())
+            .args(["--artifact", ARTIFACT, "build", "--level", "9"])
+            .spawn();
+        let writing = || {
+            files_below(store.path()).iter().any(|f| {
+                f.starts_with(".release-tmp/")
+                    && store.path().join(f).metadata().is_ok_and(|m| m.len() > 0)
+            })
+        };
+        let start = std::time::Instant::now();
+        while !writing() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "the archive never started: {:?}",
+                files_below(store.path())
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        running.signal("TERM");
+        let out = running.wait(std::time::Duration::from_secs(60));
+        assert_eq!(out.status().code(), Some(1), "{}", out.stderr());
+        assert!(
+            out.stderr().contains("interrupted by SIGTERM"),
+            "{}",
+            out.stderr()
+        );
+        assert_eq!(
+            files_below(store.path()),
+            [format!("{ARTIFACT}/prod/claims/1")],
+            "only the claim of the interrupted build is left"
+        );
+
+        let doc = dir_release(&ws, store.path())
+            .args([
+                "--artifact",
+                ARTIFACT,
+                "--output",
+                "json",
+                "-q",
+                "build",
+                "commonix",
+            ])
+            .success()
+            .stdout_json();
+        assert_eq!(
+            doc["version"], 2,
+            "the interrupted build's number is not reused"
+        );
+    }
+
     #[test]
     fn sixteen_concurrent_builds_get_sixteen_numbers() {
         let mut ws = Workspace::new();
