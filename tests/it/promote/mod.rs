@@ -5,6 +5,7 @@ mod cost;
 mod failures;
 mod flow;
 mod listing;
+mod ssh_remote;
 
 use serde_json::Value;
 
