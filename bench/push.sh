@@ -130,16 +130,19 @@ reset_hosts() { for a in "${addrs[@]}"; do rm -rf "$hosts/$a/install"/* "$hosts/
 # CPU spent on the hosts: each listening sshd's reaped children (the per-connection sshd, the
 # shell, release or Python, aws, tar) add up in its cutime + cstime (/proc/PID/stat 16-17).
 host_cpu() { for p in "${sshd_pids[@]:0:$1}"; do cat "/proc/$p/stat"; done | awk '{ t += $16 + $17 } END { print t }'; }
-declare -A hcpu inst ovh
-timed_hosts() { # KEY N CMD...: timed, plus the hosts' CPU seconds in hcpu[KEY]
-  local key=$1 n=$2 before p; shift 2
-  reset_hosts; before=$(host_cpu "$n")
+# And s3s-fs's own CPU (utime + stime, fields 14-15): it serves both tools from the same cores.
+s3_cpu() { awk '{ print $14 + $15 }' "/proc/$s3pid/stat"; }
+declare -A hcpu scpu inst ovh
+timed_hosts() { # KEY N CMD...: timed, plus the hosts' and s3s-fs's CPU seconds in hcpu/scpu[KEY]
+  local key=$1 n=$2 before s3_before p; shift 2
+  reset_hosts; before=$(host_cpu "$n") s3_before=$(s3_cpu)
   timed "$key" "$@"
   close_masters # Ansible's connections end (and their CPU is counted) only when its masters exit
   for p in "${sshd_pids[@]:0:n}"; do # until every connection's sshd is reaped: ~5 s at most
     for _ in $(seq 50); do pgrep -P "$p" >/dev/null || break; sleep 0.1; done
   done
   hcpu[$key]=$(awk -v a="$before" -v b="$(host_cpu "$n")" -v hz="$(getconf CLK_TCK)" 'BEGIN { print (b - a) / hz }')
+  scpu[$key]=$(awk -v a="$s3_before" -v b="$(s3_cpu)" -v hz="$(getconf CLK_TCK)" 'BEGIN { print (b - a) / hz }')
 }
 # The old deploy script over plain ssh, all hosts at once: Ansible's own share is the difference.
 old_script="set -o pipefail; mkdir -p \"\$RELEASE_INSTALL_DIR/old\" && aws s3 cp --only-show-errors s3://$bucket/$key - | tar xzf - -C \"\$RELEASE_INSTALL_DIR/old\""
@@ -188,24 +191,25 @@ done
 reset_hosts
 
 # --- Report.
-cpu() { # KEY: medians of controller CPU (GNU time user + system) and hosts' CPU, in seconds
-  printf '%.2f %.2f' "$(awk -v u="$(median usr "$1")" -v s="$(median sys "$1")" 'BEGIN { print u + s }')" "$(median hcpu "$1")"
+cpu() { # KEY: medians of controller CPU (GNU time user + system), hosts' and s3s-fs's CPU, in seconds
+  printf '%.2f %.2f %.2f' "$(awk -v u="$(median usr "$1")" -v s="$(median sys "$1")" 'BEGIN { print u + s }')" \
+    "$(median hcpu "$1")" "$(median scpu "$1")"
 }
 echo
 echo "release push benchmark: $(nproc) CPUs shared by controller, hosts and s3s-fs (1-min load now $(cut -d' ' -f1 /proc/loadavg)), $runs runs per row, interleaved"
 echo "build: ${#crates[@]} crates, $(jq -r .tar_size "$run/build.json") tar bytes in $(sed -n '/^{/,$p' "$run/logs-rel-${counts[0]}-1/${addrs[0]}.log" | jq .files) files, $(jq -r .size "$run/build.json") gzip bytes; hosts on tmpfs; s3s-fs on $endpoint"
 echo "ssh: KexAlgorithms ${kex:-(OpenSSH default, post-quantum)} for both tools (one shared -F config)"
-echo "seconds: median (min-max) of $runs; CPU: medians of user + system, controller side / all hosts"
-printf '%-6s %-44s %-20s %-11s %-20s %-20s\n' hosts method seconds 'CPU s c/h' 'mean install s' 'overhead s'
+echo "seconds: median (min-max) of $runs; CPU: medians of user + system, controller side / all hosts / s3s-fs"
+printf '%-6s %-44s %-20s %-14s %-20s %-20s\n' hosts method seconds 'CPU s c/h/s3' 'mean install s' 'overhead s'
 for n in "${counts[@]}"; do
-  printf '%-6s %-44s %-20s %-11s %-20s %-20s\n' "$n" "release push --batch 100%" "$(range secs "rel-$n")" "$(cpu "rel-$n")" "$(range inst "rel-$n")" "$(range ovh "rel-$n")"
-  [ -z "${secs[relmc-$n#1]:-}" ] || printf '%-6s %-44s %-20s %-11s %-20s %-20s\n' "$n" "  the same with --max-connections $n" \
+  printf '%-6s %-44s %-20s %-14s %-20s %-20s\n' "$n" "release push --batch 100%" "$(range secs "rel-$n")" "$(cpu "rel-$n")" "$(range inst "rel-$n")" "$(range ovh "rel-$n")"
+  [ -z "${secs[relmc-$n#1]:-}" ] || printf '%-6s %-44s %-20s %-14s %-20s %-20s\n' "$n" "  the same with --max-connections $n" \
     "$(range secs "relmc-$n")" "$(cpu "relmc-$n")" "$(range inst "relmc-$n")" "$(range ovh "relmc-$n")"
-  printf '%-6s %-44s %-20s %-11s %-20s %-20s\n' "$n" "ansible-playbook -f $n (aws s3 cp + tar xzf)" "$(range secs "ans-$n")" "$(cpu "ans-$n")" - -
-  [ -z "${secs[ansd-$n#1]:-}" ] || printf '%-6s %-44s %-20s %-11s %-20s %-20s\n' "$n" "  the same with facts, no pipelining (defaults)" \
+  printf '%-6s %-44s %-20s %-14s %-20s %-20s\n' "$n" "ansible-playbook -f $n (aws s3 cp + tar xzf)" "$(range secs "ans-$n")" "$(cpu "ans-$n")" - -
+  [ -z "${secs[ansd-$n#1]:-}" ] || printf '%-6s %-44s %-20s %-14s %-20s %-20s\n' "$n" "  the same with facts, no pipelining (defaults)" \
     "$(range secs "ansd-$n")" "$(cpu "ansd-$n")" - -
-  printf '%-6s %-44s %-20s %-11s %-20s %-20s\n' "$n" "same script over plain ssh (xargs -P $n)" "$(range secs "raw-$n")" "$(cpu "raw-$n")" - -
-  printf '%-6s %-44s %-20s %-11s %-20s %-20s\n' "$n" "floor: ssh -F cfg host true (xargs -P $n)" "$(range secs "ssh-$n")" "$(cpu "ssh-$n")" - -
+  printf '%-6s %-44s %-20s %-14s %-20s %-20s\n' "$n" "same script over plain ssh (xargs -P $n)" "$(range secs "raw-$n")" "$(cpu "raw-$n")" - -
+  printf '%-6s %-44s %-20s %-14s %-20s %-20s\n' "$n" "floor: ssh -F cfg host true (xargs -P $n)" "$(range secs "ssh-$n")" "$(cpu "ssh-$n")" - -
 done
 echo
 echo "per-host view of the last release runs (seconds, mean over hosts):"
@@ -214,6 +218,16 @@ for n in "${counts[@]}"; do
     { h += $2; i += $3; if ($2 > mx) mx = $2 }
     END { printf "  %2d hosts: host total %.3f = its install %.3f + ssh and remote start %.3f; push wall %.2f - slowest host %.2f = %.3f on the controller alone\n",
           n, h / NR, i / NR, (h - i) / NR, w, mx, w - mx }'
+done
+echo
+echo "CPU budget (medians): all CPU measured (controller + hosts + s3s-fs) / $(nproc) cores, against the wall time:"
+for n in "${counts[@]}"; do
+  for row in rel ans; do
+    awk -v n="$n" -v row="$row" -v c="$(awk -v u="$(median usr "$row-$n")" -v s="$(median sys "$row-$n")" 'BEGIN { print u + s }')" \
+      -v h="$(median hcpu "$row-$n")" -v s3="$(median scpu "$row-$n")" -v w="$(median secs "$row-$n")" -v cores="$(nproc)" \
+      'BEGIN { printf "  %2d hosts, %-7s: (%.2f + %.2f + %.2f) / %d = %.2f s of CPU per core, wall %.2f s\n",
+               n, row == "rel" ? "release" : "ansible", c, h, s3, cores, (c + h + s3) / cores, w }'
+  done
 done
 echo
 ratio() { awk -v a="$(median secs "ans-$1")" -v b="$(median secs "rel-$1")" 'BEGIN { printf "%.1fx", a / b }'; }
