@@ -4,7 +4,8 @@
 //! Keys are paths below the root. Every write goes to a temporary file first; put-if-absent
 //! is a hard link (which fails if the name exists), and compare-and-swap holds an exclusive lock
 //! on the store while it compares and renames. The ETag is the file's inode, size and mtime: a
-//! rename-over always makes a new inode, so a change is always seen.
+//! rename-over always makes a new inode, so a change is always seen. Temporary files that a
+//! killed process left behind are removed by the next write once a day old.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
@@ -21,6 +22,9 @@ use crate::signals;
 const TMP_DIR: &str = ".release-tmp";
 /// The lock file for compare-and-swap.
 const LOCK_FILE: &str = ".release-lock";
+/// A temporary file untouched this long was left by a killed process (a live upload writes to
+/// it every few seconds at most), and the next upload removes it.
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// A directory store.
 #[derive(Debug)]
@@ -220,6 +224,7 @@ impl DirStore {
     fn temp_file(&self, key: &str) -> Result<PathBuf, StoreError> {
         let dir = self.root.join(TMP_DIR);
         fs_err::create_dir_all(&dir).map_err(|e| self.fail(Op::Write, key, e))?;
+        remove_stale(&dir);
         Ok(dir.join(uuid::Uuid::new_v4().to_string()))
     }
 
@@ -258,6 +263,22 @@ impl DirStore {
                 fs_err::rename(tmp, &dest).map_err(|e| self.fail(Op::Write, key, e))
                 // The lock is released when `lock` is dropped.
             }
+        }
+    }
+}
+
+/// Removes what `kill -9` left in the temporary directory; best effort, never an error.
+fn remove_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age > STALE_TMP));
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }

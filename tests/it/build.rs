@@ -692,6 +692,43 @@ mod directory_store {
         );
     }
 
+    /// What `kill -9` leaves in the store's temporary directory goes with the next build once a
+    /// day old; a younger file (another build still writing) stays.
+    #[test]
+    fn stale_temporary_files_are_removed_by_the_next_build() {
+        let mut ws = Workspace::new();
+        obelix_workspace(&mut ws);
+        let store = tempfile::tempdir().unwrap();
+        let temporary = store.path().join(".release-tmp");
+        std::fs::create_dir_all(&temporary).unwrap();
+        let old = temporary.join("left-by-kill-9");
+        let young = temporary.join("still-writing");
+        std::fs::write(&young, "part").unwrap();
+        let file = std::fs::File::create(&old).unwrap();
+        let two_days = std::time::Duration::from_secs(2 * 24 * 3600);
+        file.set_modified(std::time::SystemTime::now() - two_days)
+            .unwrap();
+        drop(file);
+
+        dir_release(&ws, store.path())
+            .args(["--artifact", ARTIFACT, "-q", "build", "obelix"])
+            .success();
+        assert!(!old.exists(), "the stale temporary file is still there");
+        assert!(young.exists(), "a young temporary file was removed");
+        assert_eq!(
+            files_below(store.path())
+                .into_iter()
+                .filter(|f| !f.contains("/claims/"))
+                .collect::<Vec<_>>(),
+            [
+                ".release-tmp/still-writing".to_string(),
+                format!("{ARTIFACT}/prod/latest.txt"),
+                format!("{ARTIFACT}/prod/obelix-appengine-1.release"),
+                format!("{ARTIFACT}/prod/obelix-appengine-1.tar.gz"),
+            ]
+        );
+    }
+
     #[test]
     fn sixteen_concurrent_builds_get_sixteen_numbers() {
         let mut ws = Workspace::new();
