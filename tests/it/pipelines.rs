@@ -16,6 +16,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::common::hosts::{release_bin_dir, sudo_stand_in};
 use crate::common::{BareRepo, Hosts, TestContext, Workspace};
 
 const ARTIFACT: &str = "web";
@@ -636,16 +637,25 @@ fn build_then_promote_then_push_pipelines() {
     let latest = manifest(&object(&ctx, "latest.txt").expect("latest.txt"));
     assert_eq!(latest["VERSION"], "2", "a dry run moved latest.txt");
 
-    // Push latest-stable (2) to two hosts over ssh (no sudo on the test hosts: sudo's env_reset
-    // would drop the endpoint that keeps them on loopback).
+    // Push latest-stable (2) to two hosts over ssh with the job's default SUDO=true (the hosts
+    // have the sudo stand-in: the real sudo's env_reset would drop the loopback endpoint).
     let addresses = ["127.0.1.91", "127.0.1.92"];
-    let hosts = Hosts::start(&addresses, &[("AWS_ENDPOINT_URL", &ctx.moto.endpoint())]);
+    let stand_in = sudo_stand_in();
+    let path = format!(
+        "{}:{}:/usr/bin:/bin",
+        stand_in.path().display(),
+        release_bin_dir().display()
+    );
+    let hosts = Hosts::start(
+        &addresses,
+        &[("AWS_ENDPOINT_URL", &ctx.moto.endpoint()), ("PATH", &path)],
+    );
     let ws = tempfile::tempdir().expect("workspace");
     let mut vars = push_vars("127.0.1.91 127.0.1.92", "", "");
     for (key, value) in &mut vars {
         match key.as_str() {
             "SSH_USER" => *value = "root".into(),
-            "SUDO" | "DRY_RUN" => *value = "false".into(),
+            "DRY_RUN" => *value = "false".into(),
             "SSH_CONFIG" => *value = hosts.ssh_config_path().display().to_string(),
             _ => {}
         }
@@ -663,6 +673,12 @@ fn build_then_promote_then_push_pipelines() {
         let current = fs_err::read_link(hosts.install_dir(address).join("current")).unwrap();
         assert_eq!(current, Path::new("releases/2"), "{address}");
         assert!(ws.path().join(format!("push-logs/{address}.log")).is_file());
+        let sudo = fs_err::read_to_string(hosts.home_dir(address).join("sudo.log")).unwrap();
+        assert_eq!(
+            sudo.lines().take(4).collect::<Vec<_>>(),
+            ["-n", "release", "install", "2"],
+            "{address}: SUDO=true runs `sudo -n release install 2 …`"
+        );
     }
 }
 

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::asg::{self, Market};
+use crate::common::hosts::sudo_stand_in;
 use crate::common::{Asg, Hosts, Release, S3, Workspace, unique_bucket};
 
 const ARTIFACT: &str = "web";
@@ -621,26 +622,14 @@ fn a_signal_stops_new_hosts_and_releases_the_lock() {
 }
 
 /// `--sudo` and `--remote-binary`, as the Jenkins push job runs them (SUDO is on by default).
-/// sudo is not installed on the test hosts, and the real one's env_reset would drop the
-/// loopback endpoint, so each host's PATH has a stand-in that logs its words and runs them, or
-/// refuses as sudo does without a password rule. `release` is not on that PATH: only
-/// `--remote-binary` finds it.
+/// The hosts' PATH has the sudo stand-in, which logs its words and runs them or refuses as sudo
+/// does without a password rule; `release` is not on that PATH: only `--remote-binary` finds
+/// it.
 #[test]
 fn sudo_and_remote_binary_reach_the_hosts_as_words() {
     let world = World::new();
     let addresses = ["127.0.1.81", "127.0.1.82"];
-    let stand_in = tempfile::tempdir().unwrap();
-    let sudo = stand_in.path().join("sudo");
-    std::fs::write(
-        &sudo,
-        "#!/bin/sh\n\
-         printf '%s\\n' \"$@\" >\"$HOME/sudo.log\"\n\
-         [ \"$1\" = -n ] || { echo 'sudo: -n expected' >&2; exit 1; }\n\
-         if [ -e \"$HOME/no-sudo-rule\" ]; then echo 'sudo: a password is required' >&2; exit 1; fi\n\
-         shift\nexec \"$@\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&sudo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let stand_in = sudo_stand_in();
     let path = format!("{}:/usr/bin:/bin", stand_in.path().display());
     let hosts = Hosts::start(
         &addresses,

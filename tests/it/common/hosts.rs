@@ -473,14 +473,42 @@ impl Host {
     }
 }
 
+/// A directory holding a stand-in `sudo` for the hosts' PATH (sudo is not installed on test
+/// hosts, and the real one's env_reset would drop the loopback endpoint). It writes its words,
+/// one per line, to `$HOME/sudo.log`; refuses like sudo without a password rule when
+/// `$HOME/no-sudo-rule` exists or its first word is not `-n`; else runs the rest.
+pub fn sudo_stand_in() -> TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("release-sudo-")
+        .tempdir()
+        .expect("create the sudo stand-in's dir");
+    let sudo = dir.path().join("sudo");
+    fs_err::write(
+        &sudo,
+        "#!/bin/sh
+         printf '%s\\n' \"$@\" >\"$HOME/sudo.log\"\n\
+         [ \"$1\" = -n ] || { echo 'sudo: -n expected' >&2; exit 1; }\n\
+         if [ -e \"$HOME/no-sudo-rule\" ]; then echo 'sudo: a password is required' >&2; exit 1; fi\n\
+         shift\nexec \"$@\"\n",
+    )
+    .expect("write the sudo stand-in");
+    fs_err::set_permissions(&sudo, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("make the sudo stand-in executable");
+    dir
+}
+
+/// The directory of the `release` binary under test (on every host's default PATH).
+pub fn release_bin_dir() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_release"))
+        .parent()
+        .expect("the binary's directory")
+}
+
 /// Every host's environment: the defaults, then the caller's values (which replace defaults of
 /// the same name). Panics unless `AWS_ENDPOINT_URL` is given, and on any AWS endpoint outside
 /// loopback.
 fn host_env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let bin = Path::new(env!("CARGO_BIN_EXE_release"))
-        .parent()
-        .expect("the binary's directory");
-    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let path = format!("{}:/usr/bin:/bin", release_bin_dir().display());
     let mut env: Vec<(String, String)> = [
         ("PATH", path.as_str()),
         ("LANG", "C.UTF-8"),
