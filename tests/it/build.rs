@@ -5,7 +5,7 @@ use std::io::Read;
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{Action, FaultProxy, Release, TestContext, Workspace, noise, proxy};
+use crate::common::{Action, FaultProxy, Release, Running, TestContext, Workspace, noise, proxy};
 
 const ARTIFACT: &str = "obelix-appengine";
 
@@ -17,6 +17,19 @@ fn obelix_workspace(ws: &mut Workspace) -> String {
     ws.write("RELEASE", "MODULE=obelix-appengine\nVERSION=3\n");
     ws.write("notes.txt", "not part of the build\n");
     ws.commit("service sources")
+}
+
+/// SIGTERM, as Jenkins' Abort sends it, to a running build: it must stop with exit 1 and say
+/// why.
+fn terminate(running: Running) {
+    running.signal("TERM");
+    let out = running.wait(std::time::Duration::from_secs(60));
+    assert_eq!(out.status().code(), Some(1), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("interrupted by SIGTERM"),
+        "{}",
+        out.stderr()
+    );
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -660,14 +673,7 @@ mod directory_store {
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        running.signal("TERM");
-        let out = running.wait(std::time::Duration::from_secs(60));
-        assert_eq!(out.status().code(), Some(1), "{}", out.stderr());
-        assert!(
-            out.stderr().contains("interrupted by SIGTERM"),
-            "{}",
-            out.stderr()
-        );
+        terminate(running);
         assert_eq!(
             files_below(store.path()),
             [format!("{ARTIFACT}/prod/claims/1")],
@@ -822,14 +828,7 @@ fn an_interrupted_build_leaves_nothing() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    running.signal("TERM");
-    let out = running.wait(std::time::Duration::from_secs(60));
-    assert_eq!(out.status().code(), Some(1), "{}", out.stderr());
-    assert!(
-        out.stderr().contains("interrupted by SIGTERM"),
-        "{}",
-        out.stderr()
-    );
+    terminate(running);
     assert_eq!(visible(&ctx), Vec::<String>::new());
     assert!(ctx.s3.open_multipart_uploads(&ctx.bucket).is_empty());
 

@@ -495,7 +495,7 @@ fn pipelines_have_the_old_jobs_parameters_and_call_only_release() {
 
 /// The build job's variables for Jenkins build `number` of `commit` on `main`.
 fn build_vars(number: &str, commit: &str, origin: &str, dry_run: &str) -> Vec<(String, String)> {
-    [
+    owned(&[
         ("ARTIFACT", ARTIFACT),
         ("SERVICE_REPO", origin),
         ("BRANCH", "main"),
@@ -505,14 +505,11 @@ fn build_vars(number: &str, commit: &str, origin: &str, dry_run: &str) -> Vec<(S
         // Set by the Checkout stage from the service's checkout (not the pipeline's).
         ("GIT_COMMIT", commit),
         ("GIT_BRANCH", "origin/main"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+    ])
 }
 
 fn promote_vars(version: &str, tag: &str, origin: &str, commit: &str) -> Vec<(String, String)> {
-    [
+    owned(&[
         ("ARTIFACT", ARTIFACT),
         ("RELEASE_VERSION", version),
         ("GIT_TAG_NAME", tag),
@@ -523,10 +520,7 @@ fn promote_vars(version: &str, tag: &str, origin: &str, commit: &str) -> Vec<(St
         ("BUILD_TIMESTAMP", TIMESTAMP),
         ("GIT_COMMIT", commit),
         ("GIT_BRANCH", "origin/main"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+    ])
 }
 
 fn borrowed(vars: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -719,8 +713,16 @@ fn promote_pipeline_rejects_a_wrong_release_version() {
     assert!(origin.tags().is_empty(), "a tag was pushed");
 }
 
+/// Owned copies of `(name, value)` pairs.
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 fn push_vars(hosts: &str, asgs: &str, script: &str) -> Vec<(String, String)> {
-    [
+    owned(&[
         ("SERVICE", ARTIFACT),
         ("VERSION", ""),
         ("HOSTS", hosts),
@@ -734,10 +736,7 @@ fn push_vars(hosts: &str, asgs: &str, script: &str) -> Vec<(String, String)> {
         ("DRY_RUN", "true"),
         ("BUILD_NUMBER", "3"),
         ("BUILD_TIMESTAMP", TIMESTAMP),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+    ])
 }
 
 /// HOSTS=* needs the service's Auto Scaling Groups: the step says so before calling release.

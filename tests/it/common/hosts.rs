@@ -191,10 +191,7 @@ impl Hosts {
     /// down. Sessions already open go on.
     pub fn stop(&self, address: &str) {
         let mut hosts = self.lock();
-        let host = hosts
-            .iter_mut()
-            .find(|h| h.address == address)
-            .unwrap_or_else(|| panic!("no host {address} in this test"));
+        let host = named(&mut hosts, address);
         host.kill();
     }
 
@@ -202,10 +199,7 @@ impl Hosts {
     /// the same port, address and keys: a host that came back. Its log starts afresh.
     pub fn restart(&self, address: &str) {
         let mut hosts = self.lock();
-        let host = hosts
-            .iter_mut()
-            .find(|h| h.address == address)
-            .unwrap_or_else(|| panic!("no host {address} in this test"));
+        let host = named(&mut hosts, address);
         host.kill();
         *host = self.spawn(address);
         if let Err(log) = self.wait_ready(host) {
@@ -219,10 +213,7 @@ impl Hosts {
     /// Whether the host's `sshd` is running (not stopped, and has not died).
     pub fn is_running(&self, address: &str) -> bool {
         let mut hosts = self.lock();
-        let host = hosts
-            .iter_mut()
-            .find(|h| h.address == address)
-            .unwrap_or_else(|| panic!("no host {address} in this test"));
+        let host = named(&mut hosts, address);
         host.server
             .as_mut()
             .is_some_and(|s| s.try_wait().expect("wait for sshd").is_none())
@@ -452,6 +443,14 @@ impl Hosts {
         // A panic while holding the lock leaves the hosts as they were: still usable.
         self.hosts.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The host at `address`; panics if the test has none.
+fn named<'a>(hosts: &'a mut [Host], address: &str) -> &'a mut Host {
+    hosts
+        .iter_mut()
+        .find(|h| h.address == address)
+        .unwrap_or_else(|| panic!("no host {address} in this test"))
 }
 
 impl Drop for Hosts {
