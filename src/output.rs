@@ -4,9 +4,13 @@
 //! Progress goes to stderr (silenced by `-q`): bars on a terminal (colour only there, and not
 //! with `--output json`), plain lines at most every few seconds elsewhere, so a Jenkins console
 //! stays readable. Logs and messages are printed around the bars, never into them.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+//!
+//! No write here fails or panics: a closed stdout (`release show 1 | head -1`) or stderr (a
+//! dropped ssh session) loses the text, never the step that was printing it. A result that
+//! cannot be printed is a quiet exit, as in ripgrep.
 
-use std::io::{self, IsTerminal};
+use std::fmt;
+use std::io::{self, IsTerminal, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -57,7 +61,7 @@ impl Printer {
     /// A step starts or ends: always shown unless `-q`.
     pub fn status(&self, message: &str) {
         if !self.quiet {
-            around_bars(|| eprintln!("{message}"));
+            around_bars(|| to_stderr(format_args!("{message}\n")));
         }
     }
 
@@ -68,26 +72,26 @@ impl Printer {
             return;
         }
         if self.terminal {
-            eprint!("\r\x1b[2K{message}");
+            to_stderr(format_args!("\r\x1b[2K{message}"));
             return;
         }
         let mut last = self.last_progress.lock().unwrap_or_else(|e| e.into_inner());
         if last.is_none_or(|at| at.elapsed() >= PLAIN_PROGRESS_EVERY) {
             *last = Some(Instant::now());
-            eprintln!("{message}");
+            to_stderr(format_args!("{message}\n"));
         }
     }
 
     /// Ends an in-place progress line on a terminal.
     pub fn progress_done(&self) {
         if self.terminal && !self.quiet {
-            eprint!("\r\x1b[2K");
+            to_stderr(format_args!("\r\x1b[2K"));
         }
     }
 
     /// A warning: always shown, even with `-q`.
     pub fn warn(&self, message: &str) {
-        around_bars(|| eprintln!("warning: {message}"));
+        around_bars(|| to_stderr(format_args!("warning: {message}\n")));
     }
 
     /// The command's result.
@@ -95,16 +99,16 @@ impl Printer {
         match self.format {
             OutputFormat::Text => {
                 if !outcome.text.is_empty() {
-                    println!("{}", outcome.text.trim_end());
+                    to_stdout(format_args!("{}\n", outcome.text.trim_end()));
                 }
             }
-            OutputFormat::Json => println!("{}", outcome.json),
+            OutputFormat::Json => to_stdout(format_args!("{}\n", outcome.json)),
         }
     }
 
     /// One error line on stderr, whatever the format (the result went to stdout already).
     pub fn error_line(&self, message: &str) {
-        eprintln!("error: {message}");
+        to_stderr(format_args!("error: {message}\n"));
     }
 
     /// The command's error: `error: …` and `Caused by:` lines, or a JSON document.
@@ -113,10 +117,10 @@ impl Printer {
             OutputFormat::Text => {
                 let mut lines = messages.iter();
                 if let Some(first) = lines.next() {
-                    eprintln!("error: {first}");
+                    to_stderr(format_args!("error: {first}\n"));
                 }
                 for cause in lines {
-                    eprintln!("  Caused by: {cause}");
+                    to_stderr(format_args!("  Caused by: {cause}\n"));
                 }
             }
             OutputFormat::Json => {
@@ -127,9 +131,9 @@ impl Printer {
                         "exit_code": exit_code,
                     }
                 });
-                println!("{doc}");
+                to_stdout(format_args!("{doc}\n"));
                 if let Some(first) = messages.first() {
-                    eprintln!("error: {first}");
+                    to_stderr(format_args!("error: {first}\n"));
                 }
             }
         }
@@ -157,18 +161,39 @@ pub fn log_writer() -> LogWriter {
 #[derive(Debug)]
 pub struct LogWriter;
 
+// Failures are swallowed: tracing-subscriber reports a failed write with `eprintln!`, which
+// panics when stderr is a broken pipe.
 impl io::Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        around_bars(|| io::stderr().write(buf))
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        around_bars(|| io::stderr().write_all(buf))
+        let _ = around_bars(|| io::stderr().write_all(buf));
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        io::stderr().flush()
+        let _ = io::stderr().flush();
+        Ok(())
     }
+}
+
+/// Copies a hook's output to stderr (around any bar). An error means stderr is gone; the
+/// caller stops forwarding and keeps only its log.
+pub fn forward_to_stderr(bytes: &[u8]) -> io::Result<()> {
+    around_bars(|| {
+        let mut err = io::stderr().lock();
+        err.write_all(bytes)?;
+        err.flush()
+    })
+}
+
+/// Writes to stderr; a closed or broken stderr loses the text and nothing else.
+fn to_stderr(args: fmt::Arguments<'_>) {
+    let _ = io::stderr().lock().write_fmt(args);
+}
+
+/// Writes a result to stdout; a reader that went away (`| head`) makes it a quiet no-op.
+fn to_stdout(args: fmt::Arguments<'_>) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_fmt(args).and_then(|()| out.flush());
 }
 
 impl Printer {
@@ -236,7 +261,7 @@ impl BytesProgress {
             Progress::Bar(bar) => bar.inc(n),
             Progress::Plain(plain) => {
                 if let Some(line) = plain.add(n, Instant::now()) {
-                    eprintln!("{line}");
+                    to_stderr(format_args!("{line}\n"));
                 }
             }
         }
