@@ -235,12 +235,14 @@ pub struct Settings {
     pub file: FileConfig,
     /// Where the file layer came from, if anywhere.
     pub file_path: Option<PathBuf>,
+    /// Warnings for the user (a config file ignored, and why).
+    pub warnings: Vec<String>,
 }
 
 impl Settings {
     /// Merges flags/env with release.toml and defaults.
     pub fn resolve(args: &GlobalArgs) -> Result<Self, ConfigError> {
-        let (file, file_path) = load_file(args.config.as_deref())?;
+        let (file, file_path, warnings) = load_file(args.config.as_deref())?;
         let bucket = args
             .bucket
             .clone()
@@ -267,6 +269,7 @@ impl Settings {
             dry_run: args.dry_run.or(file.dry_run).unwrap_or(false),
             file,
             file_path,
+            warnings,
         })
     }
 
@@ -294,22 +297,59 @@ impl Settings {
     }
 }
 
-/// Reads `path`, or `./release.toml` if it exists.
-fn load_file(path: Option<&Path>) -> Result<(FileConfig, Option<PathBuf>), ConfigError> {
+/// Reads `path`, or `./release.toml` if it exists; a file others could have written is
+/// ignored, with a warning (returned third).
+fn load_file(
+    path: Option<&Path>,
+) -> Result<(FileConfig, Option<PathBuf>, Vec<String>), ConfigError> {
     let path = match path {
         Some(path) => path.to_owned(),
         None if Path::new(DEFAULT_CONFIG).is_file() => PathBuf::from(DEFAULT_CONFIG),
-        None => return Ok((FileConfig::default(), None)),
+        None => return Ok((FileConfig::default(), None, Vec::new())),
     };
-    let text = fs_err::read_to_string(&path).map_err(|source| ConfigError::Read {
+    let read_error = |source| ConfigError::Read {
         path: path.clone(),
         source,
-    })?;
+    };
+    // The checks look at the file that is read (its descriptor), not at a name that could
+    // be swapped in between.
+    let mut opened = fs_err::File::open(&path).map_err(read_error)?;
+    let meta = opened.metadata().map_err(read_error)?;
+    if let Some(why) = untrusted(&meta) {
+        let warning = format!(
+            "ignoring config file `{}`: {why}; only files owned by you or root and writable by \
+             no one else are read",
+            path.display()
+        );
+        return Ok((FileConfig::default(), None, vec![warning]));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut opened, &mut text).map_err(read_error)?;
     let file = toml::from_str(&text).map_err(|e| ConfigError::Parse {
         path: path.clone(),
         message: e.to_string(),
     })?;
-    Ok((file, Some(path)))
+    Ok((file, Some(path), Vec::new()))
+}
+
+/// Why a config file is not to be trusted: another user could have written it (run as root
+/// in a world-writable directory, `./release.toml` could be anyone's).
+fn untrusted(meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = rustix::process::geteuid().as_raw();
+    let mode = meta.mode() & 0o777;
+    if meta.uid() != me && meta.uid() != 0 {
+        Some(format!("it is owned by user {}", meta.uid()))
+    } else if mode & 0o022 != 0 {
+        let who = if mode & 0o002 != 0 {
+            "everyone"
+        } else {
+            "its group"
+        };
+        Some(format!("it is writable by {who} (mode {mode:o})"))
+    } else {
+        None
+    }
 }
 
 /// `file://DIR` is a directory store; anything else must be a bucket name.

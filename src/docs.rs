@@ -274,7 +274,9 @@ fn section_file(out: &mut String, tables: &FileTables) {
     out.push_str(
         "\n## release.toml\n\nGlobal keys at the top, then one table per command; keys are the \
          long flag names with `_` for `-`. An unknown key or table is an error (exit 2), so a \
-         typo is never silently ignored.\n\n",
+         typo is never silently ignored. A file (`./release.toml` or `--config FILE`) owned by \
+         another user than you or root, or writable by its group or others, is ignored with a \
+         warning: anyone able to write it could set `[install] check` and `run`.\n\n",
     );
     let _ = writeln!(out, "- top level: {}", code_list(&tables.top));
     for (table, keys) in &tables.tables {

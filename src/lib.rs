@@ -51,6 +51,9 @@ pub fn run(cli: Cli) -> ExitStatus {
         }
     };
     let printer = Printer::new(settings.output, cli.global.quiet);
+    for warning in &settings.warnings {
+        printer.warn(warning);
+    }
     if cli.global.show_config {
         printer.outcome(&Outcome {
             text: serde_json::to_string_pretty(&settings.to_json()).unwrap_or_default(),
