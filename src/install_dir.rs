@@ -7,11 +7,17 @@
 //! {dir}/releases/{N}/        an unpacked, verified build
 //! {dir}/releases/{N}.release its full manifest
 //! {dir}/releases/{N}.partial an unpack in progress (or left by a killed install)
+//! {dir}/.release-pending     the install `current` points at is not finished: its
+//!                            after-switch hooks have not succeeded yet
+//! {dir}/hooks.log            the hooks' output (see `hooks`)
 //! ```
 //!
 //! `current` only ever changes by renaming a new symlink over it, so a reader (or a crash)
-//! sees the old release or the new one, never neither.
+//! sees the old release or the new one, never neither. Small files (the manifest, the pending
+//! mark) are written whole to a temporary name, fsynced and renamed, so they are there entire
+//! or not at all.
 
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
@@ -23,6 +29,56 @@ const LOCK: &str = ".release.lock";
 const ARTIFACT_MARK: &str = ".release-artifact";
 const CURRENT: &str = "current";
 const RELEASES: &str = "releases";
+const PENDING: &str = ".release-pending";
+const HOOK_LOG: &str = "hooks.log";
+
+/// An install whose switch happened but whose after-switch hooks have not succeeded yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    /// The build `current` was switched to.
+    pub build: u64,
+    /// The build current before (RELEASE_PREVIOUS_BUILD of its hooks).
+    pub previous: Option<u64>,
+    /// `current` was switched back to `build` after `previous` failed: if its hooks fail
+    /// again there is nothing to go back to.
+    pub switched_back: bool,
+}
+
+impl Pending {
+    fn to_text(self) -> String {
+        format!(
+            "BUILD={}\nPREVIOUS={}\nSWITCHED_BACK={}\n",
+            self.build,
+            self.previous.map(|p| p.to_string()).unwrap_or_default(),
+            u8::from(self.switched_back)
+        )
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+                .map(str::trim)
+        };
+        Some(Self {
+            build: value("BUILD")?.parse().ok()?,
+            previous: match value("PREVIOUS")? {
+                "" => None,
+                p => Some(p.parse().ok()?),
+            },
+            switched_back: value("SWITCHED_BACK")? == "1",
+        })
+    }
+}
+
+/// What pruning removed, and what it could not remove (each with the reason).
+#[derive(Debug, Default)]
+pub struct Pruned {
+    /// Release numbers removed.
+    pub removed: Vec<u64>,
+    /// What could not be removed, and why; the next install tries again.
+    pub failed: Vec<String>,
+}
 
 /// An install directory, locked for the lifetime of this value.
 #[derive(Debug)]
@@ -88,6 +144,87 @@ impl InstallDir {
         &self.root
     }
 
+    /// Where hook output is kept.
+    pub fn hook_log(&self) -> PathBuf {
+        self.root.join(HOOK_LOG)
+    }
+
+    /// Refuses (exit 2) a `current` that is not a symbolic link: it could never be switched,
+    /// and finding out after the download helps nobody.
+    pub fn check_current_is_a_link(&self) -> Result<()> {
+        let path = self.root.join(CURRENT);
+        let Ok(meta) = fs_err::symlink_metadata(&path) else {
+            return Ok(());
+        };
+        if meta.file_type().is_symlink() {
+            return Ok(());
+        }
+        let kind = if meta.is_dir() {
+            "a directory"
+        } else {
+            "a file"
+        };
+        Err(Problem::Usage(format!(
+            "`{}` is {kind}, not a link: install points `current` at releases/N with a \
+             symbolic link; move it out of the way and run the install again (nothing was \
+             downloaded or changed)",
+            path.display()
+        ))
+        .into())
+    }
+
+    /// The unfinished install `current` points at, if any. A mark naming another build is
+    /// stale (the install stopped before its switch) and ignored.
+    pub fn pending(&self) -> Option<Pending> {
+        let text = fs_err::read_to_string(self.root.join(PENDING)).ok()?;
+        let pending = Pending::parse(&text)?;
+        (self.current() == Some(pending.build)).then_some(pending)
+    }
+
+    /// Records, before a switch, that the install is unfinished until its hooks succeed.
+    pub fn set_pending(&self, pending: Pending) -> Result<()> {
+        write_atomic(&self.root.join(PENDING), pending.to_text().as_bytes())
+    }
+
+    /// The install is finished (or nothing is current any more).
+    pub fn clear_pending(&self) -> Result<()> {
+        match fs_err::remove_file(self.root.join(PENDING)) {
+            Ok(()) => sync_dir(&self.root),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Why release `n`, already on disk, should not be switched to as it is: an entry not
+    /// owned by this user or root, or writable by others (or by a group not this user's or
+    /// root's), could have been changed since it was verified.
+    pub fn untrusted_reason(&self, n: u64) -> Option<String> {
+        let me = rustix::process::geteuid().as_raw();
+        let my_group = rustix::process::getegid().as_raw();
+        for entry in walkdir::WalkDir::new(self.release_dir(n)) {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(err) => return Some(format!("it cannot be read: {err}")),
+            };
+            if entry.path_is_symlink() {
+                continue;
+            }
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(err) => return Some(format!("it cannot be read: {err}")),
+            };
+            let (mode, path) = (meta.mode() & 0o7777, entry.path().display());
+            if meta.uid() != me && meta.uid() != 0 {
+                return Some(format!("`{path}` is owned by user {}", meta.uid()));
+            }
+            let group_ok = meta.gid() == my_group || meta.gid() == 0;
+            if mode & 0o002 != 0 || (mode & 0o020 != 0 && !group_ok) {
+                return Some(format!("`{path}` is writable by others (mode {mode:o})"));
+            }
+        }
+        None
+    }
+
     /// Refuses a directory that belongs to another artifact (unless `force`); marks it ours.
     pub fn claim_for(&self, artifact: &str, force: bool) -> Result<()> {
         let mark = self.root.join(ARTIFACT_MARK);
@@ -126,17 +263,21 @@ impl InstallDir {
     /// A fresh, empty directory to unpack release `n` into (any leftover is removed first).
     pub fn fresh_partial(&self, n: u64) -> Result<PathBuf> {
         let partial = self.partial_dir(n);
-        remove_dir_if_present(&partial)?;
+        remove_tree(&partial)
+            .with_context(|| format!("removing the leftover `{}`", partial.display()))?;
         fs_err::create_dir(&partial)?;
         Ok(partial)
     }
 
-    /// Removes a partial directory (after a failed unpack).
-    pub fn discard_partial(&self, n: u64) {
-        let _ = remove_dir_if_present(&self.partial_dir(n));
+    /// Removes a partial directory (after a failed unpack); read-only directories in it too.
+    pub fn discard_partial(&self, n: u64) -> Result<()> {
+        remove_tree(&self.partial_dir(n))
     }
 
-    /// Makes the verified partial directory release `n`, with its manifest beside it.
+    /// Makes the verified partial directory release `n`, then writes its manifest beside it:
+    /// the manifest vouches for the files, so it never precedes them. A crash in between
+    /// leaves no manifest, or the replaced release's, which does not match the build (a
+    /// re-run then downloads it again).
     pub fn finish(&self, n: u64, manifest: &Manifest) -> Result<PathBuf> {
         let dir = self.release_dir(n);
         let partial = self.partial_dir(n);
@@ -144,7 +285,6 @@ impl InstallDir {
         // anything can point at them, so a crash after the switch never leaves empty files.
         rustix::fs::syncfs(fs_err::File::open(&partial)?.file())
             .with_context(|| format!("flushing `{}` to disk", partial.display()))?;
-        fs_err::write(self.manifest_path(n), manifest.to_text())?;
         if dir.is_dir() {
             // A forced reinstall, maybe of the running release: swap the two directories in
             // one step (so `current` never dangles), then drop the old copy.
@@ -156,11 +296,13 @@ impl InstallDir {
                 rustix::fs::RenameFlags::EXCHANGE,
             )
             .with_context(|| format!("replacing `{}`", dir.display()))?;
-            remove_dir_if_present(&partial)?;
+            // The old copy is garbage now; what cannot be removed, pruning retries and reports.
+            let _ = remove_tree(&partial);
         } else {
             fs_err::rename(&partial, &dir)?;
         }
         sync_dir(&self.root.join(RELEASES))?;
+        write_atomic(&self.manifest_path(n), manifest.to_text().as_bytes())?;
         Ok(dir)
     }
 
@@ -184,27 +326,60 @@ impl InstallDir {
     }
 
     /// Keeps the newest `keep` releases and always `current` and `previous`; removes the rest
-    /// and any leftover partial directories. Returns the removed numbers.
-    pub fn prune(&self, keep: usize, previous: Option<u64>) -> Result<Vec<u64>> {
+    /// and the leftovers of killed installs (partial directories, temporary files). Never
+    /// fails: what cannot be removed is listed, and the next install tries again.
+    pub fn prune(&self, keep: usize, previous: Option<u64>) -> Pruned {
         let current = self.current();
         let releases = releases_of(&self.root);
         let cut = releases.len().saturating_sub(keep);
         let mut removed = Vec::new();
+        let mut failed = Vec::new();
+        let mut remove = |path: &Path, result: Result<()>| match result {
+            Ok(()) => true,
+            Err(err) => {
+                failed.push(format!("removing `{}` failed: {err:#}", path.display()));
+                false
+            }
+        };
         for &n in &releases[..cut] {
             if Some(n) == current || Some(n) == previous {
                 continue;
             }
-            remove_dir_if_present(&self.release_dir(n))?;
-            let _ = fs_err::remove_file(self.manifest_path(n));
-            removed.push(n);
-        }
-        for entry in fs_err::read_dir(self.root.join(RELEASES))? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "partial") {
-                remove_dir_if_present(&path)?;
+            // The manifest goes last: a release dir without one is never trusted.
+            let dir = self.release_dir(n);
+            if remove(&dir, remove_tree(&dir)) {
+                let _ = fs_err::remove_file(self.manifest_path(n));
+                removed.push(n);
             }
         }
-        Ok(removed)
+        for path in self.leftovers() {
+            let result = if path.is_dir() && !path.is_symlink() {
+                remove_tree(&path)
+            } else {
+                fs_err::remove_file(&path).map_err(Into::into)
+            };
+            remove(&path, result);
+        }
+        Pruned { removed, failed }
+    }
+
+    /// What killed installs leave: `releases/*.partial`, temporary links and files (`.*.tmp`,
+    /// `.current.{pid}`). Safe to remove under the lock: no other install is running.
+    fn leftovers(&self) -> Vec<PathBuf> {
+        let in_dir = |dir: &Path| -> Vec<PathBuf> {
+            fs_err::read_dir(dir)
+                .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default()
+        };
+        let releases = in_dir(&self.root.join(RELEASES))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "partial" || e == "tmp"));
+        let root = in_dir(&self.root).into_iter().filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with(&format!(".{CURRENT}."))
+                || (name.starts_with('.') && name.ends_with(".tmp"))
+        });
+        releases.chain(root).collect()
     }
 
     fn partial_dir(&self, n: u64) -> PathBuf {
@@ -239,7 +414,16 @@ fn releases_of(root: &Path) -> Vec<u64> {
     numbers
 }
 
-fn remove_dir_if_present(path: &Path) -> Result<()> {
+/// Removes a directory tree if present. Directories the release made read-only (`0555`,
+/// `0000`) stop a non-root user, so on failure every directory is made `u+rwx`, walking down,
+/// and the removal is tried again.
+fn remove_tree(path: &Path) -> Result<()> {
+    match fs_err::remove_dir_all(path) {
+        Ok(()) => return Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
+    make_removable(path)?;
     match fs_err::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -247,7 +431,102 @@ fn remove_dir_if_present(path: &Path) -> Result<()> {
     }
 }
 
+/// Gives the owner rwx on `dir` and every directory below it (links are not followed).
+fn make_removable(dir: &Path) -> Result<()> {
+    let meta = fs_err::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        fs_err::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o700))?;
+    }
+    for entry in fs_err::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            make_removable(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `path` whole or not at all: a temporary file, fsynced, renamed over it, and the
+/// directory fsynced.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let mut file = fs_err::File::create(&tmp)?;
+    std::io::Write::write_all(&mut file, bytes)
+        .with_context(|| format!("writing `{}`", tmp.display()))?;
+    file.sync_all()?;
+    drop(file);
+    fs_err::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
 fn sync_dir(path: &Path) -> Result<()> {
     fs_err::File::open(path)?.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_marks_round_trip() {
+        for pending in [
+            Pending {
+                build: 7,
+                previous: Some(6),
+                switched_back: false,
+            },
+            Pending {
+                build: 1,
+                previous: None,
+                switched_back: true,
+            },
+        ] {
+            assert_eq!(Pending::parse(&pending.to_text()), Some(pending));
+        }
+        assert_eq!(
+            Pending::parse("BUILD=x\nPREVIOUS=\nSWITCHED_BACK=0\n"),
+            None
+        );
+        assert_eq!(Pending::parse(""), None);
+    }
+
+    #[test]
+    fn leftovers_are_partials_and_temporary_files_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = InstallDir::lock(tmp.path(), || {}).unwrap();
+        for name in ["releases/3", "releases/4.partial"] {
+            fs_err::create_dir_all(tmp.path().join(name)).unwrap();
+        }
+        for name in [
+            "releases/3.release",
+            "releases/.3.release.tmp",
+            ".current.123",
+            ".release-pending.tmp",
+            ".release-pending",
+            "hooks.log",
+        ] {
+            fs_err::write(tmp.path().join(name), "").unwrap();
+        }
+        let mut found: Vec<String> = dir
+            .leftovers()
+            .iter()
+            .map(|p| p.strip_prefix(tmp.path()).unwrap().display().to_string())
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ".current.123",
+                ".release-pending.tmp",
+                "releases/.3.release.tmp",
+                "releases/4.partial"
+            ]
+        );
+    }
 }

@@ -2,8 +2,12 @@
 //!
 //! Steps, each safe to interrupt: lock the install directory; resolve the build; if it is not
 //! on disk, stream the archive from the store into an unpacker while hashing it, and keep the
-//! result only if SHA-256 and size match the manifest; run the before-switch hooks; switch
-//! `current`; run the after-switch hooks, switching back if they fail; prune old releases.
+//! result only if SHA-256 and size match the manifest; run the before-switch hooks; mark the
+//! install unfinished and switch `current`; run the after-switch hooks (switching back if they
+//! fail) and write the health file; only then is the install finished; prune old releases.
+//!
+//! An install killed between its switch and the end of its after-switch hooks is finished by
+//! the next run for the same build: it runs those hooks again, under the same rules.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -19,8 +23,8 @@ use super::Context;
 use crate::cli::InstallArgs;
 use crate::error::Problem;
 use crate::extract::{self, Format, Unpacked};
-use crate::hooks::{self, HookEnv};
-use crate::install_dir::InstallDir;
+use crate::hooks::{HookEnv, Hooks};
+use crate::install_dir::{InstallDir, Pending};
 use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
 use crate::output::{BytesProgress, Outcome};
@@ -37,6 +41,7 @@ const DEFAULT_KEEP: usize = 5;
 #[derive(Debug)]
 struct InstallConfig {
     reference: BuildRef,
+    /// Absolute: hooks run inside the release and get paths below it.
     dir: PathBuf,
     keep: usize,
     check: Option<String>,
@@ -53,9 +58,16 @@ impl InstallConfig {
         if keep == 0 {
             return Err(Problem::Usage("--keep must be at least 1".into()).into());
         }
+        let dir = default_dir(args.dir.or(file.dir.clone()), artifact);
+        let dir = std::path::absolute(&dir).map_err(|e| {
+            Problem::Usage(format!(
+                "invalid install directory `{}`: {e}",
+                dir.display()
+            ))
+        })?;
         Ok(Self {
             reference: args.build.as_deref().unwrap_or("latest-stable").parse()?,
-            dir: default_dir(args.dir.or(file.dir.clone()), artifact),
+            dir,
             keep,
             check: args.check.or(file.check.clone()),
             run: args.run.or(file.run.clone()),
@@ -96,106 +108,239 @@ pub async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
             config.dir.display()
         ));
     })?;
+    dir.check_current_is_a_link()?;
     dir.claim_for(layout.artifact(), config.force)?;
+    let install = Install {
+        ctx,
+        config: &config,
+        layout: &layout,
+        dir: &dir,
+        hooks: Hooks::new(dir.hook_log(), ctx.cancel.clone()),
+    };
     let previous = dir.current();
-    let installed = dir.manifest(number);
-    let same_build = installed
+    let same_build = dir
+        .manifest(number)
         .as_ref()
         .is_some_and(|m| same_build(m, &build.manifest));
     if previous == Some(number) && same_build && !config.force {
-        return Ok(outcome(
-            &layout,
-            &dir,
-            number,
-            previous,
-            "already-installed",
-            None,
-            started,
-        ));
+        return match dir.pending() {
+            Some(pending) => install.finish_pending(pending, started),
+            None => Ok(install.outcome(number, previous, "already-installed", None, started)),
+        };
     }
 
-    let mut unpacked = None;
-    if !same_build || config.force || !dir.release_dir(number).is_dir() {
-        unpacked = Some(download(ctx, &store, &layout, &build, &dir).await?);
+    let unpacked = if same_build && !config.force && install.reusable(number) {
+        None
+    } else {
+        let unpacked = download(ctx, &store, &layout, &build, &dir).await?;
         dir.finish(number, &build.manifest)?;
-    }
-
-    let release_dir = dir.release_dir(number);
-    let env = HookEnv {
-        artifact: layout.artifact().to_owned(),
-        build: number,
-        dir: release_dir.clone(),
-        previous,
+        Some(unpacked)
     };
-    hooks::before_switch(&env, config.check.as_deref()).map_err(|e| {
-        anyhow!(
-            "{e:#}; not switched: {}",
-            match previous {
-                Some(p) => format!("build {p} is still current"),
-                None => "nothing is current".to_owned(),
-            }
-        )
-    })?;
-    dir.switch_to(number)?;
-    if let Err(err) = hooks::after_switch(&env, config.run.as_deref()) {
-        return Err(switch_back(
-            ctx,
-            &dir,
-            &layout,
-            &env,
-            config.run.as_deref(),
-            err,
-        ));
-    }
-    if let Some(path) = &config.health_file {
-        fs_err::write(path, format!("{} {number}\n", layout.artifact()))
-            .context("writing the --health-file")?;
-    }
-    let removed = dir.prune(config.keep, previous)?;
-    if !removed.is_empty() {
-        tracing::info!("removed old releases {removed:?}");
-    }
+    install.switch(number, previous)?;
+    install.prune(number, previous);
     let status = if unpacked.is_some() {
         "installed"
     } else {
         "switched"
     };
-    Ok(outcome(
-        &layout, &dir, number, previous, status, unpacked, started,
-    ))
+    Ok(install.outcome(number, previous, status, unpacked, started))
 }
 
-/// The after-switch hooks failed: point `current` back and run the hooks for the previous
-/// release; the error names both outcomes.
-fn switch_back(
-    ctx: &Context,
-    dir: &InstallDir,
-    layout: &Layout,
-    env: &HookEnv,
-    run: Option<&str>,
-    err: anyhow::Error,
-) -> anyhow::Error {
-    let failed = format!("build {} failed after the switch: {err:#}", env.build);
-    let Some(previous) = env.previous else {
-        return match dir.clear_current() {
-            Ok(()) => anyhow!("{failed}; there was no previous build, so nothing is current now"),
-            Err(e) => anyhow!("{failed}; removing `current` also failed: {e:#}"),
-        };
-    };
-    if let Err(e) = dir.switch_to(previous) {
-        return anyhow!("{failed}; switching back to {previous} ALSO FAILED: {e:#}");
+/// One install's settings and directory, for the steps after the download.
+struct Install<'a> {
+    ctx: &'a Context,
+    config: &'a InstallConfig,
+    layout: &'a Layout,
+    dir: &'a InstallDir,
+    hooks: Hooks,
+}
+
+impl Install<'_> {
+    fn env(&self, build: u64, previous: Option<u64>) -> HookEnv {
+        HookEnv {
+            artifact: self.layout.artifact().to_owned(),
+            build,
+            dir: self.dir.release_dir(build),
+            previous,
+        }
     }
-    let back = HookEnv {
-        artifact: layout.artifact().to_owned(),
-        build: previous,
-        dir: dir.release_dir(previous),
-        previous: Some(env.build),
-    };
-    ctx.printer
-        .warn(&format!("{failed}; switching back to {previous}"));
-    match hooks::after_switch(&back, run) {
-        Ok(()) => anyhow!("{failed}; switched back to {previous}, whose hooks succeeded"),
-        Err(e) => anyhow!("{failed}; switched back to {previous}, but its hooks failed too: {e:#}"),
+
+    /// Release `n` is on disk with the build's manifest: may it be switched to as it is?
+    fn reusable(&self, n: u64) -> bool {
+        if !self.dir.release_dir(n).is_dir() {
+            return false;
+        }
+        let Some(why) = self.dir.untrusted_reason(n) else {
+            return true;
+        };
+        self.ctx.printer.warn(&format!(
+            "build {n} on disk in {} is not trusted as it is: {why}; downloading it again",
+            self.dir.release_dir(n).display()
+        ));
+        false
+    }
+
+    /// A signal received since the download stops the install before the switch.
+    fn check_interrupted(&self, number: u64, previous: Option<u64>) -> Result<()> {
+        if !self.ctx.cancel.is_cancelled() {
+            return Ok(());
+        }
+        Err(anyhow!(
+            "install interrupted by {} before the switch; nothing was switched: {}; build \
+             {number} stays on disk, verified, for the next install",
+            signals::received(),
+            still_current(previous)
+        ))
+    }
+
+    /// Before-switch hooks, the switch, then [`Install::complete`].
+    fn switch(&self, number: u64, previous: Option<u64>) -> Result<()> {
+        self.check_interrupted(number, previous)?;
+        let env = self.env(number, previous);
+        let check = self.config.check.as_deref();
+        tokio::task::block_in_place(|| self.hooks.before_switch(&env, check))
+            .map_err(|e| anyhow!("{e:#}; not switched: {}", still_current(previous)))?;
+        self.check_interrupted(number, previous)?;
+        let pending = Pending {
+            build: number,
+            previous,
+            switched_back: false,
+        };
+        self.dir.set_pending(pending)?;
+        self.dir.switch_to(number)?;
+        self.complete(pending)
+    }
+
+    /// `current` points at `pending.build`: runs its after-switch hooks (switching back if
+    /// they fail) and writes the health file; then the install is finished.
+    fn complete(&self, pending: Pending) -> Result<()> {
+        let env = self.env(pending.build, pending.previous);
+        let run = self.config.run.as_deref();
+        if let Err(err) = tokio::task::block_in_place(|| self.hooks.after_switch(&env, run)) {
+            if pending.switched_back {
+                return Err(anyhow!(
+                    "the hooks of build {} failed again after it was switched back to: {err:#}; \
+                     it stays current, as there is nothing to go back to",
+                    pending.build
+                ));
+            }
+            return Err(self.switch_back(&env, err));
+        }
+        if let Some(path) = &self.config.health_file {
+            fs_err::write(
+                path,
+                format!("{} {}\n", self.layout.artifact(), pending.build),
+            )
+            .with_context(|| {
+                format!(
+                    "build {} is current and its hooks succeeded, but writing the \
+                         --health-file failed; the next install runs the hooks and writes it \
+                         again",
+                    pending.build
+                )
+            })?;
+        }
+        self.dir.clear_pending()
+    }
+
+    /// A previous run switched to `pending.build` and was stopped before its after-switch
+    /// hooks succeeded: run them now, under the same rules.
+    fn finish_pending(&self, pending: Pending, started: Instant) -> Result<Outcome> {
+        self.ctx.printer.status(&format!(
+            "the install of {} {} stopped after its switch: running its after-switch hooks again",
+            self.layout.artifact(),
+            pending.build
+        ));
+        self.complete(pending)?;
+        self.prune(pending.build, pending.previous);
+        Ok(self.outcome(pending.build, pending.previous, "finished", None, started))
+    }
+
+    /// The after-switch hooks failed: point `current` back and run the hooks for the previous
+    /// release (even after a signal: the previous release must not stay down); the error
+    /// names both outcomes.
+    fn switch_back(&self, env: &HookEnv, err: anyhow::Error) -> anyhow::Error {
+        let failed = format!("build {} failed after the switch: {err:#}", env.build);
+        let dir = self.dir;
+        let Some(previous) = env.previous else {
+            return match dir.clear_current().and_then(|()| dir.clear_pending()) {
+                Ok(()) => {
+                    anyhow!("{failed}; there was no previous build, so nothing is current now")
+                }
+                Err(e) => anyhow!("{failed}; removing `current` also failed: {e:#}"),
+            };
+        };
+        let back = Pending {
+            build: previous,
+            previous: Some(env.build),
+            switched_back: true,
+        };
+        if let Err(e) = dir.set_pending(back) {
+            tracing::warn!("cannot mark the switch back as unfinished: {e:#}");
+        }
+        if let Err(e) = dir.switch_to(previous) {
+            return anyhow!("{failed}; switching back to {previous} ALSO FAILED: {e:#}");
+        }
+        self.ctx
+            .printer
+            .warn(&format!("{failed}; switching back to {previous}"));
+        let back_env = self.env(previous, Some(env.build));
+        let run = self.config.run.as_deref();
+        let hooks = self.hooks.unstoppable();
+        match tokio::task::block_in_place(|| hooks.after_switch(&back_env, run)) {
+            Ok(()) => match dir.clear_pending() {
+                Ok(()) => anyhow!("{failed}; switched back to {previous}, whose hooks succeeded"),
+                Err(e) => anyhow!(
+                    "{failed}; switched back to {previous}, whose hooks succeeded (but marking \
+                     that done failed: {e:#})"
+                ),
+            },
+            Err(e) => {
+                anyhow!("{failed}; switched back to {previous}, but its hooks failed too: {e:#}")
+            }
+        }
+    }
+
+    /// Removes old releases and leftovers; a failure is a warning: the switch stands.
+    fn prune(&self, number: u64, previous: Option<u64>) {
+        let pruned = self.dir.prune(self.config.keep, previous);
+        if !pruned.removed.is_empty() {
+            tracing::info!("removed old releases {:?}", pruned.removed);
+        }
+        for failure in pruned.failed {
+            self.ctx.printer.warn(&format!(
+                "{} {number} is current (the switch succeeded), but cleaning up did not: \
+                 {failure}; the next install tries again",
+                self.layout.artifact()
+            ));
+        }
+    }
+
+    fn outcome(
+        &self,
+        number: u64,
+        previous: Option<u64>,
+        status: &str,
+        unpacked: Option<Unpacked>,
+        started: Instant,
+    ) -> Outcome {
+        outcome(
+            self.layout,
+            self.dir,
+            number,
+            previous,
+            status,
+            unpacked,
+            started,
+        )
+    }
+}
+
+/// "build P is still current", or that nothing is.
+fn still_current(previous: Option<u64>) -> String {
+    match previous {
+        Some(p) => format!("build {p} is still current"),
+        None => "nothing is current".to_owned(),
     }
 }
 
@@ -205,7 +350,6 @@ fn same_build(a: &Manifest, b: &Manifest) -> bool {
         .iter()
         .all(|key| a.get(key).map(str::trim) == b.get(key).map(str::trim))
 }
-
 /// Streams the archive into `releases/{N}.partial`, verifying it; discards it on any failure.
 async fn download(
     ctx: &Context,
@@ -247,10 +391,17 @@ async fn download(
         (Some(Ok(Some(_))), Err(err)) => Err(err.context("the unpack thread failed")),
         (Some(Ok(Some(_))), Ok(result)) => verify(ctx, &url, build, result),
     };
-    if result.is_err() {
-        dir.discard_partial(number);
+    match result {
+        // A partial that stays would make every later install of this build fail.
+        Err(err) => Err(match dir.discard_partial(number) {
+            Ok(()) => err,
+            Err(e) => err.context(format!(
+                "the partial download of build {number} could not be removed ({e:#}); the \
+                 next install removes it"
+            )),
+        }),
+        ok => ok,
     }
-    result
 }
 
 /// What the unpacker saw: the files (or why it stopped), and the digest and size of every

@@ -74,7 +74,10 @@ fn chown_nobody(path: &Path) {
 fn wait_for(path: &Path, what: &str) {
     let start = Instant::now();
     while !path.exists() {
-        assert!(start.elapsed() < Duration::from_secs(60), "{what} never happened");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what} never happened"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -353,7 +356,10 @@ fn a_closed_stdout_or_stderr_never_panics() {
         ("json result", r#""$0" --output json show 1 | head -n 0"#),
         ("list", r#""$0" list | head -n 0"#),
         ("logs and result", r#""$0" -vvv show 1 2>&1 | head -n 0"#),
-        ("stdout and stderr", r#"{ "$0" -vvv show 1 3>&2 2>&1 >&3 | head -n 0; } 3>&1 | head -n 0"#),
+        (
+            "stdout and stderr",
+            r#"{ "$0" -vvv show 1 3>&2 2>&1 >&3 | head -n 0; } 3>&1 | head -n 0"#,
+        ),
     ] {
         let mut command = raw(&ctx, home.path(), "bash");
         command
@@ -470,7 +476,11 @@ fn a_failed_download_discards_its_partial_directory() {
         chmod(&dir.join("releases").join(partial).join("ro"), 0o555);
     }
     publish(&ctx, 1, &good, &good);
-    expect(&host.install(&ctx, &["1"]), 0, "install 1 after a failed one");
+    expect(
+        &host.install(&ctx, &["1"]),
+        0,
+        "install 1 after a failed one",
+    );
     assert_eq!(releases(&dir), ["1", "1.release"]);
 }
 
@@ -518,10 +528,7 @@ fn the_kept_manifest_never_describes_files_that_are_not_there() {
         "the files are those the kept manifest describes"
     );
     let kept = std::fs::read_to_string(dir.join("releases/1.release")).unwrap();
-    assert!(
-        kept.contains(&hex::encode(Sha256::digest(&new))),
-        "{kept}"
-    );
+    assert!(kept.contains(&hex::encode(Sha256::digest(&new))), "{kept}");
 }
 
 /// Item 8: SIGTERM during the before-switch hook stops it and nothing switches; during the
@@ -630,7 +637,10 @@ fn config_files_others_can_change_are_ignored() {
         .stderr_contains("writable");
     assert_eq!(out.stdout_json()["artifact"], serde_json::Value::Null);
     chmod(&file, 0o664);
-    assert_eq!(show().success().stdout_json()["artifact"], serde_json::Value::Null);
+    assert_eq!(
+        show().success().stdout_json()["artifact"],
+        serde_json::Value::Null
+    );
 
     let other = ws.write("other.toml", "artifact = \"given\"\n");
     chmod(&other, 0o644);
