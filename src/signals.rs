@@ -1,8 +1,10 @@
 //! SIGINT and SIGTERM (Jenkins' Abort) cancel the running command cleanly.
 //!
 //! The first signal cancels a token that long steps watch: they stop, undo what is not yet
-//! visible (abort the multipart upload, remove partial files) and the command exits 1. A second
-//! signal is left to its default action, so a stuck process can still be stopped.
+//! visible (abort the multipart upload, remove partial files) and the command exits 1. An
+//! install hook running meanwhile gets SIGTERM (src/hooks.rs), and an install stops before
+//! its switch. A second signal is left to its default action, so a stuck process can still be
+//! stopped.
 
 use std::sync::OnceLock;
 
