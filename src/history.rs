@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch;
 use crate::env_vars;
 use crate::layout::Layout;
+use crate::redact;
 use crate::store::{Precondition, Store, StoreError};
 
 /// `kind` of a promotion (rollbacks included).
@@ -80,7 +81,10 @@ pub struct Event {
 
 /// Writes `record` as a new object; returns its key.
 pub async fn append(store: &Store, layout: &Layout, record: &Record) -> Result<String> {
-    let body = Bytes::from(serde_json::to_vec_pretty(record)?);
+    // Records outlive the run and are read by anyone with the bucket: no credentials in them.
+    let mut value = serde_json::to_value(record)?;
+    redact::json(&mut value);
+    let body = Bytes::from(serde_json::to_vec_pretty(&value)?);
     let stamp = key_stamp(&record.time)?;
     for _ in 0..3 {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];

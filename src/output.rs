@@ -16,6 +16,7 @@ use indicatif::{
 };
 
 use crate::cli::OutputFormat;
+use crate::redact;
 
 /// What a command produced: a line (or a few) for people and a document for scripts.
 #[derive(Debug, Clone)]
@@ -56,6 +57,7 @@ impl Printer {
 
     /// A step starts or ends: always shown unless `-q`.
     pub fn status(&self, message: &str) {
+        let message = redact::urls(message);
         if !self.quiet {
             around_bars(|| eprintln!("{message}"));
         }
@@ -64,6 +66,7 @@ impl Printer {
     /// Progress within a long step: on a terminal, rewritten in place; elsewhere, a plain line
     /// at most every few seconds.
     pub fn progress(&self, message: &str) {
+        let message = redact::urls(message);
         if self.quiet {
             return;
         }
@@ -87,11 +90,13 @@ impl Printer {
 
     /// A warning: always shown, even with `-q`.
     pub fn warn(&self, message: &str) {
+        let message = redact::urls(message);
         around_bars(|| eprintln!("warning: {message}"));
     }
 
     /// The command's result.
     pub fn outcome(&self, outcome: &Outcome) {
+        let outcome = &redacted(outcome);
         match self.format {
             OutputFormat::Text => {
                 if !outcome.text.is_empty() {
@@ -104,11 +109,13 @@ impl Printer {
 
     /// One error line on stderr, whatever the format (the result went to stdout already).
     pub fn error_line(&self, message: &str) {
+        let message = redact::urls(message);
         eprintln!("error: {message}");
     }
 
     /// The command's error: `error: …` and `Caused by:` lines, or a JSON document.
     pub fn error(&self, messages: &[String], exit_code: u8) {
+        let messages: Vec<String> = messages.iter().map(|m| redact::urls(m).into()).collect();
         match self.format {
             OutputFormat::Text => {
                 let mut lines = messages.iter();
@@ -136,6 +143,17 @@ impl Printer {
     }
 }
 
+/// The outcome with every URL's credentials masked (the only place that prints is the one
+/// place that cannot forget to).
+fn redacted(outcome: &Outcome) -> Outcome {
+    let mut json = outcome.json.clone();
+    redact::json(&mut json);
+    Outcome {
+        text: redact::urls(&outcome.text).into_owned(),
+        json,
+    }
+}
+
 /// Progress bars share one draw target, so that messages and logs can be printed around them.
 fn bars() -> &'static MultiProgress {
     static BARS: OnceLock<MultiProgress> = OnceLock::new();
@@ -149,8 +167,8 @@ fn around_bars<R>(print: impl FnOnce() -> R) -> R {
 
 /// The writer of `tracing` logs: stderr, with any progress bar hidden while a line is written,
 /// so that logs never land inside a bar.
-pub fn log_writer() -> LogWriter {
-    LogWriter
+pub fn log_writer() -> redact::Writer<LogWriter> {
+    redact::Writer(LogWriter)
 }
 
 /// See [`log_writer`].
