@@ -101,29 +101,46 @@ pub struct Build {
 }
 
 impl Build {
-    /// Build `number` of the layout's artifact, if `manifest`, read from `url`, proves to be
-    /// it; otherwise an input error (exit 2) naming the object and the offending key.
+    /// Build `number` of the layout's artifact, if `manifest`, read from `object` (a URL),
+    /// proves to be it; otherwise an input error (exit 2) naming the object and the offending
+    /// key.
     pub fn checked(
         layout: &Layout,
         number: u64,
         manifest: Manifest,
         origin: Origin,
-        url: &str,
+        object: &str,
     ) -> Result<Self, Problem> {
-        match manifest.check_is(layout.artifact(), number) {
-            Ok(shape) => Ok(Self {
-                number,
-                manifest,
-                origin,
-                shape,
-            }),
-            Err(mismatch) => Err(Problem::Usage(format!(
-                "`{url}` is not a manifest of build {number} of {}: {mismatch}; it is not \
-                 trusted and nothing was changed: fix or delete the object (`release show` of \
-                 another build, or rebuild)",
-                layout.artifact()
-            ))),
-        }
+        let mismatch = match manifest.check_is(layout.artifact(), number) {
+            Ok(shape) => {
+                return Ok(Self {
+                    number,
+                    manifest,
+                    origin,
+                    shape,
+                });
+            }
+            Err(mismatch) => mismatch,
+        };
+        let (what, fix) = match origin {
+            Origin::Manifest => (
+                format!("`{object}`"),
+                "delete or replace the object, or use another build",
+            ),
+            Origin::Pointer => (
+                format!("`{object}`"),
+                "promote (or build) again to rewrite the pointer, or delete it",
+            ),
+            Origin::LegacyArchive => (
+                format!("the RELEASE inside `{object}`"),
+                "delete or replace the archive, or use another build",
+            ),
+        };
+        Err(Problem::Usage(format!(
+            "{what} is not a manifest of build {number} of {}: {mismatch}; it is not trusted and \
+             nothing was changed: {fix}",
+            layout.artifact()
+        )))
     }
 
     /// The archive's object name: `ARCHIVE` (checked to be this build's), or the old jobs'
@@ -228,13 +245,12 @@ pub async fn read_build(store: &Store, layout: &Layout, number: u64) -> Result<O
         if let Some(release) = legacy::find_release(&bytes) {
             let manifest = Manifest::parse_build(&release)
                 .with_context(|| format!("the RELEASE inside `{url}` is not a valid manifest"))?;
-            let inside = format!("the RELEASE inside {url}");
             return Ok(Some(Build::checked(
                 layout,
                 number,
                 manifest,
                 Origin::LegacyArchive,
-                &inside,
+                &url,
             )?));
         }
         if (bytes.len() as u64) < tail {
