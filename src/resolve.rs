@@ -276,10 +276,8 @@ async fn from_pointer(store: &Store, layout: &Layout, key: &str, none_yet: &str)
 /// `None` only if the pointer does not exist: any other failure to read it is an error, never
 /// "no build".
 pub async fn pointer_build(store: &Store, layout: &Layout, key: &str) -> Result<Option<Build>> {
-    let Some(pointer) = pointers::read(store, key)
-        .await
-        .with_context(|| format!("reading `{}`", store.url(key)))?
-    else {
+    // Both kinds of failure already name the object: the store's errors and a garbled pointer.
+    let Some(pointer) = pointers::read(store, key).await? else {
         return Ok(None);
     };
     let number = pointer.manifest.version().unwrap_or(0);
