@@ -238,6 +238,27 @@ mod tests {
     }
 
     #[test]
+    fn records_keep_no_credentials() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::Dir(crate::store::DirStore::new(root.path().to_owned()));
+        let layout = Layout::new("web", "prod");
+        let mut record = Record::now(PROMOTE, &layout);
+        record.tag = Some("web-stable".into());
+        record.extra.insert(
+            "hosts".into(),
+            serde_json::json!([{"result": "GET http://u:TOKEN@127.0.0.1:9/health failed"}]),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let key = runtime.block_on(append(&store, &layout, &record)).unwrap();
+        let stored = runtime.block_on(store.get(&key)).unwrap().unwrap();
+        let text = String::from_utf8(stored.body.to_vec()).unwrap();
+        assert!(!text.contains("TOKEN"), "{text}");
+        assert!(text.contains("http://***@127.0.0.1:9/health"), "{text}");
+    }
+
+    #[test]
     fn records_keep_fields_of_other_kinds() {
         let text = r#"{"kind":"push","time":"2026-11-23T10:15:00.123Z","user":"a","host":"h",
             "artifact":"web","stage":"prod","from_version":null,"to_version":4,"tag":null,

@@ -139,6 +139,18 @@ mod tests {
     }
 
     #[test]
+    fn the_log_writer_redacts_whole_events() {
+        use std::io::Write as _;
+        let mut writer = Writer(Vec::new());
+        writer
+            .write_all(b"WARN fetching http://u:TOKEN@h/x.git\n")
+            .unwrap();
+        assert_eq!(writer.write(b"https://TOKEN@h").unwrap(), 15);
+        let written = String::from_utf8(writer.0).unwrap();
+        assert_eq!(written, "WARN fetching http://***@h/x.git\nhttps://***@h");
+    }
+
+    #[test]
     fn redacts_json_strings() {
         let mut doc = serde_json::json!({
             "remote": "https://u:TOKEN@h/x.git",
