@@ -343,7 +343,8 @@ async fn not_found(store: &Store, layout: &Layout, number: u64) -> anyhow::Error
                 }
             }
         }
-        Err(_) => "the bucket could not be listed".to_owned(),
+        // Said, not hidden: the build is reported missing, and why its neighbours are unknown.
+        Err(err) => format!("the nearest builds are unknown (listing failed: {err:#})"),
     };
     Problem::Usage(format!(
         "build {number} of {} does not exist (no `{}`); {nearest}",
