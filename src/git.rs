@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, Result};
 
 use crate::error::Problem;
+use crate::redact;
 
 /// The repository containing `dir`, if there is one.
 pub fn discover(dir: &Path) -> Option<git2::Repository> {
@@ -170,7 +171,12 @@ where
         .env_remove("GIT_WORK_TREE")
         .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("cannot run `git {shown}`: is git installed and on PATH?"))?;
+        .with_context(|| {
+            format!(
+                "cannot run `git {}`: is git installed and on PATH?",
+                redact::urls(&shown)
+            )
+        })?;
     if output.status.success() {
         return Ok(());
     }
@@ -182,11 +188,14 @@ where
         .map(str::trim)
         .filter(|line| !line.is_empty() && *line != "Done")
         .collect();
+    // git quotes the remote's URL in its errors, credentials and all; the message is printed
+    // and may be kept, so they are masked here already.
     anyhow::bail!(
-        "`git {shown}` in `{}` failed ({}): {}",
+        "`git {}` in `{}` failed ({}): {}",
+        redact::urls(&shown),
         dir.display(),
         output.status,
-        said.join("; ")
+        redact::urls(&said.join("; "))
     )
 }
 

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch;
 use crate::env_vars;
 use crate::layout::Layout;
+use crate::redact;
 use crate::store::{Precondition, Store, StoreError};
 
 /// `kind` of a promotion (rollbacks included).
@@ -80,7 +81,10 @@ pub struct Event {
 
 /// Writes `record` as a new object; returns its key.
 pub async fn append(store: &Store, layout: &Layout, record: &Record) -> Result<String> {
-    let body = Bytes::from(serde_json::to_vec_pretty(record)?);
+    // Records outlive the run and are read by anyone with the bucket: no credentials in them.
+    let mut value = serde_json::to_value(record)?;
+    redact::json(&mut value);
+    let body = Bytes::from(serde_json::to_vec_pretty(&value)?);
     let stamp = key_stamp(&record.time)?;
     for _ in 0..3 {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
@@ -231,6 +235,27 @@ mod tests {
         let time: jiff::Timestamp = "2026-11-23T10:15:00.123456Z".parse().unwrap();
         let rounded = time.round(jiff::Unit::Millisecond).unwrap();
         assert_eq!(rfc3339_millis(rounded), "2026-11-23T10:15:00.123Z");
+    }
+
+    #[test]
+    fn records_keep_no_credentials() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::Dir(crate::store::DirStore::new(root.path().to_owned()));
+        let layout = Layout::new("web", "prod");
+        let mut record = Record::now(PROMOTE, &layout);
+        record.tag = Some("web-stable".into());
+        record.extra.insert(
+            "hosts".into(),
+            serde_json::json!([{"result": "GET http://u:TOKEN@127.0.0.1:9/health failed"}]),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let key = runtime.block_on(append(&store, &layout, &record)).unwrap();
+        let stored = runtime.block_on(store.get(&key)).unwrap().unwrap();
+        let text = String::from_utf8(stored.body.to_vec()).unwrap();
+        assert!(!text.contains("TOKEN"), "{text}");
+        assert!(text.contains("http://***@127.0.0.1:9/health"), "{text}");
     }
 
     #[test]

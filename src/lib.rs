@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod names;
 pub mod output;
 pub mod pointers;
+pub mod redact;
 pub mod resolve;
 pub mod rollout;
 pub mod signals;

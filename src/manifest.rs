@@ -59,6 +59,29 @@ pub enum ParseError {
     NoVersion,
 }
 
+/// Archive names a build may carry, after `{artifact}-{N}`: one per compression.
+const ARCHIVE_SUFFIXES: &[&str] = &[".tar", ".tar.gz", ".tar.zst"];
+
+/// What a manifest proves about its build's archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Made by the old jobs: no ARCHIVE, SHA256 or SIZE key at all; the archive is
+    /// `{artifact}-{N}.tar` and cannot be verified.
+    Legacy,
+    /// Made by this tool: ARCHIVE names this build's archive, SHA256 and SIZE verify it.
+    Verified,
+}
+
+/// A manifest that does not describe the build it is read as: one key lies or is missing.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("its {key} {problem}")]
+pub struct Mismatch {
+    /// The offending key.
+    pub key: &'static str,
+    /// What is wrong with it, in words.
+    pub problem: String,
+}
+
 /// An ordered set of `KEY=VALUE` pairs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
@@ -101,6 +124,67 @@ impl Manifest {
         let manifest = Self::parse(bytes)?;
         manifest.version().ok_or(ParseError::NoVersion)?;
         Ok(manifest)
+    }
+
+    /// Checks that this manifest describes build `number` of `artifact`, and nothing else:
+    /// VERSION is `number`, MODULE is `artifact`, and either it has the old jobs' shape (none of
+    /// ARCHIVE, SHA256, SIZE) or all three, with ARCHIVE exactly `{artifact}-{number}.tar`,
+    /// `.tar.gz` or `.tar.zst`, SHA256 a hex digest and SIZE a byte count.
+    ///
+    /// Nothing read from the bucket is trusted beyond what it proves: a manifest copied under
+    /// another build's name, or naming an object outside its build, is refused here, once, for
+    /// every reader.
+    pub fn check_is(&self, artifact: &str, number: u64) -> Result<Shape, Mismatch> {
+        let value = |key: &'static str| self.get(key).map(str::trim);
+        let wrong = |key: &'static str, problem: String| Err(Mismatch { key, problem });
+        match value(VERSION) {
+            Some(v) if v.parse::<u64>().ok() == Some(number) => {}
+            Some(v) => return wrong(VERSION, format!("is `{v}`, not {number}")),
+            None => return wrong(VERSION, format!("is missing (expected {number})")),
+        }
+        match value(MODULE) {
+            Some(m) if m == artifact => {}
+            Some(m) => return wrong(MODULE, format!("is `{m}`, not `{artifact}`")),
+            None => return wrong(MODULE, format!("is missing (expected `{artifact}`)")),
+        }
+        let present: Vec<&str> = ARCHIVE_KEYS
+            .iter()
+            .copied()
+            .filter(|k| self.get(k).is_some())
+            .collect();
+        if present.is_empty() {
+            return Ok(Shape::Legacy);
+        }
+        if let Some(missing) = ARCHIVE_KEYS.iter().find(|k| !present.contains(k)) {
+            return wrong(
+                missing,
+                format!(
+                    "is missing although {} is there: a build with any of ARCHIVE, SHA256, SIZE \
+                     must have all three (only the old jobs' builds have none)",
+                    present.join(" and ")
+                ),
+            );
+        }
+        let archive = value(ARCHIVE).unwrap_or_default();
+        let allowed: Vec<String> = ARCHIVE_SUFFIXES
+            .iter()
+            .map(|suffix| format!("{artifact}-{number}{suffix}"))
+            .collect();
+        if !allowed.iter().any(|name| name == archive) {
+            return wrong(
+                ARCHIVE,
+                format!("is `{archive}`, not one of {}", allowed.join(", ")),
+            );
+        }
+        let sha = value(SHA256).unwrap_or_default();
+        if sha.len() != 64 || !sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return wrong(SHA256, format!("`{sha}` is not 64 lower-case hex digits"));
+        }
+        if self.size().is_none() {
+            let size = value(SIZE).unwrap_or_default();
+            return wrong(SIZE, format!("`{size}` is not a number of bytes"));
+        }
+        Ok(Shape::Verified)
     }
 
     /// The value of `key`.
@@ -286,6 +370,67 @@ mod tests {
         let m = Manifest::parse_build(b"MODULE=x\r\n\r\nVERSION=5\r\n").unwrap();
         assert_eq!(m.version(), Some(5));
         assert_eq!(m.get(MODULE), Some("x"));
+    }
+
+    fn verified(n: u64) -> Manifest {
+        Manifest::parse(
+            format!(
+                "MODULE=web\nVERSION={n}\nARCHIVE=web-{n}.tar.gz\nSHA256={}\nSIZE=10\n",
+                "0a".repeat(32)
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn key_refused(m: &Manifest, n: u64) -> &'static str {
+        m.check_is("web", n).unwrap_err().key
+    }
+
+    #[test]
+    fn a_manifest_must_be_the_build_it_is_read_as() {
+        assert_eq!(verified(5).check_is("web", 5), Ok(Shape::Verified));
+        for suffix in [".tar", ".tar.zst"] {
+            let mut m = verified(5);
+            m.set(ARCHIVE, &format!("web-5{suffix}"));
+            assert_eq!(m.check_is("web", 5), Ok(Shape::Verified), "{suffix}");
+        }
+        // Build 6's manifest stored as build 5's.
+        assert_eq!(key_refused(&verified(6), 5), VERSION);
+        assert_eq!(key_refused(&verified(5), 6), VERSION);
+        assert_eq!(verified(5).check_is("api", 5).unwrap_err().key, MODULE);
+        for archive in [
+            "../../outside.tar.gz",
+            "web-6.tar.gz",
+            "web-5.tar.bz2",
+            "other/web-5.tar.gz",
+            "web-05.tar.gz",
+            "",
+        ] {
+            let mut m = verified(5);
+            m.set(ARCHIVE, archive);
+            assert_eq!(key_refused(&m, 5), ARCHIVE, "{archive}");
+        }
+    }
+
+    #[test]
+    fn only_the_old_shape_is_legacy() {
+        let old = Manifest::parse(SEED_SAMPLE.as_bytes()).unwrap();
+        assert_eq!(old.check_is("obelix-appengine", 23), Ok(Shape::Legacy));
+        for key in [SHA256, SIZE, ARCHIVE] {
+            let mut m = verified(5);
+            m.remove(key);
+            assert_eq!(key_refused(&m, 5), key, "without {key}");
+        }
+        let mut m = verified(5);
+        m.set(SHA256, "not-hex");
+        assert_eq!(key_refused(&m, 5), SHA256);
+        let mut m = verified(5);
+        m.set(SIZE, "ten");
+        assert_eq!(key_refused(&m, 5), SIZE);
+        let mut m = verified(5);
+        m.remove(MODULE);
+        assert_eq!(key_refused(&m, 5), MODULE);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use indicatif::{
 };
 
 use crate::cli::OutputFormat;
+use crate::redact;
 
 /// What a command produced: a line (or a few) for people and a document for scripts.
 #[derive(Debug, Clone)]
@@ -60,6 +61,7 @@ impl Printer {
 
     /// A step starts or ends: always shown unless `-q`.
     pub fn status(&self, message: &str) {
+        let message = redact::urls(message);
         if !self.quiet {
             around_bars(|| to_stderr(format_args!("{message}\n")));
         }
@@ -68,6 +70,7 @@ impl Printer {
     /// Progress within a long step: on a terminal, rewritten in place; elsewhere, a plain line
     /// at most every few seconds.
     pub fn progress(&self, message: &str) {
+        let message = redact::urls(message);
         if self.quiet {
             return;
         }
@@ -91,11 +94,13 @@ impl Printer {
 
     /// A warning: always shown, even with `-q`.
     pub fn warn(&self, message: &str) {
+        let message = redact::urls(message);
         around_bars(|| to_stderr(format_args!("warning: {message}\n")));
     }
 
     /// The command's result.
     pub fn outcome(&self, outcome: &Outcome) {
+        let outcome = &redacted(outcome);
         match self.format {
             OutputFormat::Text => {
                 if !outcome.text.is_empty() {
@@ -108,11 +113,13 @@ impl Printer {
 
     /// One error line on stderr, whatever the format (the result went to stdout already).
     pub fn error_line(&self, message: &str) {
+        let message = redact::urls(message);
         to_stderr(format_args!("error: {message}\n"));
     }
 
     /// The command's error: `error: …` and `Caused by:` lines, or a JSON document.
     pub fn error(&self, messages: &[String], exit_code: u8) {
+        let messages: Vec<String> = messages.iter().map(|m| redact::urls(m).into()).collect();
         match self.format {
             OutputFormat::Text => {
                 let mut lines = messages.iter();
@@ -140,6 +147,17 @@ impl Printer {
     }
 }
 
+/// The outcome with every URL's credentials masked (the only place that prints is the one
+/// place that cannot forget to).
+fn redacted(outcome: &Outcome) -> Outcome {
+    let mut json = outcome.json.clone();
+    redact::json(&mut json);
+    Outcome {
+        text: redact::urls(&outcome.text).into_owned(),
+        json,
+    }
+}
+
 /// Progress bars share one draw target, so that messages and logs can be printed around them.
 fn bars() -> &'static MultiProgress {
     static BARS: OnceLock<MultiProgress> = OnceLock::new();
@@ -153,8 +171,8 @@ fn around_bars<R>(print: impl FnOnce() -> R) -> R {
 
 /// The writer of `tracing` logs: stderr, with any progress bar hidden while a line is written,
 /// so that logs never land inside a bar.
-pub fn log_writer() -> LogWriter {
-    LogWriter
+pub fn log_writer() -> redact::Writer<LogWriter> {
+    redact::Writer(LogWriter)
 }
 
 /// See [`log_writer`].

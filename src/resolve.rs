@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result};
 use crate::error::Problem;
 use crate::layout::Layout;
 use crate::legacy;
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Manifest, Shape};
 use crate::pointers;
 use crate::store::{ByteRange, Listed, Store};
 
@@ -87,7 +87,8 @@ pub enum Origin {
     LegacyArchive,
 }
 
-/// A resolved build.
+/// A resolved build, whose manifest was checked to describe exactly this build (see
+/// `Manifest::check_is`): only `Build::checked` makes one.
 #[derive(Debug, Clone)]
 pub struct Build {
     /// Its number.
@@ -96,13 +97,57 @@ pub struct Build {
     pub manifest: Manifest,
     /// Where the manifest came from.
     pub origin: Origin,
+    shape: Shape,
 }
 
 impl Build {
-    /// The archive's object name: `ARCHIVE`, or the old jobs' `{artifact}-{N}.tar`.
+    /// Build `number` of the layout's artifact, if `manifest`, read from `object` (a URL),
+    /// proves to be it; otherwise an input error (exit 2) naming the object and the offending
+    /// key.
+    pub fn checked(
+        layout: &Layout,
+        number: u64,
+        manifest: Manifest,
+        origin: Origin,
+        object: &str,
+    ) -> Result<Self, Problem> {
+        let mismatch = match manifest.check_is(layout.artifact(), number) {
+            Ok(shape) => {
+                return Ok(Self {
+                    number,
+                    manifest,
+                    origin,
+                    shape,
+                });
+            }
+            Err(mismatch) => mismatch,
+        };
+        let (what, fix) = match origin {
+            Origin::Manifest => (
+                format!("`{object}`"),
+                "delete or replace the object, or use another build",
+            ),
+            Origin::Pointer => (
+                format!("`{object}`"),
+                "promote (or build) again to rewrite the pointer, or delete it",
+            ),
+            Origin::LegacyArchive => (
+                format!("the RELEASE inside `{object}`"),
+                "delete or replace the archive, or use another build",
+            ),
+        };
+        Err(Problem::Usage(format!(
+            "{what} is not a manifest of build {number} of {}: {mismatch}; it is not trusted and \
+             nothing was changed: {fix}",
+            layout.artifact()
+        )))
+    }
+
+    /// The archive's object name: `ARCHIVE` (checked to be this build's), or the old jobs'
+    /// `{artifact}-{N}.tar`.
     pub fn archive_name(&self, layout: &Layout) -> String {
-        match self.manifest.get(manifest::ARCHIVE) {
-            Some(name) if !name.trim().is_empty() => name.trim().to_owned(),
+        match (self.shape, self.manifest.get(manifest::ARCHIVE)) {
+            (Shape::Verified, Some(name)) => name.trim().to_owned(),
             _ => format!("{}-{}.tar", layout.artifact(), self.number),
         }
     }
@@ -114,7 +159,7 @@ impl Build {
 
     /// An old job's build: no SHA256 or SIZE to check against.
     pub fn is_legacy(&self) -> bool {
-        self.manifest.get(manifest::SHA256).is_none()
+        self.shape == Shape::Legacy
     }
 }
 
@@ -151,10 +196,17 @@ pub async fn catalog(store: &Store, layout: &Layout) -> Result<BTreeMap<u64, Lis
 pub async fn resolve(store: &Store, layout: &Layout, reference: &BuildRef) -> Result<Build> {
     match reference {
         BuildRef::Latest => {
-            from_pointer(store, &layout.latest(), "no build has been made yet").await
+            from_pointer(
+                store,
+                layout,
+                &layout.latest(),
+                "no build has been made yet",
+            )
+            .await
         }
         BuildRef::LatestStable => from_pointer(
             store,
+            layout,
             &layout.latest_stable(),
             "nothing has been promoted yet: run `release promote latest` or `release promote N`",
         )
@@ -173,55 +225,70 @@ pub async fn resolve(store: &Store, layout: &Layout, reference: &BuildRef) -> Re
 pub async fn read_build(store: &Store, layout: &Layout, number: u64) -> Result<Option<Build>> {
     let key = layout.manifest(number);
     if let Some(object) = store.get(&key).await? {
+        let url = store.url(&key);
         let manifest = Manifest::parse_build(&object.body)
-            .with_context(|| format!("`{}` is not a valid manifest", store.url(&key)))?;
-        return Ok(Some(Build {
+            .with_context(|| format!("`{url}` is not a valid manifest"))?;
+        return Ok(Some(Build::checked(
+            layout,
             number,
             manifest,
-            origin: Origin::Manifest,
-        }));
+            Origin::Manifest,
+            &url,
+        )?));
     }
     let archive = format!("{}{}-{number}.tar", layout.prefix(), layout.artifact());
+    let url = store.url(&archive);
     for tail in legacy::TAIL_READS {
         let Some(bytes) = store.get_range(&archive, ByteRange::Tail(tail)).await? else {
             return Ok(None);
         };
         if let Some(release) = legacy::find_release(&bytes) {
-            let manifest = Manifest::parse_build(&release).with_context(|| {
-                format!(
-                    "the RELEASE inside `{}` is not a valid manifest",
-                    store.url(&archive)
-                )
-            })?;
-            return Ok(Some(Build {
+            let manifest = Manifest::parse_build(&release)
+                .with_context(|| format!("the RELEASE inside `{url}` is not a valid manifest"))?;
+            return Ok(Some(Build::checked(
+                layout,
                 number,
                 manifest,
-                origin: Origin::LegacyArchive,
-            }));
+                Origin::LegacyArchive,
+                &url,
+            )?));
         }
         if (bytes.len() as u64) < tail {
             break; // The whole archive was read.
         }
     }
     Err(Problem::Usage(format!(
-        "`{}` has no manifest beside it and no RELEASE as its last member",
-        store.url(&archive)
+        "`{url}` has no manifest beside it and no RELEASE as its last member"
     ))
     .into())
 }
 
-async fn from_pointer(store: &Store, key: &str, none_yet: &str) -> Result<Build> {
+async fn from_pointer(store: &Store, layout: &Layout, key: &str, none_yet: &str) -> Result<Build> {
+    match pointer_build(store, layout, key).await? {
+        Some(build) => Ok(build),
+        None => {
+            Err(Problem::Usage(format!("`{}` does not exist: {none_yet}", store.url(key))).into())
+        }
+    }
+}
+
+/// The build a pointer (latest.txt, latest-stable.txt) names, checked like any manifest, or
+/// `None` only if the pointer does not exist: any other failure to read it is an error, never
+/// "no build".
+pub async fn pointer_build(store: &Store, layout: &Layout, key: &str) -> Result<Option<Build>> {
+    // Both kinds of failure already name the object: the store's errors and a garbled pointer.
     let Some(pointer) = pointers::read(store, key).await? else {
-        return Err(
-            Problem::Usage(format!("`{}` does not exist: {none_yet}", store.url(key))).into(),
-        );
+        return Ok(None);
     };
     let number = pointer.manifest.version().unwrap_or(0);
-    Ok(Build {
+    let build = Build::checked(
+        layout,
         number,
-        manifest: pointer.manifest,
-        origin: Origin::Pointer,
-    })
+        pointer.manifest,
+        Origin::Pointer,
+        &store.url(key),
+    )?;
+    Ok(Some(build))
 }
 
 /// The highest-numbered build whose SEMVER matches; only builds with a `.release` have one.
@@ -276,7 +343,8 @@ async fn not_found(store: &Store, layout: &Layout, number: u64) -> anyhow::Error
                 }
             }
         }
-        Err(_) => "the bucket could not be listed".to_owned(),
+        // Said, not hidden: the build is reported missing, and why its neighbours are unknown.
+        Err(err) => format!("the nearest builds are unknown (listing failed: {err:#})"),
     };
     Problem::Usage(format!(
         "build {number} of {} does not exist (no `{}`); {nearest}",

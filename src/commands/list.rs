@@ -20,7 +20,7 @@ use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
 use crate::output::Outcome;
 use crate::resolve::{self, Listing};
-use crate::store::Object;
+use crate::store::{Object, Store};
 
 /// Entries shown when `--limit` is not given.
 pub const DEFAULT_LIMIT: usize = 20;
@@ -63,17 +63,38 @@ pub async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
             .map(|(n, _)| layout.manifest(*n)),
     );
     let mut objects = batch::get_all(&store, keys).await?.into_iter();
-    let latest = pointer(objects.next().flatten());
-    let stable = pointer(objects.next().flatten());
+    let warn = |message: String| ctx.printer.warn(&message);
+    let latest = pointer(
+        &store,
+        &layout,
+        &layout.latest(),
+        objects.next().flatten(),
+        warn,
+    );
+    let stable = pointer(
+        &store,
+        &layout,
+        &layout.latest_stable(),
+        objects.next().flatten(),
+        warn,
+    );
     let mut manifests: BTreeMap<u64, Manifest> = BTreeMap::new();
     for (number, _) in shown.iter().filter(|(_, l)| l.manifest.is_some()) {
-        match objects.next().flatten().map(|o| Manifest::parse(&o.body)) {
+        let url = store.url(&layout.manifest(*number));
+        let checked = objects.next().flatten().map(|o| {
+            let manifest = Manifest::parse(&o.body).map_err(|e| e.to_string())?;
+            manifest
+                .check_is(layout.artifact(), *number)
+                .map_err(|mismatch| format!("it is not build {number}'s: {mismatch}"))?;
+            Ok::<_, String>(manifest)
+        });
+        match checked {
             Some(Ok(manifest)) => {
                 manifests.insert(*number, manifest);
             }
-            Some(Err(err)) => ctx.printer.warn(&format!(
-                "`{}` is not a valid manifest ({err}); showing what the listing knows",
-                store.url(&layout.manifest(*number))
+            // One bad manifest must not hide the other builds, nor be shown as if it were true.
+            Some(Err(why)) => warn(format!(
+                "`{url}` is not a valid manifest ({why}); showing what the listing knows"
             )),
             None => {}
         }
@@ -95,8 +116,32 @@ pub async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
     Ok(outcome(&layout, rows, marks))
 }
 
-fn pointer(object: Option<Object>) -> Option<Manifest> {
-    Manifest::parse_build(&object?.body).ok()
+/// A pointer's manifest if it exists and proves to be the build it names. A garbled or lying
+/// one is not shown as "none" silently: it is named in a warning.
+fn pointer(
+    store: &Store,
+    layout: &Layout,
+    key: &str,
+    object: Option<Object>,
+    warn: impl Fn(String),
+) -> Option<Manifest> {
+    let checked = Manifest::parse_build(&object?.body)
+        .map_err(|e| e.to_string())
+        .and_then(|manifest| {
+            let number = manifest.version().unwrap_or(0);
+            match manifest.check_is(layout.artifact(), number) {
+                Ok(_) => Ok(manifest),
+                Err(mismatch) => Err(format!("it is not build {number}'s: {mismatch}")),
+            }
+        });
+    checked
+        .map_err(|why| {
+            warn(format!(
+                "`{}` is not a valid pointer ({why}); the build it names is not marked",
+                store.url(key)
+            ));
+        })
+        .ok()
 }
 
 fn version_of(manifest: &Option<Manifest>) -> Option<u64> {

@@ -102,8 +102,9 @@ pub struct Stable {
     pub etag: String,
 }
 
-/// Reads latest-stable.txt. A garbled one does not block a promotion (it will be replaced by
-/// compare-and-swap like any other); it only has no build number.
+/// Reads latest-stable.txt. A garbled or lying one does not block a promotion (it will be
+/// replaced by compare-and-swap like any other); it only has no build number. A failure to
+/// read it is an error: only a missing pointer means "nothing is stable".
 pub async fn read_stable(ctx: &Context, store: &Store, layout: &Layout) -> Result<Option<Stable>> {
     let key = layout.latest_stable();
     let Some(object) = store
@@ -113,12 +114,27 @@ pub async fn read_stable(ctx: &Context, store: &Store, layout: &Layout) -> Resul
     else {
         return Ok(None);
     };
+    let url = store.url(&key);
+    // A pointer that does not prove to be the build it names (a lying VERSION, ARCHIVE or
+    // MODULE) counts as naming none, so that promoting that very build still rewrites it.
     let version = match Manifest::parse_build(&object.body) {
-        Ok(manifest) => manifest.version(),
+        Ok(manifest) => {
+            let number = manifest.version().unwrap_or(0);
+            match manifest.check_is(layout.artifact(), number) {
+                Ok(_) => Some(number),
+                Err(mismatch) => {
+                    ctx.printer.warn(&format!(
+                        "`{url}` is not a manifest of build {number} of {}: {mismatch}; it \
+                         will be replaced",
+                        layout.artifact()
+                    ));
+                    None
+                }
+            }
+        }
         Err(err) => {
             ctx.printer.warn(&format!(
-                "`{}` is not a RELEASE manifest ({err}); it will be replaced",
-                store.url(&key)
+                "`{url}` is not a RELEASE manifest ({err}); it will be replaced"
             ));
             None
         }

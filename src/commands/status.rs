@@ -1,8 +1,9 @@
 //! `release status`: which build each host runs, against latest-stable; drift is flagged.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -11,7 +12,7 @@ use super::Context;
 use super::push::{reach, remote, resolve_targets};
 use crate::cli::StatusArgs;
 use crate::output::Outcome;
-use crate::resolve::{self, BuildRef};
+use crate::resolve;
 use crate::rollout::ssh::{self, RemoteCommand, SshOptions};
 use crate::rollout::targets::Target;
 
@@ -20,9 +21,12 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let reach = reach(&args.target, &ctx.settings.file.push)?;
     let store = ctx.store(None).await;
-    let stable = resolve::resolve(&store, &layout, &BuildRef::LatestStable)
+    // Only a latest-stable.txt that does not exist means "no stable build": one that cannot
+    // be read (access denied, garbage, a lying manifest) is the command's error, or every
+    // host would be reported as drifting from nothing.
+    let stable = resolve::pointer_build(&store, &layout, &layout.latest_stable())
         .await
-        .ok()
+        .context("cannot tell which build is stable, so no host was asked")?
         .map(|b| b.number);
     let (found, _, _) = resolve_targets(ctx, &reach.source).await?;
     let command = remote(&args.remote, &ctx.settings.file.push).command(
@@ -38,17 +42,32 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<Outcome> {
         control_dir,
     ));
     let mut running = JoinSet::new();
+    let mut tasks = HashMap::new();
     for (index, target) in found.into_iter().enumerate() {
         let shared = Arc::clone(&shared);
-        running.spawn(async move {
+        let task_target = target.clone();
+        let handle = running.spawn(async move {
             let (options, command, connects, dir) = &*shared;
-            let version = current_on(options, command, connects, dir.path(), &target).await;
-            (index, target, version)
+            let version = current_on(options, command, connects, dir.path(), &task_target).await;
+            (index, task_target, version)
         });
+        tasks.insert(handle.id(), (index, target));
     }
     let mut rows = Vec::new();
     while let Some(joined) = running.join_next().await {
-        rows.extend(joined.ok());
+        match joined {
+            Ok(row) => rows.push(row),
+            // A host whose task died still gets its line: a missing host would read as fine.
+            Err(err) => {
+                if let Some((index, target)) = tasks.remove(&err.id()) {
+                    rows.push((
+                        index,
+                        target,
+                        Err(anyhow::anyhow!("status task failed: {err}")),
+                    ));
+                }
+            }
+        }
     }
     rows.sort_by_key(|(index, _, _)| *index);
     let mut text = format!(

@@ -4,6 +4,7 @@ mod build;
 mod config;
 mod docs;
 mod hardening_install;
+mod hardening_bucket;
 mod harness_selftest;
 mod hosts_selftest;
 mod install;
