@@ -158,21 +158,24 @@ pub async fn acquire(
     match store.put(&key, body.clone(), Precondition::IfAbsent).await {
         Ok(()) => {}
         Err(StoreError::PreconditionFailed { .. }) => {
-            let who = match current(store, layout).await.ok().flatten() {
+            let message = match current(store, layout).await.ok().flatten() {
                 Some(Current::Held { info: h, .. }) if h.is_expired() => format!(
-                    "{} since {} ({}), EXPIRED at {}: if that push is gone, run `release unlock`",
+                    "another push holds `{url}`: {} since {} ({}), EXPIRED at {}: if that push \
+                     is gone, run `release unlock`",
                     h.holder, h.since, h.what, h.expires
                 ),
                 Some(Current::Held { info: h, .. }) => format!(
-                    "{}; wait for it, or `release unlock --force` if it is dead",
+                    "another push holds `{url}`: {}; wait for it, or `release unlock --force` \
+                     if it is dead",
                     h.describe()
                 ),
                 Some(Current::Damaged { why, .. }) => format!(
-                    "nobody: the object is damaged ({why}); `release unlock --force` removes it"
+                    "`{url}` is damaged ({why}): no push wrote it like this; \
+                     `release unlock --force` removes it"
                 ),
-                None => "someone (the lock could not be read)".to_owned(),
+                None => format!("another push holds `{url}` (the lock could not be read)"),
             };
-            return Err(Problem::Conflict(format!("another push holds `{url}`: {who}")).into());
+            return Err(Problem::Conflict(message).into());
         }
         Err(err) => return Err(err).context("taking the push lock"),
     }
