@@ -307,3 +307,51 @@ enum Renewal {
     /// The store did not answer as it should; the next renewal may work.
     Failed(anyhow::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DirStore;
+
+    /// Renewal, loss and release against the directory store (S3 is covered by
+    /// tests/it/hardening_push.rs against moto).
+    #[tokio::test]
+    async fn renewed_by_compare_and_swap_and_released_only_while_ours() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::Dir(DirStore::new(root.path().to_path_buf()));
+        let layout = Layout::new("web", "prod");
+        let ttl = SignedDuration::from_secs(60);
+        let mut held = acquire(&store, &layout, "me@here", "push web 1", ttl)
+            .await
+            .unwrap();
+        let taken = acquire(&store, &layout, "other@there", "push web 2", ttl).await;
+        assert!(taken.is_err(), "a second push is refused");
+
+        let before = held.etag.clone();
+        held.info.expires = "2000-01-01T00:00:00Z".into();
+        assert!(held.renew(&store).await.is_ok());
+        assert_ne!(held.etag, before, "the renewal wrote a new version");
+        let Some(Current::Held { info, .. }) = current(&store, &layout).await.unwrap() else {
+            panic!("no lock after renewal");
+        };
+        assert!(!info.is_expired(), "the expiry moved: {info:?}");
+        assert_eq!(info.token, held.info.token);
+
+        // Someone removes it and another push takes it: the next renewal finds it lost.
+        store.delete(&layout.push_lock()).await.unwrap();
+        let theirs = acquire(&store, &layout, "other@there", "push web 2", ttl)
+            .await
+            .unwrap();
+        match held.renew(&store).await {
+            Err(Renewal::Lost(why)) => assert!(why.contains("other@there"), "{why}"),
+            _ => panic!("the renewal did not see the lock taken"),
+        }
+        held.release(&store).await.unwrap();
+        let Some(Current::Held { info, .. }) = current(&store, &layout).await.unwrap() else {
+            panic!("the other push's lock was removed");
+        };
+        assert_eq!(info.holder, "other@there");
+        theirs.release(&store).await.unwrap();
+        assert!(current(&store, &layout).await.unwrap().is_none());
+    }
+}

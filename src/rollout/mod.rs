@@ -171,63 +171,32 @@ pub async fn run(
     cancel: &CancellationToken,
     halt: &Halt,
 ) -> Report {
-    let runner = Arc::new(runner);
+    let push = Push {
+        runner: Arc::new(runner),
+        source,
+        fleet,
+        cancel,
+        halt,
+    };
     let mut report = Report::default();
     let mut attempted: BTreeSet<String> = BTreeSet::new();
     let mut queue: std::collections::VecDeque<Vec<Target>> = batches.into();
     let mut sweeps = 0;
     loop {
-        let Some(mut batch) = queue.pop_front() else {
-            // The sweep: instances that joined the groups during the push.
-            if !matches!(source, Source::Groups { .. })
-                || sweeps >= 3
-                || stopped(&runner, &report, cancel, halt)
-            {
+        let Some(batch) = queue.pop_front() else {
+            if sweeps >= 3 || push.stopped(&report) {
                 break;
             }
             sweeps += 1;
-            let now = match targets::resolve(source, fleet).await {
-                Ok((now, _)) => now,
-                Err(err) => {
-                    halt.set(format!(
-                        "the final sweep could not re-read the groups: {err:#}; instances that \
-                         joined during the push may not be on the build"
-                    ));
-                    break;
-                }
-            };
-            let joined: Vec<Target> = now
-                .into_iter()
-                .filter(|t| !attempted.contains(&key(t)))
-                .collect();
+            let joined = push.sweep(&attempted).await;
             if joined.is_empty() {
                 break;
             }
-            runner.printer.status(&format!(
-                "{} instance(s) joined during the push",
-                joined.len()
-            ));
-            queue.extend(plan::batches(&joined, runner.rollout.batch, 0));
+            queue.extend(joined);
             continue;
         };
-        if matches!(source, Source::Groups { .. }) && !stopped(&runner, &report, cancel, halt) {
-            match targets::resolve(source, fleet).await {
-                Ok((now, _)) => {
-                    let present: BTreeSet<String> = now.iter().map(key).collect();
-                    let (stay, left): (Vec<Target>, Vec<Target>) =
-                        batch.into_iter().partition(|t| present.contains(&key(t)));
-                    report
-                        .hosts
-                        .extend(left.iter().map(|t| unstarted(t, "left")));
-                    batch = stay;
-                }
-                Err(err) => halt.set(format!(
-                    "re-reading the groups before batch {} failed: {err:#}",
-                    report.batches + 1
-                )),
-            }
-        }
-        if stopped(&runner, &report, cancel, halt) {
+        let batch = push.still_present(batch, &mut report).await;
+        if push.stopped(&report) {
             report.interrupted |= cancel.is_cancelled();
             let why = halt.reason();
             for target in batch.into_iter().chain(queue.drain(..).flatten()) {
@@ -238,7 +207,7 @@ pub async fn run(
             break;
         }
         report.batches += 1;
-        runner.printer.status(&format!(
+        push.runner.printer.status(&format!(
             "batch {}: {}",
             report.batches,
             batch
@@ -248,16 +217,83 @@ pub async fn run(
                 .join(", ")
         ));
         attempted.extend(batch.iter().map(key));
-        report.hosts.extend(run_batch(&runner, batch).await);
+        report.hosts.extend(run_batch(&push.runner, batch).await);
     }
     report.stopped = halt.reason();
     report
 }
 
-fn stopped(runner: &Runner, report: &Report, cancel: &CancellationToken, halt: &Halt) -> bool {
-    cancel.is_cancelled()
-        || report.failed() > runner.rollout.max_failures
-        || halt.reason().is_some()
+/// What the batch loop works with.
+struct Push<'a> {
+    runner: Arc<Runner>,
+    source: &'a Source,
+    fleet: Option<&'a Fleet>,
+    cancel: &'a CancellationToken,
+    halt: &'a Halt,
+}
+
+impl Push<'_> {
+    /// Whether no new batch may start: a signal, too many failures, or a halt.
+    fn stopped(&self, report: &Report) -> bool {
+        self.cancel.is_cancelled()
+            || report.failed() > self.runner.rollout.max_failures
+            || self.halt.reason().is_some()
+    }
+
+    /// Instances that joined the groups during the push, as batches. Groups that cannot be
+    /// read stop the push (the report says joiners may be missing).
+    async fn sweep(&self, attempted: &BTreeSet<String>) -> Vec<Vec<Target>> {
+        if !matches!(self.source, Source::Groups { .. }) {
+            return Vec::new();
+        }
+        let now = match targets::resolve(self.source, self.fleet).await {
+            Ok((now, _)) => now,
+            Err(err) => {
+                self.halt.set(format!(
+                    "the final sweep could not re-read the groups: {err:#}; instances that \
+                     joined during the push may not be on the build"
+                ));
+                return Vec::new();
+            }
+        };
+        let joined: Vec<Target> = now
+            .into_iter()
+            .filter(|t| !attempted.contains(&key(t)))
+            .collect();
+        if !joined.is_empty() {
+            self.runner.printer.status(&format!(
+                "{} instance(s) joined during the push",
+                joined.len()
+            ));
+        }
+        plan::batches(&joined, self.runner.rollout.batch, 0)
+    }
+
+    /// The hosts of `batch` still in their groups (re-read now); those that left are reported
+    /// as `left`. Groups that cannot be read stop the push instead of failing it.
+    async fn still_present(&self, batch: Vec<Target>, report: &mut Report) -> Vec<Target> {
+        if !matches!(self.source, Source::Groups { .. }) || self.stopped(report) {
+            return batch;
+        }
+        match targets::resolve(self.source, self.fleet).await {
+            Ok((now, _)) => {
+                let present: BTreeSet<String> = now.iter().map(key).collect();
+                let (stay, left): (Vec<Target>, Vec<Target>) =
+                    batch.into_iter().partition(|t| present.contains(&key(t)));
+                report
+                    .hosts
+                    .extend(left.iter().map(|t| unstarted(t, "left")));
+                stay
+            }
+            Err(err) => {
+                self.halt.set(format!(
+                    "re-reading the groups before batch {} failed: {err:#}",
+                    report.batches + 1
+                ));
+                batch
+            }
+        }
+    }
 }
 
 fn key(target: &Target) -> String {

@@ -317,6 +317,30 @@ fn a_damaged_lock_is_removed_by_unlock_force() {
         .success();
 }
 
+/// Item 16, the `file://` store: the same for a damaged lock in a directory.
+#[test]
+fn a_damaged_lock_in_a_directory_store_is_removed_by_unlock_force() {
+    let store = tempfile::tempdir().unwrap();
+    let lock = store.path().join(LOCK);
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(&lock, "").unwrap();
+    let unlock = |force: bool| {
+        Release::new()
+            .args(["--artifact", ARTIFACT, "--bucket"])
+            .arg(format!("file://{}", store.path().display()))
+            .arg("unlock")
+            .args(force.then_some("--force"))
+    };
+    unlock(false)
+        .code(3)
+        .stderr_contains("is damaged (it is empty)");
+    assert!(lock.exists());
+    unlock(true)
+        .success()
+        .stdout_contains("removed the damaged push lock");
+    assert!(!lock.exists());
+}
+
 /// Item 16: `unlock` removes only the lock it read. The proxy replaces the lock (another push
 /// took it) just before unlock's DELETE reaches moto: the new lock stays, and unlock says so.
 #[test]
