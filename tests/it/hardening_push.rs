@@ -413,7 +413,7 @@ fn a_push_longer_than_the_lock_lifetime_keeps_its_lock() {
                 "--batch",
                 "1",
                 "--health-command",
-                "sleep 3",
+                "sleep 4",
             ],
         )
         .env(TTL_VARIABLE, "3")
