@@ -97,7 +97,7 @@ ${kex:+  KexAlgorithms $kex}
 Host *
   ProxyCommand /bin/false
 EOF
-ssh -F "$cfg" "${addrs[0]}" 'command -v release aws >/dev/null' || { log "hosts cannot find release and aws"; exit 1; }
+ssh -F "$cfg" -- "${addrs[0]}" 'command -v release aws >/dev/null' || { log "hosts cannot find release and aws"; exit 1; }
 
 # --- Ansible: the old push job's playbook, pull + untar, with the same hosts, key and config.
 # Pipelining on and facts off make Ansible faster than the old job ran it (kind to Ansible).
@@ -123,7 +123,7 @@ for n in "${counts[@]}"; do
 done
 # Ansible's control masters outlive a run by 60 s (ControlPersist); close them so the next
 # run starts cold, like release's.
-close_masters() { for s in "$shm"/cp/*; do [ -S "$s" ] && ssh -F "$cfg" -o ControlPath="$s" -O exit "${addrs[0]}" 2>/dev/null; done; return 0; }
+close_masters() { for s in "$shm"/cp/*; do [ -S "$s" ] && ssh -F "$cfg" -o ControlPath="$s" -O exit -- "${addrs[0]}" 2>/dev/null; done; return 0; }
 on_exit close_masters
 reset_hosts() { for a in "${addrs[@]}"; do rm -rf "$hosts/$a/install"/* "$hosts/$a/home/x.tar.gz"; done; }
 
@@ -170,7 +170,7 @@ for ((i = 1; i <= runs; i++)); do
     # The floor under every method: one plain ssh connection per host running `true`, all
     # hosts at once (their handshakes share the 2 cores as the pushes' do).
     printf '%s\n' "${addrs[@]:0:n}" >"$run/hosts-$n"
-    timed_hosts "ssh-$n#$i" "$n" xargs -a "$run/hosts-$n" -P "$n" -I{} ssh -F "$cfg" {} true
+    timed_hosts "ssh-$n#$i" "$n" xargs -a "$run/hosts-$n" -P "$n" -I{} ssh -F "$cfg" -- {} true
     log "round $i of $runs: $n hosts, release push"
     release_push "rel-$n" "$i" "$n"
     # With more hosts than release's default cap on new connections (8), also without the cap.
@@ -184,7 +184,7 @@ for ((i = 1; i <= runs; i++)); do
       for a in "${addrs[@]:0:n}"; do [ -f "$hosts/$a/install/old/RELEASE" ] || { log "$a: ansible left no RELEASE"; exit 1; }; done
     fi
     log "round $i of $runs: $n hosts, the old script over plain ssh"
-    timed_hosts "raw-$n#$i" "$n" xargs -a "$run/hosts-$n" -P "$n" -I{} ssh -F "$cfg" {} "$old_script"
+    timed_hosts "raw-$n#$i" "$n" xargs -a "$run/hosts-$n" -P "$n" -I{} ssh -F "$cfg" -- {} "$old_script"
     for a in "${addrs[@]:0:n}"; do [ -f "$hosts/$a/install/old/RELEASE" ] || { log "$a: the script left no RELEASE"; exit 1; }; done
   done
 done

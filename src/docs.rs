@@ -58,6 +58,11 @@ const OTHER_ENV: &[(&str, &str)] = &[
         "The `user` of history records outside Jenkins (else `unknown`).",
     ),
     (
+        env_vars::TEST_LOCK_TTL,
+        "For tests only: the push lock's lifetime in seconds (default 7200), to prove its \
+         renewal without a two-hour push; `push` warns when it is set.",
+    ),
+    (
         "AWS_REGION",
         "The region when `--region` and release.toml give none (the standard AWS chain: \
          profile, instance metadata).",

@@ -23,6 +23,9 @@ pub const SSE_KMS_KEY_ID: &str = "RELEASE_SSE_KMS_KEY_ID";
 pub const LOG: &str = "RELEASE_LOG";
 /// Install directory on a host (default `/opt/{artifact}`).
 pub const INSTALL_DIR: &str = "RELEASE_INSTALL_DIR";
+/// For tests only: the push lock's lifetime in seconds (default 7200), so that renewal can be
+/// proven without a two-hour push. A push warns when it is set.
+pub const TEST_LOCK_TTL: &str = "RELEASE_TEST_LOCK_TTL_SECONDS";
 
 /// Jenkins: the job's build number, recorded as `BUILD`.
 pub const BUILD_NUMBER: &str = "BUILD_NUMBER";

@@ -7,10 +7,12 @@ use std::time::Duration;
 use anyhow::Result;
 use release_fleet::Fleet;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use crate::cli::{PushArgs, RemoteArgs, TargetArgs};
 use crate::config::PushFile;
+use crate::env_vars;
 use crate::error::{ExitStatus, Problem, Reported};
 use crate::history::{self, Record};
 use crate::output::Outcome;
@@ -19,7 +21,7 @@ use crate::rollout::health::HealthCheck;
 use crate::rollout::plan::{self, BatchSize};
 use crate::rollout::ssh::{self, SshOptions};
 use crate::rollout::targets::{self, AddressKind, Source, Target};
-use crate::rollout::{self, Remote, Report, Rollout, lock, template};
+use crate::rollout::{self, Halt, Remote, Report, Rollout, lock, template};
 
 /// Default seconds a host has to become healthy.
 const DEFAULT_HEALTH_TIMEOUT: u64 = 60;
@@ -43,15 +45,27 @@ pub fn reach(args: &TargetArgs, file: &PushFile) -> Result<Reach> {
     } else {
         args.asg.clone()
     };
-    let hosts: Vec<String> = if args.hosts.is_empty() {
-        file.hosts.clone().unwrap_or_default()
+    let (hosts, origin) = if args.hosts.is_empty() {
+        (
+            file.hosts.clone().unwrap_or_default(),
+            "`hosts` in release.toml",
+        )
     } else {
-        args.hosts.clone()
+        (args.hosts.clone(), "--hosts")
+    };
+    let hosts: Vec<String> = hosts
+        .into_iter()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .collect();
+    for host in &hosts {
+        targets::check_host(host).map_err(|why| {
+            Problem::Usage(format!(
+                "invalid host `{}` in {origin}: {why}",
+                host.escape_debug()
+            ))
+        })?;
     }
-    .into_iter()
-    .map(|h| h.trim().to_owned())
-    .filter(|h| !h.is_empty())
-    .collect();
     let address: AddressKind = args
         .address
         .clone()
@@ -218,22 +232,40 @@ pub async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
         found.len()
     );
     let holder = format!("{}@{}", history::user(), history::hostname());
-    let held = lock::acquire(&store, &layout, &holder, &what).await?;
-    let result = rollout::run(
-        rollout.clone(),
-        batches,
-        &reach.source,
-        fleet.as_ref(),
-        Arc::clone(&ctx.printer),
-        &ctx.cancel,
-    )
-    .await;
+    let (ttl, ttl_overridden) = lock::lifetime()?;
+    if ttl_overridden {
+        ctx.printer.warn(&format!(
+            "the push lock lives {}s ({}, meant for tests only)",
+            ttl.as_secs(),
+            env_vars::TEST_LOCK_TTL
+        ));
+    }
+    // Before the lock: a failure here has touched nothing.
+    let runner = rollout::Runner::new(rollout.clone(), Arc::clone(&ctx.printer))?;
+    let mut held = lock::acquire(&store, &layout, &holder, &what, ttl).await?;
+    let halt = Halt::default();
+    let done = CancellationToken::new();
+    let (mut report, ()) = tokio::join!(
+        async {
+            let report = rollout::run(
+                runner,
+                batches,
+                &reach.source,
+                fleet.as_ref(),
+                &ctx.cancel,
+                &halt,
+            )
+            .await;
+            done.cancel();
+            report
+        },
+        held.keep(&store, &done, &halt, &ctx.printer),
+    );
     if let Err(err) = held.release(&store).await {
         ctx.printer.warn(&format!(
             "could not remove the push lock: {err:#}; run `release unlock`"
         ));
     }
-    let mut report = result?;
     report.skipped = skipped;
 
     let mut record = Record::now("push", &layout);
@@ -270,11 +302,12 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
             "failed": failed,
             "batches": report.batches,
             "interrupted": report.interrupted,
+            "stopped": report.stopped,
             "hosts": report.hosts,
             "skipped": report.skipped,
         }),
     };
-    if ok == total {
+    if ok == total && report.stopped.is_none() {
         return Ok(outcome);
     }
     let status = if ok > 0 {
@@ -284,6 +317,8 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
     };
     let why = if report.interrupted {
         "interrupted: no new host was started".to_owned()
+    } else if let Some(reason) = &report.stopped {
+        format!("stopped: {reason}")
     } else if failed > rollout.max_failures {
         format!(
             "failures exceeded --max-failures {}: no new batch was started",

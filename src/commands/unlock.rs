@@ -1,4 +1,5 @@
-//! `release unlock`: remove a stale push lock.
+//! `release unlock`: remove a stale (or, with `--force`, any) push lock, including a damaged
+//! one. Only the version read is removed: a lock renewed or taken by a push meanwhile stays.
 
 use anyhow::Result;
 use serde_json::json;
@@ -7,42 +8,67 @@ use super::Context;
 use crate::cli::UnlockArgs;
 use crate::error::Problem;
 use crate::output::Outcome;
-use crate::rollout::lock;
+use crate::rollout::lock::{self, Current};
+use crate::store::StoreError;
 
 /// Runs `release unlock`.
 pub async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let store = ctx.store(None).await;
     let key = layout.push_lock();
-    let Some(held) = lock::read(&store, &layout).await? else {
-        return Ok(Outcome {
-            text: format!("no push lock at {}", store.url(&key)),
-            json: json!({"removed": false, "lock": null}),
-        });
+    let url = store.url(&key);
+    let (held, etag) = match lock::current(&store, &layout).await? {
+        None => {
+            return Ok(Outcome {
+                text: format!("no push lock at {url}"),
+                json: json!({"removed": false, "lock": null}),
+            });
+        }
+        Some(Current::Damaged { why, .. }) if !args.force => {
+            return Err(Problem::Conflict(format!(
+                "`{url}` is damaged ({why}): no push wrote it like this; \
+                 `release unlock --force` removes it"
+            ))
+            .into());
+        }
+        Some(Current::Damaged { etag, .. }) => (None, etag),
+        Some(Current::Held { info, .. }) if !info.is_expired() && !args.force => {
+            return Err(Problem::Conflict(format!(
+                "the push lock is held by {} since {} ({}) and expires {}: it may still be \
+                 running; use `release unlock --force` if you know it is not",
+                info.holder, info.since, info.what, info.expires
+            ))
+            .into());
+        }
+        Some(Current::Held { info, etag }) => (Some(info), etag),
     };
-    if !held.is_expired() && !args.force {
-        return Err(Problem::Conflict(format!(
-            "the push lock is held by {} since {} ({}) and expires {}: it may still be running; \
-             use `release unlock --force` if you know it is not",
-            held.holder, held.since, held.what, held.expires
-        ))
-        .into());
-    }
+    let whose = held.as_ref().map_or_else(
+        || "the damaged push lock".to_owned(),
+        |h| format!("the push lock held by {}", h.holder),
+    );
     if ctx.settings.dry_run {
         return Ok(Outcome {
-            text: format!(
-                "dry run: would remove the push lock held by {}",
-                held.holder
-            ),
-            json: json!({"dry_run": true, "removed": false, "lock": held}),
+            text: format!("dry run: would remove {whose}"),
+            json: json!({"dry_run": true, "removed": false, "lock": held, "damaged": held.is_none()}),
         });
     }
-    store.delete(&key).await?;
+    match store.delete_if_match(&key, &etag).await {
+        Ok(()) => {}
+        Err(StoreError::PreconditionFailed { .. }) => {
+            return Err(Problem::Conflict(format!(
+                "`{url}` changed while it was being removed (a push took or renewed it): \
+                 nothing was removed; run `release unlock` again to see who holds it"
+            ))
+            .into());
+        }
+        Err(err) => return Err(err.into()),
+    }
+    let since = held
+        .as_ref()
+        .map(|h| format!(" since {}", h.since))
+        .unwrap_or_default();
     Ok(Outcome {
-        text: format!(
-            "removed the push lock held by {} since {}",
-            held.holder, held.since
-        ),
-        json: json!({"removed": true, "lock": held}),
+        text: format!("removed {whose}{since}"),
+        json: json!({"removed": true, "lock": held, "damaged": held.is_none()}),
     })
 }

@@ -11,10 +11,11 @@ pub mod ssh;
 pub mod targets;
 pub mod template;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -99,6 +100,9 @@ pub struct Report {
     pub batches: usize,
     /// Whether a signal stopped it.
     pub interrupted: bool,
+    /// Why it stopped before its end although no host failed beyond the limit: an AWS error
+    /// re-reading the groups, or a push lock that was lost.
+    pub stopped: Option<String>,
 }
 
 impl Report {
@@ -113,82 +117,97 @@ impl Report {
     }
 }
 
+/// Why no new batch may start, set from outside the batch loop (the lock's renewal) or by it
+/// (an AWS error): the first reason set wins.
+#[derive(Debug, Clone, Default)]
+pub struct Halt(Arc<Mutex<Option<String>>>);
+
+impl Halt {
+    /// Stops new batches for `reason`, unless a reason was already given.
+    pub fn set(&self, reason: String) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(reason);
+    }
+
+    /// The reason, if set.
+    pub fn reason(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// Shared by the hosts of a push.
-struct Runner {
+pub struct Runner {
     rollout: Rollout,
     connects: Semaphore,
     control_dir: tempfile::TempDir,
     printer: Arc<Printer>,
 }
 
-/// Runs the batches; never returns early: every host planned gets a line in the report.
+impl Runner {
+    /// Prepares what the hosts share (the control-socket and log directories), before the lock
+    /// is taken and any host touched, so that a failure here changes nothing.
+    pub fn new(rollout: Rollout, printer: Arc<Printer>) -> Result<Runner> {
+        // Short: the control sockets live here, and Unix sockets allow about 100 bytes.
+        let control_dir = tempfile::Builder::new().prefix("rls").tempdir_in("/tmp")?;
+        if let Some(dir) = &rollout.log_dir {
+            fs_err::create_dir_all(dir)?;
+        }
+        Ok(Runner {
+            connects: Semaphore::new(rollout.max_connections.max(1)),
+            rollout,
+            control_dir,
+            printer,
+        })
+    }
+}
+
+/// Runs the batches; never fails: every host planned gets a line in the report, and an error
+/// after the first host was touched (re-reading the groups) stops new batches instead.
 pub async fn run(
-    rollout: Rollout,
+    runner: Runner,
     batches: Vec<Vec<Target>>,
     source: &Source,
     fleet: Option<&Fleet>,
-    printer: Arc<Printer>,
     cancel: &CancellationToken,
-) -> Result<Report> {
-    // Short: the control sockets live here, and Unix sockets allow about 100 bytes.
-    let control_dir = tempfile::Builder::new().prefix("rls").tempdir_in("/tmp")?;
-    if let Some(dir) = &rollout.log_dir {
-        fs_err::create_dir_all(dir)?;
-    }
-    let runner = Arc::new(Runner {
-        connects: Semaphore::new(rollout.max_connections.max(1)),
-        rollout,
-        control_dir,
-        printer,
-    });
+    halt: &Halt,
+) -> Report {
+    let push = Push {
+        runner: Arc::new(runner),
+        source,
+        fleet,
+        cancel,
+        halt,
+    };
     let mut report = Report::default();
     let mut attempted: BTreeSet<String> = BTreeSet::new();
     let mut queue: std::collections::VecDeque<Vec<Target>> = batches.into();
     let mut sweeps = 0;
     loop {
-        let Some(mut batch) = queue.pop_front() else {
-            // The sweep: instances that joined the groups during the push.
-            if !matches!(source, Source::Groups { .. })
-                || sweeps >= 3
-                || stopped(&runner, &report, cancel)
-            {
+        let Some(batch) = queue.pop_front() else {
+            if sweeps >= 3 || push.stopped(&report) {
                 break;
             }
             sweeps += 1;
-            let (now, _) = targets::resolve(source, fleet).await?;
-            let joined: Vec<Target> = now
-                .into_iter()
-                .filter(|t| !attempted.contains(&key(t)))
-                .collect();
+            let joined = push.sweep(&attempted).await;
             if joined.is_empty() {
                 break;
             }
-            runner.printer.status(&format!(
-                "{} instance(s) joined during the push",
-                joined.len()
-            ));
-            queue.extend(plan::batches(&joined, runner.rollout.batch, 0));
+            queue.extend(joined);
             continue;
         };
-        if stopped(&runner, &report, cancel) {
+        let batch = push.still_present(batch, &mut report).await;
+        if push.stopped(&report) {
             report.interrupted |= cancel.is_cancelled();
+            let why = halt.reason();
             for target in batch.into_iter().chain(queue.drain(..).flatten()) {
-                report.hosts.push(unstarted(&target, "not-started"));
+                let mut line = unstarted(&target, "not-started");
+                line.error.clone_from(&why);
+                report.hosts.push(line);
             }
             break;
         }
-        if matches!(source, Source::Groups { .. }) {
-            let (now, _) = targets::resolve(source, fleet).await?;
-            let present: BTreeSet<String> = now.iter().map(key).collect();
-            let (stay, left): (Vec<Target>, Vec<Target>) =
-                batch.into_iter().partition(|t| present.contains(&key(t)));
-            report
-                .hosts
-                .extend(left.iter().map(|t| unstarted(t, "left")));
-            batch = stay;
-        }
         report.batches += 1;
-        runner.printer.status(&format!(
+        push.runner.printer.status(&format!(
             "batch {}: {}",
             report.batches,
             batch
@@ -198,13 +217,83 @@ pub async fn run(
                 .join(", ")
         ));
         attempted.extend(batch.iter().map(key));
-        report.hosts.extend(run_batch(&runner, batch).await);
+        report.hosts.extend(run_batch(&push.runner, batch).await);
     }
-    Ok(report)
+    report.stopped = halt.reason();
+    report
 }
 
-fn stopped(runner: &Runner, report: &Report, cancel: &CancellationToken) -> bool {
-    cancel.is_cancelled() || report.failed() > runner.rollout.max_failures
+/// What the batch loop works with.
+struct Push<'a> {
+    runner: Arc<Runner>,
+    source: &'a Source,
+    fleet: Option<&'a Fleet>,
+    cancel: &'a CancellationToken,
+    halt: &'a Halt,
+}
+
+impl Push<'_> {
+    /// Whether no new batch may start: a signal, too many failures, or a halt.
+    fn stopped(&self, report: &Report) -> bool {
+        self.cancel.is_cancelled()
+            || report.failed() > self.runner.rollout.max_failures
+            || self.halt.reason().is_some()
+    }
+
+    /// Instances that joined the groups during the push, as batches. Groups that cannot be
+    /// read stop the push (the report says joiners may be missing).
+    async fn sweep(&self, attempted: &BTreeSet<String>) -> Vec<Vec<Target>> {
+        if !matches!(self.source, Source::Groups { .. }) {
+            return Vec::new();
+        }
+        let now = match targets::resolve(self.source, self.fleet).await {
+            Ok((now, _)) => now,
+            Err(err) => {
+                self.halt.set(format!(
+                    "the final sweep could not re-read the groups: {err:#}; instances that \
+                     joined during the push may not be on the build"
+                ));
+                return Vec::new();
+            }
+        };
+        let joined: Vec<Target> = now
+            .into_iter()
+            .filter(|t| !attempted.contains(&key(t)))
+            .collect();
+        if !joined.is_empty() {
+            self.runner.printer.status(&format!(
+                "{} instance(s) joined during the push",
+                joined.len()
+            ));
+        }
+        plan::batches(&joined, self.runner.rollout.batch, 0)
+    }
+
+    /// The hosts of `batch` still in their groups (re-read now); those that left are reported
+    /// as `left`. Groups that cannot be read stop the push instead of failing it.
+    async fn still_present(&self, batch: Vec<Target>, report: &mut Report) -> Vec<Target> {
+        if !matches!(self.source, Source::Groups { .. }) || self.stopped(report) {
+            return batch;
+        }
+        match targets::resolve(self.source, self.fleet).await {
+            Ok((now, _)) => {
+                let present: BTreeSet<String> = now.iter().map(key).collect();
+                let (stay, left): (Vec<Target>, Vec<Target>) =
+                    batch.into_iter().partition(|t| present.contains(&key(t)));
+                report
+                    .hosts
+                    .extend(left.iter().map(|t| unstarted(t, "left")));
+                stay
+            }
+            Err(err) => {
+                self.halt.set(format!(
+                    "re-reading the groups before batch {} failed: {err:#}",
+                    report.batches + 1
+                ));
+                batch
+            }
+        }
+    }
 }
 
 fn key(target: &Target) -> String {
@@ -216,18 +305,75 @@ fn key(target: &Target) -> String {
 
 /// The hosts of one batch at once; their reports in the batch's order.
 async fn run_batch(runner: &Arc<Runner>, batch: Vec<Target>) -> Vec<HostReport> {
-    let mut running = JoinSet::new();
-    for (index, target) in batch.into_iter().enumerate() {
+    let reports = join_hosts(batch, |target| {
         let runner = Arc::clone(runner);
-        running.spawn(async move { (index, push_host(&runner, target).await) });
-    }
-    let mut done: BTreeMap<usize, HostReport> = BTreeMap::new();
-    while let Some(joined) = running.join_next().await {
-        if let Ok((index, report)) = joined {
-            done.insert(index, report);
+        async move { push_host(&runner, target).await }
+    })
+    .await;
+    for line in reports.iter().filter(|r| r.result == "failed") {
+        if let Some(error) = line.error.as_deref().filter(|e| e.starts_with(INTERNAL)) {
+            runner
+                .printer
+                .status(&format!("[{}] FAILED: {error}", line.host));
         }
     }
+    reports
+}
+
+/// How the report words a host task that panicked.
+const INTERNAL: &str = "internal error";
+
+/// Runs `host` for every target at once and returns one line per target, in the batch's
+/// order: a task that panicked (or vanished) is a failed line saying so, never a missing one.
+async fn join_hosts<F, Fut>(batch: Vec<Target>, host: F) -> Vec<HostReport>
+where
+    F: Fn(Target) -> Fut,
+    Fut: Future<Output = HostReport> + Send + 'static,
+{
+    let mut running = JoinSet::new();
+    let mut planned: HashMap<tokio::task::Id, (usize, Target)> = HashMap::new();
+    for (index, target) in batch.into_iter().enumerate() {
+        let handle = running.spawn(host(target.clone()));
+        planned.insert(handle.id(), (index, target));
+    }
+    let mut done: BTreeMap<usize, HostReport> = BTreeMap::new();
+    while let Some(joined) = running.join_next_with_id().await {
+        let (id, outcome) = match joined {
+            Ok((id, report)) => (id, Ok(report)),
+            Err(err) => (err.id(), Err(err)),
+        };
+        let Some((index, target)) = planned.remove(&id) else {
+            continue;
+        };
+        let line = outcome.unwrap_or_else(|err| {
+            let why = if err.is_panic() {
+                panic_text(err.into_panic())
+            } else {
+                "its task was cancelled".to_owned()
+            };
+            let mut line = unstarted(&target, "failed");
+            line.error = Some(format!(
+                "{INTERNAL}: {why}; the host may be part-way through"
+            ));
+            line
+        });
+        done.insert(index, line);
+    }
+    for (index, target) in planned.into_values() {
+        let mut line = unstarted(&target, "failed");
+        line.error = Some(format!("{INTERNAL}: its task vanished"));
+        done.insert(index, line);
+    }
     done.into_values().collect()
+}
+
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(text) => *text,
+        Err(payload) => payload
+            .downcast_ref::<&str>()
+            .map_or_else(|| "a panic".to_owned(), |text| (*text).to_owned()),
+    }
 }
 
 /// One host: connect, run, check health. Never fails: failures go into the report.
@@ -388,5 +534,43 @@ fn unstarted(target: &Target, result: &str) -> HostReport {
         result: result.to_owned(),
         error: None,
         seconds: 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(host: &str) -> Target {
+        Target {
+            host: host.to_owned(),
+            address: host.to_owned(),
+            instance: None,
+            group: None,
+            lifecycle: None,
+            zone: None,
+        }
+    }
+
+    /// A host task that panics still has its line, failed, in its place.
+    #[tokio::test]
+    async fn a_panicking_host_task_keeps_its_line() {
+        let batch = vec![target("a"), target("b"), target("c")];
+        let reports = join_hosts(batch, |t| async move {
+            if t.host == "b" {
+                panic!("boom on {}", t.host);
+            }
+            let mut line = unstarted(&t, "ok");
+            line.after = Some(7);
+            line
+        })
+        .await;
+        let lines: Vec<(&str, &str)> = reports
+            .iter()
+            .map(|r| (r.host.as_str(), r.result.as_str()))
+            .collect();
+        assert_eq!(lines, [("a", "ok"), ("b", "failed"), ("c", "ok")]);
+        let error = reports[1].error.as_deref().unwrap();
+        assert!(error.starts_with("internal error: boom on b"), "{error}");
     }
 }

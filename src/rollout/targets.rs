@@ -127,7 +127,19 @@ pub async fn resolve(
             .iter()
             .find(|(id, _)| *id == member.instance_id)
             .map(|(_, a)| a);
-        match found.and_then(|a| pick(a, kind)) {
+        let address = found.and_then(|a| pick(a, kind));
+        if let Some(bad) = address
+            .as_deref()
+            .and_then(|a| check_host(a).err().map(|e| (a, e)))
+        {
+            skipped.push(skip(
+                &member.instance_id,
+                &member.group,
+                &format!("unusable address `{}`: {}", bad.0.escape_debug(), bad.1),
+            ));
+            continue;
+        }
+        match address {
             Some(address) => targets.push(Target {
                 host: address.clone(),
                 address,
@@ -154,10 +166,86 @@ fn pick(addresses: &Addresses, kind: AddressKind) -> Option<String> {
     }
 }
 
+/// Refuses a host that could not be a host name: `[user@]host`, where the user is letters,
+/// digits, `.`, `_` and `-`, and the host a DNS name, an ssh config alias, an IPv4 or an IPv6
+/// address (letters, digits, `.`, `_`, `-`, `:`), neither starting with `-`.
+///
+/// The openssh crate passes the host to `ssh` as its last argument with no `--` before it (it
+/// offers no way to add one), so a leading `-` would be read as an option (`-oProxyCommand=…`
+/// runs a command on the controller). The host also names the per-host log file, so no `/`.
+pub fn check_host(value: &str) -> Result<(), String> {
+    let (user, host) = match value.rsplit_once('@') {
+        Some((user, host)) => (Some(user), host),
+        None => (None, value),
+    };
+    let word = |text: &str, what: &str, extra: &[char]| -> Result<(), String> {
+        if text.is_empty() {
+            return Err(format!("its {what} is empty"));
+        }
+        if text.starts_with('-') {
+            return Err(format!(
+                "its {what} starts with `-`, which ssh would read as an option"
+            ));
+        }
+        match text.chars().find(|c| {
+            !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || extra.contains(c))
+        }) {
+            Some(c) => Err(format!(
+                "its {what} contains {c:?}: a host is `[user@]host` with letters, digits, `.`, `_`, `-` (and `:` for IPv6)"
+            )),
+            None => Ok(()),
+        }
+    };
+    if let Some(user) = user {
+        word(user, "user", &[])?;
+    }
+    word(host, "host name", &[':'])?;
+    if host.len() > 253 {
+        return Err("its host name is longer than 253 characters".into());
+    }
+    Ok(())
+}
+
 fn skip(instance: &str, group: &str, reason: &str) -> Skipped {
     Skipped {
         instance: instance.to_owned(),
         group: group.to_owned(),
         reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_that_ssh_could_read_as_options_are_refused() {
+        for good in [
+            "127.0.1.4",
+            "web-1.prod.example.com",
+            "ec2-user@10.0.0.7",
+            "bastion_alias",
+            "fe80::1",
+            "2001:db8::7",
+        ] {
+            assert_eq!(check_host(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "-V",
+            "-oProxyCommand=touch /tmp/x",
+            "user@-V",
+            "-l@host",
+            "",
+            "a b",
+            "a\tb",
+            "web\n1",
+            "../../etc/x",
+            "ssh://host:22",
+            "host;id",
+            "@host",
+        ] {
+            assert!(check_host(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_host(&"a".repeat(254)).is_err());
     }
 }

@@ -161,6 +161,29 @@ impl DirStore {
         }
     }
 
+    /// Removes `key` if its ETag is still `etag`, under the compare-and-swap lock, so no
+    /// conditional write can slip in between the comparison and the removal.
+    pub(super) fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
+        let _lock = self.cas_lock(key, Op::Delete)?;
+        if self.head(key)?.is_none_or(|meta| meta.etag != etag) {
+            return Err(StoreError::PreconditionFailed {
+                op: Op::Delete,
+                location: self.location(),
+                key: key.to_owned(),
+            });
+        }
+        self.delete(key)
+    }
+
+    /// Holds the store's compare-and-swap lock until dropped.
+    fn cas_lock(&self, key: &str, op: Op) -> Result<fs_err::File, StoreError> {
+        fs_err::create_dir_all(&self.root).map_err(|e| self.fail(op, key, e))?;
+        let lock =
+            fs_err::File::create(self.root.join(LOCK_FILE)).map_err(|e| self.fail(op, key, e))?;
+        lock.file().lock().map_err(|e| self.fail(op, key, e))?;
+        Ok(lock)
+    }
+
     pub(super) async fn download(
         &self,
         key: &str,
@@ -251,17 +274,13 @@ impl DirStore {
                 fs_err::rename(tmp, &dest).map_err(|e| self.fail(Op::Write, key, e))
             }
             Precondition::IfMatch(expected) => {
-                let lock = fs_err::File::create(self.root.join(LOCK_FILE))
-                    .map_err(|e| self.fail(Op::Write, key, e))?;
-                lock.file()
-                    .lock()
-                    .map_err(|e| self.fail(Op::Write, key, e))?;
+                let _lock = self.cas_lock(key, Op::Write)?;
                 let current = self.head(key)?;
                 if current.is_none_or(|meta| &meta.etag != expected) {
                     return Err(precondition_failed());
                 }
                 fs_err::rename(tmp, &dest).map_err(|e| self.fail(Op::Write, key, e))
-                // The lock is released when `lock` is dropped.
+                // The lock is released when `_lock` is dropped.
             }
         }
     }
@@ -297,4 +316,38 @@ fn etag_of(meta: &std::fs::Metadata) -> String {
         meta.mtime(),
         meta.mtime_nsec()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_conditional_delete_removes_only_the_version_it_names() {
+        let root = tempfile::tempdir().unwrap();
+        let store = DirStore::new(root.path().to_path_buf());
+        let key = "web/prod/push.lock";
+        store.put(key, b"lock A", &Precondition::IfAbsent).unwrap();
+        let a = store.head(key).unwrap().unwrap().etag;
+        store
+            .put(key, b"lock B", &Precondition::IfMatch(a.clone()))
+            .unwrap();
+        let b = store.head(key).unwrap().unwrap().etag;
+        assert_ne!(a, b);
+
+        let stale = store.delete_if_match(key, &a);
+        assert!(
+            matches!(stale, Err(StoreError::PreconditionFailed { .. })),
+            "{stale:?}"
+        );
+        assert_eq!(&store.get(key).unwrap().unwrap().body[..], b"lock B");
+
+        store.delete_if_match(key, &b).unwrap();
+        assert!(store.get(key).unwrap().is_none());
+        let gone = store.delete_if_match(key, &b);
+        assert!(
+            matches!(gone, Err(StoreError::PreconditionFailed { .. })),
+            "{gone:?}"
+        );
+    }
 }

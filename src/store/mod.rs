@@ -295,6 +295,19 @@ impl Store {
         }
     }
 
+    /// Deletes the object only if it still has `etag`; a changed or missing object is
+    /// `PreconditionFailed` and nothing is deleted.
+    ///
+    /// S3 checks `If-Match` on DeleteObject atomically (moto 5.2.5 checks it too); an
+    /// S3-compatible store that ignores the header is still covered by the HEAD that compares
+    /// the ETag first, with a window of one round trip between the HEAD and the DELETE.
+    pub async fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
+        match self {
+            Self::S3(s) => s.delete_if_match(key, etag).await,
+            Self::Dir(d) => d.delete_if_match(key, etag),
+        }
+    }
+
     /// Streams `parts` into a new object at `key`, which must not exist yet.
     ///
     /// Returns the object's size. On error, or when `cancel` fires, no object is left at `key`

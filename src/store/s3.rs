@@ -223,6 +223,31 @@ impl S3Store {
         }
     }
 
+    pub(super) async fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
+        let changed = || StoreError::PreconditionFailed {
+            op: Op::Delete,
+            location: self.location(),
+            key: key.to_owned(),
+        };
+        // The HEAD covers stores that ignore `If-Match` on DELETE; S3 itself checks the header.
+        match self.head(key).await? {
+            Some(meta) if same_etag(&meta.etag, etag) => {}
+            _ => return Err(changed()),
+        }
+        let request = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_match(etag);
+        match request.send().await {
+            Ok(_) => Ok(()),
+            // Gone meanwhile (S3 and moto answer 404 to an If-Match on a missing key).
+            Err(err) if is_not_found(&err) => Err(changed()),
+            Err(err) => Err(self.error(Op::Delete, key, err)),
+        }
+    }
+
     pub(super) async fn download(
         &self,
         key: &str,
@@ -526,4 +551,9 @@ fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
 
 fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     status_of(err) == Some(404) && err.code() != Some("NoSuchBucket")
+}
+
+/// ETags compare without their quotes (S3 does not care whether `If-Match` quotes them).
+fn same_etag(a: &str, b: &str) -> bool {
+    a.trim_matches('"') == b.trim_matches('"')
 }

@@ -5,6 +5,7 @@ mod config;
 mod docs;
 mod hardening_install;
 mod hardening_bucket;
+mod hardening_push;
 mod harness_selftest;
 mod hosts_selftest;
 mod install;

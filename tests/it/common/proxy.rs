@@ -580,3 +580,42 @@ fn set_timeouts(stream: &TcpStream) -> io::Result<()> {
     stream.set_read_timeout(Some(SOCKET_TIMEOUT))?;
     stream.set_write_timeout(Some(SOCKET_TIMEOUT))
 }
+
+/// The AWS service a request is signed for (`s3`, `ec2`, `autoscaling`, ...), read from the
+/// credential scope of its SigV4 `Authorization` header (`Credential=AK/DATE/REGION/SERVICE/…`).
+/// moto serves every service on one port, so this is how a rule tells them apart.
+pub fn signed_service(request: &RequestInfo) -> Option<&str> {
+    let authorization = request.header("authorization")?;
+    let scope = authorization.split("Credential=").nth(1)?;
+    scope.split([',', ' ']).next()?.split('/').nth(3)
+}
+
+/// A rule forwarding the first `n` requests that match `matches` and applying `action` to every
+/// later one (and forwarding those that do not match): a fault that starts mid-run.
+pub fn after_n(
+    n: usize,
+    matches: impl Fn(&RequestInfo) -> bool + Send + Sync + 'static,
+    action: Action,
+) -> impl Fn(&RequestInfo) -> Action + Send + Sync + 'static {
+    let hits = AtomicUsize::new(0);
+    move |request| {
+        if matches(request) && hits.fetch_add(1, Ordering::SeqCst) >= n {
+            action.clone()
+        } else {
+            Action::Forward
+        }
+    }
+}
+
+/// An error answer in the AWS query protocol's shape (Auto Scaling, IAM, STS …), e.g.
+/// `query_error(400, "Throttling", "Rate exceeded")`, which the SDK retries as throttling.
+pub fn query_error(status: u16, code: &str, message: &str) -> Action {
+    Action::Reply(
+        status,
+        format!(
+            "<ErrorResponse xmlns=\"https://autoscaling.amazonaws.com/doc/2011-01-01/\"><Error>\
+             <Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>\
+             <RequestId>fault-proxy</RequestId></ErrorResponse>"
+        ),
+    )
+}
