@@ -25,7 +25,7 @@ use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
 use crate::output::{BytesProgress, Outcome};
 use crate::resolve::{self, Build, BuildRef};
-use crate::signals;
+use crate::signals::{self, Cleanup};
 use crate::store::Store;
 
 /// Downloaded chunks waiting for the unpacker: bounds memory whatever the archive's size.
@@ -225,6 +225,11 @@ async fn download(
         build.manifest.size(),
     );
     let counter = progress.clone();
+    signals::step(
+        format!("downloading build {number}"),
+        "nothing was switched (the partial download is removed)",
+        Cleanup::Within,
+    );
     let unpacking = tokio::task::spawn_blocking(move || unpack(rx, format, &partial, counter));
     ctx.printer.status(&format!("downloading {url}"));
     let downloaded = tokio::select! {

@@ -20,6 +20,7 @@ use crate::rollout::plan::{self, BatchSize};
 use crate::rollout::ssh::{self, SshOptions};
 use crate::rollout::targets::{self, AddressKind, Source, Target};
 use crate::rollout::{self, Remote, Report, Rollout, lock, template};
+use crate::signals::{self, Cleanup};
 
 /// Default seconds a host has to become healthy.
 const DEFAULT_HEALTH_TIMEOUT: u64 = 60;
@@ -119,7 +120,7 @@ pub async fn resolve_targets(
     source: &Source,
 ) -> Result<(Vec<Target>, Option<Fleet>, Vec<targets::Skipped>)> {
     let fleet = match source {
-        Source::Groups { .. } => Some(Fleet::connect(ctx.settings.region.clone()).await),
+        Source::Groups { .. } => Some(Fleet::new(&ctx.aws_config().await)),
         Source::Hosts(_) => None,
     };
     let (found, skipped) = targets::resolve(source, fleet.as_ref()).await?;
@@ -218,7 +219,17 @@ pub async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
         found.len()
     );
     let holder = format!("{}@{}", history::user(), history::hostname());
+    signals::step(
+        "taking the push lock",
+        "no host was touched (if a later push finds the lock held, `release unlock` removes it)",
+        Cleanup::None,
+    );
     let held = lock::acquire(&store, &layout, &holder, &what).await?;
+    signals::step(
+        format!("pushing build {}", rollout.version),
+        "no new host is started; those running finish and the report says which",
+        Cleanup::Finish,
+    );
     let result = rollout::run(
         rollout.clone(),
         batches,

@@ -8,6 +8,7 @@ use crate::cli::UnlockArgs;
 use crate::error::Problem;
 use crate::output::Outcome;
 use crate::rollout::lock;
+use crate::signals::{self, Cleanup};
 
 /// Runs `release unlock`.
 pub async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
@@ -37,6 +38,11 @@ pub async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
             json: json!({"dry_run": true, "removed": false, "lock": held}),
         });
     }
+    signals::step(
+        "removing the push lock",
+        "the lock may or may not have been removed: `release unlock` again tells",
+        Cleanup::None,
+    );
     store.delete(&key).await?;
     Ok(Outcome {
         text: format!(

@@ -10,3 +10,4 @@ mod pipelines;
 mod progress;
 mod promote;
 mod push;
+mod stalled;
