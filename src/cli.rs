@@ -64,6 +64,19 @@ pub struct GlobalArgs {
     )]
     pub dry_run: Option<bool>,
 
+    /// Seconds to open a connection to AWS (or the S3-compatible endpoint) [default: 10].
+    #[arg(long, global = true, env = env_vars::CONNECT_TIMEOUT, value_name = "SECS")]
+    pub connect_timeout: Option<u64>,
+
+    /// Seconds for an AWS answer to start once a request was sent [default: 60]. Streamed
+    /// downloads and uploads are judged by their progress instead.
+    #[arg(long, global = true, env = env_vars::READ_TIMEOUT, value_name = "SECS")]
+    pub read_timeout: Option<u64>,
+
+    /// Seconds for a whole AWS call, retries included [default: 300].
+    #[arg(long, global = true, env = env_vars::OPERATION_TIMEOUT, value_name = "SECS")]
+    pub operation_timeout: Option<u64>,
+
     /// Configuration file [default: ./release.toml].
     #[arg(long, global = true, env = env_vars::CONFIG)]
     pub config: Option<PathBuf>,

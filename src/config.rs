@@ -5,10 +5,12 @@
 //! are the long flag names with `_` for `-`. Unknown keys are an error, so a typo is not silence.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::aws::Timeouts;
 use crate::cli::{CompressionArg, GlobalArgs, OutputFormat, Sse};
 use crate::names;
 
@@ -80,6 +82,12 @@ pub struct FileConfig {
     pub output: Option<OutputFormat>,
     /// Global `dry_run`.
     pub dry_run: Option<bool>,
+    /// Global `connect_timeout`, seconds.
+    pub connect_timeout: Option<u64>,
+    /// Global `read_timeout`, seconds.
+    pub read_timeout: Option<u64>,
+    /// Global `operation_timeout`, seconds.
+    pub operation_timeout: Option<u64>,
     /// `[build]`.
     #[serde(default)]
     pub build: BuildFile,
@@ -231,6 +239,8 @@ pub struct Settings {
     pub output: OutputFormat,
     /// Plan only.
     pub dry_run: bool,
+    /// Timeouts of every AWS call.
+    pub timeouts: Timeouts,
     /// The file layer, for the per-command tables.
     pub file: FileConfig,
     /// Where the file layer came from, if anywhere.
@@ -267,6 +277,7 @@ impl Settings {
             sse_kms_key_id: args.sse_kms_key_id.clone().or(file.sse_kms_key_id.clone()),
             output: args.output.or(file.output).unwrap_or(OutputFormat::Text),
             dry_run: args.dry_run.or(file.dry_run).unwrap_or(false),
+            timeouts: timeouts(args, &file)?,
             file,
             file_path,
             warnings,
@@ -292,9 +303,48 @@ impl Settings {
             "sse_kms_key_id": self.sse_kms_key_id,
             "output": format!("{:?}", self.output).to_lowercase(),
             "dry_run": self.dry_run,
+            "connect_timeout": self.timeouts.connect.as_secs(),
+            "read_timeout": self.timeouts.read.as_secs(),
+            "operation_timeout": self.timeouts.operation.as_secs(),
             "config_file": self.file_path,
         })
     }
+}
+
+/// The AWS timeouts: flag or env, else release.toml, else the defaults; zero is refused (it
+/// would fail every call).
+fn timeouts(args: &GlobalArgs, file: &FileConfig) -> Result<Timeouts, ConfigError> {
+    let defaults = Timeouts::default();
+    let pick = |what: &'static str, given: Option<u64>, in_file: Option<u64>, default: Duration| {
+        match given.or(in_file) {
+            Some(0) => Err(ConfigError::Invalid {
+                what,
+                message: "0 seconds would fail every AWS call; give at least 1".into(),
+            }),
+            Some(secs) => Ok(Duration::from_secs(secs)),
+            None => Ok(default),
+        }
+    };
+    Ok(Timeouts {
+        connect: pick(
+            "--connect-timeout",
+            args.connect_timeout,
+            file.connect_timeout,
+            defaults.connect,
+        )?,
+        read: pick(
+            "--read-timeout",
+            args.read_timeout,
+            file.read_timeout,
+            defaults.read,
+        )?,
+        operation: pick(
+            "--operation-timeout",
+            args.operation_timeout,
+            file.operation_timeout,
+            defaults.operation,
+        )?,
+    })
 }
 
 /// Reads `path`, or `./release.toml` if it exists; a file others could have written is

@@ -19,6 +19,12 @@ pub const CONFIG: &str = "RELEASE_CONFIG";
 pub const SSE: &str = "RELEASE_SSE";
 /// KMS key id for `aws:kms` server-side encryption.
 pub const SSE_KMS_KEY_ID: &str = "RELEASE_SSE_KMS_KEY_ID";
+/// Seconds to open a connection to AWS.
+pub const CONNECT_TIMEOUT: &str = "RELEASE_CONNECT_TIMEOUT";
+/// Seconds for an AWS answer to start.
+pub const READ_TIMEOUT: &str = "RELEASE_READ_TIMEOUT";
+/// Seconds for a whole AWS call, retries included.
+pub const OPERATION_TIMEOUT: &str = "RELEASE_OPERATION_TIMEOUT";
 /// `tracing` filter for logs on stderr, e.g. `release=debug`.
 pub const LOG: &str = "RELEASE_LOG";
 /// Install directory on a host (default `/opt/{artifact}`).

@@ -4,6 +4,7 @@
 //! its error, and map that to an exit status.
 
 pub mod archive;
+pub mod aws;
 pub mod batch;
 pub mod cli;
 pub mod commands;
@@ -75,7 +76,7 @@ pub fn run(cli: Cli) -> ExitStatus {
             printer: std::sync::Arc::new(printer),
             cancel: signals::install(),
         };
-        let result = dispatch(&ctx, cli.command).await;
+        let result = until_signal(&ctx, cli.command).await;
         (ctx, result)
     });
     let (ctx, result) = result;
@@ -87,6 +88,51 @@ pub fn run(cli: Cli) -> ExitStatus {
             ExitStatus::Success
         }
         Err(err) => report_error(&ctx.printer, &err),
+    }
+}
+
+/// Runs the command until it ends or a signal stops it. After a signal, a step that cleans up
+/// after itself gets the time `signals::Cleanup` says; any other is abandoned at once, so a
+/// call to an endpoint that never answers cannot keep the process alive.
+async fn until_signal(ctx: &Context, command: Command) -> Result<Outcome> {
+    let default = default_step(&command);
+    let work = dispatch(ctx, command);
+    tokio::pin!(work);
+    tokio::select! {
+        result = &mut work => return result,
+        () = ctx.cancel.cancelled() => {}
+    }
+    let cleanup = signals::current_step().map_or(signals::Cleanup::None, |s| s.cleanup);
+    match cleanup {
+        signals::Cleanup::None => Err(signals::interrupted(&default, false)),
+        signals::Cleanup::Finish => work.await,
+        signals::Cleanup::Within => tokio::time::timeout(signals::CLEANUP_GRACE, work)
+            .await
+            .unwrap_or_else(|_| Err(signals::interrupted(&default, true))),
+    }
+}
+
+/// What a command is doing before it names a step of its own: reading, for all but those that
+/// write, which name their writing steps.
+fn default_step(command: &Command) -> signals::Step {
+    let name = match command {
+        Command::Build(_) => "build",
+        Command::Completions(_) | Command::Man => "help",
+        Command::Promote(_) => "promote",
+        Command::Rollback(_) => "rollback",
+        Command::List(_) => "list",
+        Command::Show(_) => "show",
+        Command::History(_) => "history",
+        Command::Install(_) => "install",
+        Command::Current(_) => "current",
+        Command::Push(_) => "push",
+        Command::Status(_) => "status",
+        Command::Unlock(_) => "unlock",
+    };
+    signals::Step {
+        doing: format!("`release {name}` was reading what it needs"),
+        leaves: "nothing was changed".into(),
+        cleanup: signals::Cleanup::None,
     }
 }
 

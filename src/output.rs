@@ -40,6 +40,13 @@ pub struct Printer {
     last_progress: Mutex<Option<Instant>>,
 }
 
+/// One error line on stderr, now, from anywhere (a second signal ending the process): no
+/// printer needed, and a closed stderr is ignored.
+pub fn error_now(message: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(io::stderr(), "error: {message}");
+}
+
 /// Off a terminal, progress lines come at most this often.
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 

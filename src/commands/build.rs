@@ -24,7 +24,7 @@ use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
 use crate::output::{BytesProgress, Outcome};
 use crate::pointers::{self, Moved};
-use crate::signals;
+use crate::signals::{self, Cleanup};
 use crate::store::{Precondition, Store, StoreError};
 use crate::walk;
 
@@ -171,7 +171,20 @@ pub async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
         hostname(),
         uuid::Uuid::new_v4()
     );
+    signals::step(
+        "claiming a build number",
+        "no build was written (a number may have been claimed and will be skipped)",
+        Cleanup::None,
+    );
     let number = pointers::claim(&store, &layout, candidate, &token).await?;
+    signals::step(
+        format!("uploading build {number}"),
+        format!(
+            "no build {number} was written (its upload is aborted; an abort cut short is \
+             removed by the bucket's lifecycle rule, docs/iam.md)"
+        ),
+        Cleanup::Within,
+    );
     ctx.printer.status(&format!(
         "building {} {number} from {} entries at {}",
         layout.artifact(),
@@ -205,6 +218,11 @@ pub async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
     manifest.set(manifest::SHA256, &packed.sha256);
     manifest.set(manifest::SIZE, &packed.size.to_string());
     publish(ctx, &store, &layout, &archive_key, &manifest).await?;
+    signals::step(
+        "moving latest.txt",
+        format!("build {number} is stored; latest.txt may still name an older build"),
+        Cleanup::None,
+    );
     let moved = pointers::advance(&store, &layout.latest(), &manifest)
         .await
         .map_err(|e| {

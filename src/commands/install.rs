@@ -29,7 +29,7 @@ use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
 use crate::output::{BytesProgress, Outcome};
 use crate::resolve::{self, Build, BuildRef};
-use crate::signals;
+use crate::signals::{self, Cleanup};
 use crate::store::Store;
 
 /// Downloaded chunks waiting for the unpacker: bounds memory whatever the archive's size.
@@ -206,6 +206,12 @@ impl Install<'_> {
             previous,
             switched_back: false,
         };
+        signals::step(
+            format!("switching to build {number} and running its after-switch hooks"),
+            "`current` may point at the new build with its hooks unfinished: the same install \
+             run again finishes them",
+            Cleanup::Within,
+        );
         self.dir.set_pending(pending)?;
         self.dir.switch_to(number)?;
         self.complete(pending)
@@ -369,6 +375,11 @@ async fn download(
         build.manifest.size(),
     );
     let counter = progress.clone();
+    signals::step(
+        format!("downloading build {number}"),
+        "nothing was switched (the partial download is removed)",
+        Cleanup::Within,
+    );
     let unpacking = tokio::task::spawn_blocking(move || unpack(rx, format, &partial, counter));
     ctx.printer.status(&format!("downloading {url}"));
     let downloaded = tokio::select! {

@@ -37,6 +37,11 @@ impl Context {
         Ok(Layout::new(self.settings.artifact()?, &self.settings.stage))
     }
 
+    /// The AWS configuration: the standard chain, `--region` and the timeouts.
+    pub async fn aws_config(&self) -> aws_config::SdkConfig {
+        crate::aws::sdk_config(self.settings.region.clone(), &self.settings.timeouts).await
+    }
+
     /// Opens the configured store; `storage_class` applies to archives only.
     pub async fn store(&self, storage_class: Option<String>) -> Store {
         let policy = WritePolicy {

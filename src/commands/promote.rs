@@ -29,6 +29,7 @@ use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
 use crate::output::Outcome;
 use crate::resolve::{self, Build, BuildRef, Origin};
+use crate::signals::{self, Cleanup};
 use crate::store::{Precondition, Store, StoreError};
 
 /// Remote the tag is pushed to when none is given.
@@ -215,13 +216,40 @@ impl Promotion<'_> {
             return Ok(plan(&report));
         }
         let mut history_error = None;
+        let number = build.number;
         if !report.already_stable {
+            signals::step(
+                format!("moving latest-stable to build {number}"),
+                format!(
+                    "latest-stable may or may not have moved to {number} (`release show \
+                     latest-stable` tells); running the same promote again finishes it"
+                ),
+                Cleanup::None,
+            );
             self.move_pointer(&build, stable.as_ref()).await?;
             report.pointer_moved = true;
+            signals::step(
+                "writing the history record",
+                format!(
+                    "latest-stable moved to {number}; its history record and tag may be \
+                     missing: run the same promote again to push the tag"
+                ),
+                Cleanup::None,
+            );
             match self.record(&build, from_version, commit.as_deref()).await {
                 Ok(key) => report.history = Some(key),
                 Err(err) => history_error = Some(err),
             }
+        }
+        if commit.is_some() {
+            signals::step(
+                format!("moving and pushing the tag `{}`", self.tagging.name),
+                format!(
+                    "latest-stable is on {number}; the tag may not be pushed: run the same promote \
+                 again to retry it"
+                ),
+                Cleanup::None,
+            );
         }
         let tag_error = match &commit {
             Some(commit) => match self.tag_and_push(&build, commit) {

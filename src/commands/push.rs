@@ -22,6 +22,7 @@ use crate::rollout::plan::{self, BatchSize};
 use crate::rollout::ssh::{self, SshOptions};
 use crate::rollout::targets::{self, AddressKind, Source, Target};
 use crate::rollout::{self, Halt, Remote, Report, Rollout, lock, template};
+use crate::signals::{self, Cleanup};
 
 /// Default seconds a host has to become healthy.
 const DEFAULT_HEALTH_TIMEOUT: u64 = 60;
@@ -133,7 +134,7 @@ pub async fn resolve_targets(
     source: &Source,
 ) -> Result<(Vec<Target>, Option<Fleet>, Vec<targets::Skipped>)> {
     let fleet = match source {
-        Source::Groups { .. } => Some(Fleet::connect(ctx.settings.region.clone()).await),
+        Source::Groups { .. } => Some(Fleet::new(&ctx.aws_config().await)),
         Source::Hosts(_) => None,
     };
     let (found, skipped) = targets::resolve(source, fleet.as_ref()).await?;
@@ -242,7 +243,17 @@ pub async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
     }
     // Before the lock: a failure here has touched nothing.
     let runner = rollout::Runner::new(rollout.clone(), Arc::clone(&ctx.printer))?;
+    signals::step(
+        "taking the push lock",
+        "no host was touched (if a later push finds the lock held, `release unlock` removes it)",
+        Cleanup::None,
+    );
     let mut held = lock::acquire(&store, &layout, &holder, &what, ttl).await?;
+    signals::step(
+        format!("pushing build {}", rollout.version),
+        "no new host is started; those running finish and the report says which",
+        Cleanup::Finish,
+    );
     let halt = Halt::default();
     let done = CancellationToken::new();
     let (mut report, ()) = tokio::join!(

@@ -9,6 +9,7 @@ use crate::cli::UnlockArgs;
 use crate::error::Problem;
 use crate::output::Outcome;
 use crate::rollout::lock::{self, Current};
+use crate::signals::{self, Cleanup};
 use crate::store::StoreError;
 
 /// Runs `release unlock`.
@@ -52,6 +53,11 @@ pub async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
             json: json!({"dry_run": true, "removed": false, "lock": held, "damaged": held.is_none()}),
         });
     }
+    signals::step(
+        "removing the push lock",
+        "the lock may or may not have been removed: `release unlock` again tells",
+        Cleanup::None,
+    );
     match store.delete_if_match(&key, &etag).await {
         Ok(()) => {}
         Err(StoreError::PreconditionFailed { .. }) => {

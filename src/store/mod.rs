@@ -165,6 +165,38 @@ pub enum StoreError {
         /// The key.
         key: String,
     },
+    /// No answer in time.
+    #[error(
+        "no answer {op} `{key}` in {location} in time ({detail}): check the endpoint and the \
+         network, or raise --read-timeout / --operation-timeout"
+    )]
+    TimedOut {
+        /// The step.
+        op: Op,
+        /// Where.
+        location: String,
+        /// The key.
+        key: String,
+        /// Which limit, in the SDK's words.
+        detail: String,
+    },
+    /// The service could not be reached at all.
+    #[error(
+        "cannot reach the S3 service for {location} ({detail}): check the region (--region, \
+         AWS_REGION), any endpoint setting (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3) and the network"
+    )]
+    Unreachable {
+        /// Where.
+        location: String,
+        /// The innermost cause, e.g. "Connection refused (os error 111)".
+        detail: String,
+    },
+    /// No region is configured.
+    #[error(
+        "no AWS region: pass --region, set AWS_REGION, or set `region` in the AWS profile or \
+         release.toml"
+    )]
+    NoRegion,
     /// Stopped by a signal.
     #[error("interrupted by {signal}")]
     Interrupted {
@@ -190,7 +222,10 @@ impl StoreError {
     /// The exit status this error decides, if any.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         match self {
-            Self::NoSuchBucket { .. } | Self::NoCredentials { .. } => Some(ExitStatus::Usage),
+            Self::NoSuchBucket { .. }
+            | Self::NoCredentials { .. }
+            | Self::Unreachable { .. }
+            | Self::NoRegion => Some(ExitStatus::Usage),
             Self::PreconditionFailed { .. } => Some(ExitStatus::Conflict),
             _ => None,
         }
@@ -216,7 +251,13 @@ impl Store {
     pub async fn open(settings: &Settings, policy: WritePolicy) -> Self {
         match &settings.store {
             StoreLocation::S3 { bucket } => {
-                Self::S3(S3Store::connect(bucket.clone(), settings.region.clone(), policy).await)
+                let shared = crate::aws::sdk_config(settings.region.clone(), &settings.timeouts);
+                Self::S3(S3Store::new(
+                    &shared.await,
+                    settings.timeouts,
+                    bucket.clone(),
+                    policy,
+                ))
             }
             StoreLocation::Dir { root } => Self::Dir(DirStore::new(root.clone())),
         }
@@ -277,9 +318,12 @@ impl Store {
         };
         match result {
             Ok(()) => Ok(()),
-            Err(err @ (StoreError::NoSuchBucket { .. } | StoreError::NoCredentials { .. })) => {
-                Err(err)
-            }
+            Err(
+                err @ (StoreError::NoSuchBucket { .. }
+                | StoreError::NoCredentials { .. }
+                | StoreError::Unreachable { .. }
+                | StoreError::NoRegion),
+            ) => Err(err),
             Err(err) => match self.get(key).await {
                 Ok(Some(found)) if found.body == body && when != Precondition::None => Ok(()),
                 _ => Err(err),

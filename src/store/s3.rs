@@ -20,6 +20,7 @@ use super::{
     ByteRange, Detail, Listed, Object, ObjectKind, ObjectMeta, Op, Precondition, StoreError,
     WritePolicy,
 };
+use crate::aws::Timeouts;
 use crate::cli::Sse;
 use crate::signals;
 
@@ -34,28 +35,31 @@ pub struct S3Store {
     client: Client,
     bucket: String,
     policy: WritePolicy,
+    /// The configured timeouts; upload parts get a read timeout as long as the operation's.
+    timeouts: Timeouts,
 }
 
 impl S3Store {
-    /// Loads the AWS configuration chain (env, profiles, instance role) and makes a client.
+    /// A client from a loaded AWS configuration.
     ///
     /// A custom endpoint (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`) means an S3-compatible
     /// store, which wants path-style addressing.
-    pub async fn connect(bucket: String, region: Option<String>, policy: WritePolicy) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        let shared = loader.load().await;
+    pub fn new(
+        shared: &aws_config::SdkConfig,
+        timeouts: Timeouts,
+        bucket: String,
+        policy: WritePolicy,
+    ) -> Self {
         let custom_endpoint =
             shared.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-        let config = aws_sdk_s3::config::Builder::from(&shared)
+        let config = aws_sdk_s3::config::Builder::from(shared)
             .force_path_style(custom_endpoint)
             .build();
         Self {
             client: Client::from_conf(config),
             bucket,
             policy,
+            timeouts,
         }
     }
 
@@ -414,7 +418,11 @@ impl S3Store {
             .key(key)
             .upload_id(upload_id)
             .part_number(number)
-            .body(ByteStream::from(bytes));
+            .body(ByteStream::from(bytes))
+            .customize()
+            .config_override(
+                aws_sdk_s3::Config::builder().timeout_config(self.timeouts.sdk_for_large_body()),
+            );
         let (location, key) = (self.location(), key.to_owned());
         async move {
             let output = request
@@ -521,6 +529,20 @@ where
     let status = status_of(&err);
     let code = err.code().unwrap_or_default().to_owned();
     let text = DisplayErrorContext(&err).to_string();
+    if let Some(problem) = transport_problem(&err, &text) {
+        // The SDK's full account (a Debug dump) is for `-v`; the message says what to fix.
+        tracing::info!("{op} `{key}` in {location}: {text}");
+        return match problem {
+            Transport::TimedOut(detail) => StoreError::TimedOut {
+                op,
+                location,
+                key,
+                detail,
+            },
+            Transport::Unreachable(detail) => StoreError::Unreachable { location, detail },
+            Transport::NoRegion => StoreError::NoRegion,
+        };
+    }
     if code == "NoSuchBucket" {
         let bucket = location.trim_start_matches("s3://").to_owned();
         return StoreError::NoSuchBucket { bucket };
@@ -542,6 +564,53 @@ where
         key,
         source: Detail(text),
     }
+}
+
+/// A failure to reach the service at all, as opposed to an answer it gave.
+enum Transport {
+    /// No answer in time: the connect, read or operation timeout.
+    TimedOut(String),
+    /// No connection: refused, no such host, TLS, a malformed endpoint.
+    Unreachable(String),
+    /// No region to send the request to.
+    NoRegion,
+}
+
+fn transport_problem<E>(err: &SdkError<E, HttpResponse>, text: &str) -> Option<Transport> {
+    // The endpoint resolver says this in words only.
+    if text.contains("A region must be set") {
+        return Some(Transport::NoRegion);
+    }
+    match err {
+        SdkError::TimeoutError(_) => Some(Transport::TimedOut(
+            "the whole call took longer than --operation-timeout".into(),
+        )),
+        // "HTTP read timeout occurred after 60s": the layer under the connector's error.
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => Some(Transport::TimedOut(
+            failure
+                .as_connector_error()
+                .and_then(std::error::Error::source)
+                .map_or(text.to_owned(), |cause| cause.to_string()),
+        )),
+        SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_user() => {
+            Some(Transport::Unreachable(
+                failure
+                    .as_connector_error()
+                    .map_or(text.to_owned(), |c| innermost(c)),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The deepest cause's words: "Connection refused (os error 111)", "HTTP read timeout
+/// occurred after 1s", without the layers of wrapping around them.
+fn innermost(error: &dyn std::error::Error) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
 
 fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {

@@ -57,16 +57,11 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Loads the AWS configuration (env, profiles, instance role), with an optional region.
-    pub async fn connect(region: Option<String>) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        let shared = loader.load().await;
+    /// Clients from a loaded AWS configuration (region, credentials, timeouts).
+    pub fn new(shared: &aws_config::SdkConfig) -> Self {
         Self {
-            autoscaling: aws_sdk_autoscaling::Client::new(&shared),
-            ec2: aws_sdk_ec2::Client::new(&shared),
+            autoscaling: aws_sdk_autoscaling::Client::new(shared),
+            ec2: aws_sdk_ec2::Client::new(shared),
         }
     }
 

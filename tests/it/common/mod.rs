@@ -329,6 +329,13 @@ impl Running {
         self.child.as_ref().map_or(0, |c| c.id())
     }
 
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().expect("wait for release").is_none())
+    }
+
     /// Sends `signal` (e.g. "TERM") with kill(1).
     pub fn signal(&self, signal: &str) {
         let status = std::process::Command::new("kill")

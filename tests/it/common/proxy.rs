@@ -38,6 +38,9 @@ pub enum Action {
     DropBeforeForward,
     /// Forward it (the upstream acts on it), then close without answering: a lost answer.
     ForwardThenCut,
+    /// Read the request, then hold the connection without answering for this long (or until
+    /// the client closes it): an endpoint that has stalled.
+    Stall(Duration),
 }
 
 impl Action {
@@ -327,7 +330,7 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
             exchange.status = Some(*status);
             Some((head.into_bytes(), body))
         }
-        Action::DropBeforeForward => None,
+        Action::DropBeforeForward | Action::Stall(_) => None,
         Action::Forward | Action::CutAfter(_) | Action::ForwardThenCut => {
             match forward(shared.upstream, &head, &body, is_head) {
                 Ok((status, response_head, response_body)) => {
@@ -368,6 +371,11 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
     exchange.body_bytes = reply.as_ref().map_or(0, |(_, body)| body.len());
     lock(&shared.state).log.push(exchange);
 
+    if let Action::Stall(limit) = action {
+        // Until the client gives up (its read returns 0 or fails) or the limit passes.
+        client.set_read_timeout(Some(limit))?;
+        let _ = reader.read(&mut [0; 1]);
+    }
     if let Some((head, body)) = reply {
         client.write_all(&head)?;
         client.write_all(&body)?;
