@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::asg::{self, Market};
-use crate::common::hosts::sudo_stand_in;
+use crate::common::hosts::{DEBIAN_SECURE_PATH, sudo_calls, sudo_stand_in_with_path};
 use crate::common::{Asg, Hosts, Release, S3, Workspace, unique_bucket};
 
 const ARTIFACT: &str = "web";
@@ -622,14 +622,14 @@ fn a_signal_stops_new_hosts_and_releases_the_lock() {
 }
 
 /// `--sudo` and `--remote-binary`, as the Jenkins push job runs them (SUDO is on by default).
-/// The hosts' PATH has the sudo stand-in, which logs its words and runs them or refuses as sudo
-/// does without a password rule; `release` is not on that PATH: only `--remote-binary` finds
-/// it.
+/// The hosts' PATH has the sudo stand-in, which logs its words and runs them with sudo's reset
+/// environment, or refuses as sudo does without a password rule; `release` is on neither the
+/// login's PATH nor sudo's secure_path: only `--remote-binary` finds it.
 #[test]
 fn sudo_and_remote_binary_reach_the_hosts_as_words() {
     let world = World::new();
     let addresses = ["127.0.1.81", "127.0.1.82"];
-    let stand_in = sudo_stand_in();
+    let stand_in = sudo_stand_in_with_path(DEBIAN_SECURE_PATH);
     let path = format!("{}:/usr/bin:/bin", stand_in.path().display());
     let hosts = Hosts::start(
         &addresses,
@@ -665,7 +665,7 @@ fn sudo_and_remote_binary_reach_the_hosts_as_words() {
     );
     assert_eq!(current(&hosts, addresses[0]).as_deref(), Some("releases/1"));
     assert_eq!(current(&hosts, addresses[1]), None);
-    let words = std::fs::read_to_string(hosts.home_dir(addresses[0]).join("sudo.log")).unwrap();
+    let calls = sudo_calls(&hosts.home_dir(addresses[0]));
     let expected = [
         "-n",
         binary,
@@ -680,7 +680,7 @@ fn sudo_and_remote_binary_reach_the_hosts_as_words() {
         "--output",
         "json",
     ];
-    assert_eq!(words.lines().collect::<Vec<_>>(), expected);
+    assert_eq!(calls, [expected], "one call, these words");
     let error = doc["hosts"][1]["error"].as_str().unwrap();
     assert!(error.contains("sudo: a password is required"), "{error}");
     assert!(

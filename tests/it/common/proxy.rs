@@ -38,6 +38,9 @@ pub enum Action {
     DropBeforeForward,
     /// Forward it (the upstream acts on it), then close without answering: a lost answer.
     ForwardThenCut,
+    /// Forward it without the named request header (e.g. `If-None-Match`: a store that does
+    /// not check that condition on this request), and pass the answer back.
+    ForwardWithout(String),
 }
 
 impl Action {
@@ -114,6 +117,9 @@ pub struct Exchange {
     pub status: Option<u16>,
     /// Response body bytes sent to the client.
     pub body_bytes: usize,
+    /// Whether the client got a shorter body than the upstream sent: a [`Action::CutAfter`]
+    /// beyond the body's end cuts nothing, and is not recorded as a cut.
+    pub cut: bool,
 }
 
 /// A rule: decides the [`Action`] for each request.
@@ -310,6 +316,7 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
         upstream_status: None,
         status: None,
         body_bytes: 0,
+        cut: false,
     };
     let reply = match &action {
         Action::Reply(status, text) => {
@@ -328,14 +335,22 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
             Some((head.into_bytes(), body))
         }
         Action::DropBeforeForward => None,
-        Action::Forward | Action::CutAfter(_) | Action::ForwardThenCut => {
-            match forward(shared.upstream, &head, &body, is_head) {
+        Action::Forward
+        | Action::CutAfter(_)
+        | Action::ForwardThenCut
+        | Action::ForwardWithout(_) => {
+            let drop = match &action {
+                Action::ForwardWithout(name) => name.to_ascii_lowercase(),
+                _ => String::new(),
+            };
+            match forward(shared.upstream, &head, &body, is_head, &drop) {
                 Ok((status, response_head, response_body)) => {
                     exchange.upstream_status = Some(status);
                     match action {
                         Action::ForwardThenCut => None,
                         Action::CutAfter(n) => {
                             exchange.status = Some(status);
+                            exchange.cut = n < response_body.len();
                             let cut = response_body[..n.min(response_body.len())].to_vec();
                             Some((response_head, cut))
                         }
@@ -377,17 +392,23 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
     client.shutdown(Shutdown::Both)
 }
 
-/// Sends the request upstream with `Connection: close`; returns the status, the head to send
-/// the client (with `Connection: close`) and the raw body.
+/// Sends the request upstream with `Connection: close` and without the header `drop` (a
+/// lowercase name, or empty); returns the status, the head to send the client (with
+/// `Connection: close`) and the raw body.
 fn forward(
     upstream: SocketAddr,
     request: &Head,
     body: &[u8],
     is_head: bool,
+    drop: &str,
 ) -> io::Result<(u16, Vec<u8>, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&upstream, Duration::from_secs(5))?;
     set_timeouts(&stream)?;
-    stream.write_all(&serialize(&request.start, &request.headers, &["expect"]))?;
+    stream.write_all(&serialize(
+        &request.start,
+        &request.headers,
+        &["expect", drop],
+    ))?;
     stream.write_all(body)?;
     stream.flush()?;
     let mut reader = BufReader::new(stream);
