@@ -536,7 +536,8 @@ fn bad_targets_are_usage_errors() {
     assert_eq!(current(&hosts, "127.0.1.61"), None);
 }
 
-/// Values from outside (a group name, template placeholders) reach no shell unquoted.
+/// Values from outside (a group name, template placeholders, `--dir`, `--remote-binary`) reach
+/// no shell unquoted.
 #[test]
 fn hostile_values_do_not_execute() {
     let world = World::new();
@@ -561,6 +562,53 @@ fn hostile_values_do_not_execute() {
         format!("web|1|{}|{}|", group[0].private_ip, group[0].id)
     );
     assert!(!pwned.exists(), "a group name was executed");
+
+    // `--dir` and `--remote-binary` do reach the remote command line, through sudo: a space, a
+    // quote and a command substitution arrive as they were, and nothing runs.
+    let dir = marker
+        .path()
+        .join(format!("it's a $(touch {}) dir", pwned.display()));
+    let bin_dir = marker.path().join("bin dir");
+    std::fs::create_dir(&bin_dir).unwrap();
+    let binary = bin_dir.join("it's release");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_release"), &binary).unwrap();
+    let stand_in = sudo_stand_in_with_path(DEBIAN_SECURE_PATH);
+    let path = format!("{}:/usr/bin:/bin", stand_in.path().display());
+    let address = group[0].private_ip.as_str();
+    let sudo_hosts = Hosts::start(
+        &[address],
+        &[("AWS_ENDPOINT_URL", &world.asg.endpoint()), ("PATH", &path)],
+    );
+    drop(hosts);
+    let doc = world
+        .cmd(&sudo_hosts, &["--output", "json", "push", "--hosts", address])
+        .args(["--sudo", "--dir"])
+        .arg(&dir)
+        .arg("--remote-binary")
+        .arg(&binary)
+        .success()
+        .stdout_json();
+    assert_eq!(doc["ok"], 1, "{doc}");
+    assert_eq!(
+        std::fs::read_link(dir.join("current")).unwrap(),
+        std::path::Path::new("releases/1"),
+        "installed in exactly that directory"
+    );
+    assert_eq!(current(&sudo_hosts, address), None, "not in the host's default");
+    let calls = sudo_calls(&sudo_hosts.home_dir(address));
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0][1], binary.display().to_string());
+    assert_eq!(calls[0][calls[0].len() - 2..], ["--dir".to_owned(), dir.display().to_string()]);
+    assert!(!pwned.exists(), "--dir was executed");
+    let mut entries: Vec<String> = std::fs::read_dir(marker.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    // The directory's name holds the marker's absolute path: its first component is the top.
+    let install = dir.strip_prefix(marker.path()).unwrap().components().next().unwrap();
+    let install = install.as_os_str().to_string_lossy().into_owned();
+    assert_eq!(entries, ["bin dir".to_owned(), install, "out.txt".to_owned()]);
 }
 
 /// Ctrl-C / SIGTERM: the running host finishes, no new host starts, the lock is released and
