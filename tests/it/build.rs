@@ -493,11 +493,21 @@ fn small_reads_cut_mid_body_are_read_again() {
         "MODULE=obelix-appengine\nVERSION=23\nBUILD=33\n",
     );
     let proxy = FaultProxy::new(&ctx.moto.endpoint());
-    proxy.set_rule(proxy::first_n(
-        2,
-        |r| r.method == "GET" && (r.target.contains("latest.txt") || r.target.contains("claims/")),
+    // The first read of each is cut, each on its own rule: latest.txt, then the claim.
+    let latest = proxy::first_n(
+        1,
+        |r| r.method == "GET" && r.target.contains("latest.txt"),
         Action::CutAfter(10),
-    ));
+    );
+    let claim = proxy::first_n(
+        1,
+        |r| r.method == "GET" && r.target.contains("claims/"),
+        Action::CutAfter(10),
+    );
+    proxy.set_rule(move |r| match latest(r) {
+        Action::Forward => claim(r),
+        cut => cut,
+    });
     let doc = ctx
         .release()
         .endpoint(&proxy.endpoint())
@@ -505,19 +515,22 @@ fn small_reads_cut_mid_body_are_read_again() {
         .success()
         .stdout_json();
     assert_eq!(doc["version"], 24);
-    let cut = proxy
-        .log()
-        .iter()
-        .filter(|e| e.action == Action::CutAfter(10))
-        .count();
-    assert_eq!(cut, 2);
+    let log = proxy.log();
+    let cut = |target: &str| {
+        log.iter()
+            .filter(|e| e.cut && e.request.target.contains(target))
+            .count()
+    };
+    assert_eq!((cut("latest.txt"), cut("claims/")), (1, 1), "each read was cut once");
 }
 
 /// Answers lost after the server acted (the claim, the completion, the manifest, the pointer):
 /// the build recognises its own writes and ends intact.
 #[test]
 fn lost_answers_are_checked_before_failing() {
-    for target in ["claims/", "uploadId=", ".release", "latest.txt"] {
+    // The completion has its own test (a_lost_completion_is_checked_with_a_head): moto answers
+    // its retry with 200, so the check would never run here.
+    for target in ["claims/", ".release", "latest.txt"] {
         let mut ctx = TestContext::new();
         obelix_workspace(&mut ctx.workspace);
         let proxy = FaultProxy::new(&ctx.moto.endpoint());
@@ -554,6 +567,57 @@ fn lost_answers_are_checked_before_failing() {
                 .contains("VERSION=1\n")
         );
     }
+}
+
+/// A lost answer to CompleteMultipartUpload, as S3 then behaves: the upload is complete, so
+/// the SDK's retry gets 404 NoSuchUpload (moto would answer 200). The build checks with a
+/// HEAD that its archive is there before calling the write failed.
+#[test]
+fn a_lost_completion_is_checked_with_a_head() {
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    let proxy = FaultProxy::new(&ctx.moto.endpoint());
+    let completes = std::sync::atomic::AtomicUsize::new(0);
+    proxy.set_rule(move |r| {
+        let complete =
+            r.method == "POST" && r.query().starts_with("uploadId=") && r.path().ends_with(".tar.gz");
+        if !complete {
+            return Action::Forward;
+        }
+        match completes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => Action::ForwardThenCut,
+            _ => Action::error(
+                404,
+                "NoSuchUpload",
+                "The specified upload does not exist. The upload ID may be invalid, or the \
+                 upload may have been aborted or completed.",
+            ),
+        }
+    });
+    let doc = ctx
+        .release()
+        .endpoint(&proxy.endpoint())
+        .args(["--artifact", ARTIFACT, "--output", "json", "build"])
+        .success()
+        .stdout_json();
+    assert_eq!(doc["version"], 1);
+    let log = proxy.log();
+    let refused = log
+        .iter()
+        .position(|e| e.status == Some(404) && e.request.method == "POST")
+        .expect("the retried completion was refused");
+    let archive = key("obelix-appengine-1.tar.gz");
+    assert!(
+        log[refused..]
+            .iter()
+            .any(|e| e.request.method == "HEAD" && e.request.path().ends_with(&archive)),
+        "a HEAD of the archive followed the refusal: {:?}",
+        log.iter()
+            .map(|e| (&e.request.method, &e.request.target, e.status))
+            .collect::<Vec<_>>()
+    );
+    let stored = ctx.s3.get(&ctx.bucket, &archive).unwrap();
+    assert_eq!(doc["sha256"], sha256_hex(&stored));
 }
 
 /// An upload that keeps failing aborts: no archive, no manifest, no open upload, no pointer.
