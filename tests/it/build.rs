@@ -435,8 +435,10 @@ fn release_toml_is_read_and_flags_and_env_win() {
 fn dry_run_writes_nothing() {
     let mut ctx = TestContext::new();
     obelix_workspace(&mut ctx.workspace);
+    let proxy = FaultProxy::new(&ctx.moto.endpoint());
     let doc = ctx
         .release()
+        .endpoint(&proxy.endpoint())
         .env("RELEASE_DRY_RUN", "1")
         .args(["--artifact", ARTIFACT, "--output", "json", "build"])
         .success()
@@ -444,6 +446,15 @@ fn dry_run_writes_nothing() {
     assert_eq!(doc["dry_run"], true);
     assert_eq!(doc["version"], 1);
     assert_eq!(ctx.s3.keys(&ctx.bucket, ""), Vec::<String>::new());
+    // Not even a write that failed or was undone (a claim, an aborted upload).
+    let writes: Vec<String> = proxy
+        .log()
+        .iter()
+        .filter(|e| !matches!(e.request.method.as_str(), "GET" | "HEAD"))
+        .map(|e| format!("{} {}", e.request.method, e.request.target))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new());
+    assert!(proxy.count() > 0, "the plan read through the proxy");
 }
 
 /// Throttling and 5xx answers on every kind of request are retried by the SDK; the build ends
@@ -855,7 +866,16 @@ mod directory_store {
             .arg(&local)
             .success()
             .stdout_json();
-        assert_eq!(doc["sha256"], sha256_hex(&std::fs::read(&local).unwrap()));
+        let kept = std::fs::read(&local).unwrap();
+        let stored = std::fs::read(
+            store
+                .path()
+                .join(ARTIFACT)
+                .join("prod/obelix-appengine-1.tar.gz"),
+        )
+        .unwrap();
+        assert!(kept == stored, "the local copy differs from the stored archive");
+        assert_eq!(doc["sha256"], sha256_hex(&kept));
     }
 }
 
