@@ -532,7 +532,11 @@ fn small_reads_cut_mid_body_are_read_again() {
             .filter(|e| e.cut && e.request.target.contains(target))
             .count()
     };
-    assert_eq!((cut("latest.txt"), cut("claims/")), (1, 1), "each read was cut once");
+    assert_eq!(
+        (cut("latest.txt"), cut("claims/")),
+        (1, 1),
+        "each read was cut once"
+    );
 }
 
 /// Answers lost after the server acted (the claim, the completion, the manifest, the pointer):
@@ -590,8 +594,9 @@ fn a_lost_completion_is_checked_with_a_head() {
     let proxy = FaultProxy::new(&ctx.moto.endpoint());
     let completes = std::sync::atomic::AtomicUsize::new(0);
     proxy.set_rule(move |r| {
-        let complete =
-            r.method == "POST" && r.query().starts_with("uploadId=") && r.path().ends_with(".tar.gz");
+        let complete = r.method == "POST"
+            && r.query().starts_with("uploadId=")
+            && r.path().ends_with(".tar.gz");
         if !complete {
             return Action::Forward;
         }
@@ -874,7 +879,10 @@ mod directory_store {
                 .join("prod/obelix-appengine-1.tar.gz"),
         )
         .unwrap();
-        assert!(kept == stored, "the local copy differs from the stored archive");
+        assert!(
+            kept == stored,
+            "the local copy differs from the stored archive"
+        );
         assert_eq!(doc["sha256"], sha256_hex(&kept));
     }
 }

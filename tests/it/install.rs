@@ -13,7 +13,11 @@ const ARTIFACT: &str = "web";
 /// A workspace with a service folder, and `n` builds of it in the bucket.
 fn with_builds(n: u64) -> TestContext {
     let mut ctx = TestContext::new();
-    ctx.workspace.write("app/run.sh", "#!/bin/sh\necho run\n");
+    let run = ctx.workspace.write("app/run.sh", "#!/bin/sh\necho run\n");
+    let secret = ctx.workspace.write("app/secret.txt", "only the owner\n");
+    for (path, mode) in [(run, 0o755), (secret, 0o600)] {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
     ctx.workspace.write("app/data/big.bin", noise(3 << 20, 7));
     ctx.workspace.commit("sources");
     for i in 1..=n {
@@ -73,12 +77,15 @@ fn fresh_install_upgrade_switch_back_and_idempotent_rerun() {
         kept.contains("SHA256=") && kept.contains("VERSION=1\n"),
         "{kept}"
     );
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(dir.join("current/app/run.sh"))
-            .unwrap()
-            .permissions(),
+    let mode = |name: &str| {
+        let meta = std::fs::metadata(dir.join("current/app").join(name)).unwrap();
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777
+    };
+    assert_eq!(
+        (mode("run.sh"), mode("secret.txt"), mode("version.txt")),
+        (0o755, 0o600, 0o644),
+        "modes are kept"
     );
-    assert_eq!(mode & 0o777, 0o644, "modes are kept");
 
     let doc = install(&ctx, &dir)
         .args(["latest", "--output", "json"])
@@ -180,6 +187,16 @@ fn a_failing_check_does_not_switch() {
         .stderr_contains("--check `test -f app/missing` failed for build 2")
         .stderr_contains("not switched: build 1 is still current");
     assert_eq!(current(&dir).as_deref(), Some("releases/1"));
+
+    // A check that passes only inside the new release, which is its working directory.
+    install(&ctx, &dir)
+        .args([
+            "2",
+            "--check",
+            "test \"$PWD\" = \"$RELEASE_DIR\" && grep -qx 2 app/version.txt",
+        ])
+        .success();
+    assert_eq!(current(&dir).as_deref(), Some("releases/2"));
 }
 
 #[test]
@@ -246,32 +263,56 @@ fn a_corrupted_archive_is_refused() {
     );
 }
 
+/// An install waits for the lock another holds (here the test), touching nothing meanwhile,
+/// and goes on once it is released.
 #[test]
 fn two_concurrent_installs_serialise() {
     let ctx = with_builds(1);
     let host = tempfile::tempdir().unwrap();
     let dir = host.path().join("web");
-    let statuses: Vec<String> = std::thread::scope(|scope| {
-        let runs: Vec<_> = (0..2)
-            .map(|_| {
-                let (ctx, dir) = (&ctx, &dir);
-                scope.spawn(move || {
-                    install(ctx, dir)
-                        .args(["1", "--output", "json"])
-                        .success()
-                        .stdout_json()["status"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned()
-                })
-            })
-            .collect();
-        runs.into_iter().map(|r| r.join().unwrap()).collect()
-    });
-    let mut statuses = statuses;
-    statuses.sort();
-    assert_eq!(statuses, ["already-installed", "installed"]);
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::File::create(dir.join(".release.lock")).unwrap();
+    lock.lock().unwrap();
+    let proxy = FaultProxy::new(&ctx.moto.endpoint());
+    let running = install(&ctx, &dir)
+        .endpoint(&proxy.endpoint())
+        .args(["1", "--output", "json"])
+        .spawn();
+    // The kernel lists a process blocked on a lock in /proc/locks as `-> FLOCK ... PID ...`.
+    let waiting = format!(" {} ", running.pid());
+    let started = Instant::now();
+    while !std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains("-> FLOCK") && l.contains(&waiting))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the install never waited for the lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let archive_reads = || {
+        proxy
+            .log()
+            .iter()
+            .filter(|e| e.request.target.contains(".tar.gz"))
+            .count()
+    };
+    assert_eq!(archive_reads(), 0, "no download while waiting");
+    assert!(!dir.join("releases/1.partial").exists() && !dir.join("releases/1").exists());
+    assert_eq!(current(&dir), None);
+    drop(lock);
+    let out = running.wait(Duration::from_secs(60));
+    assert_eq!(out.status().code(), Some(0), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("waiting for another install"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(out.stdout_json()["status"], "installed");
     assert_eq!(current(&dir).as_deref(), Some("releases/1"));
+    assert_eq!(archive_reads(), 1, "downloaded once the lock was free");
 }
 
 #[test]

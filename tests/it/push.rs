@@ -581,7 +581,10 @@ fn hostile_values_do_not_execute() {
     );
     drop(hosts);
     let doc = world
-        .cmd(&sudo_hosts, &["--output", "json", "push", "--hosts", address])
+        .cmd(
+            &sudo_hosts,
+            &["--output", "json", "push", "--hosts", address],
+        )
         .args(["--sudo", "--dir"])
         .arg(&dir)
         .arg("--remote-binary")
@@ -594,11 +597,18 @@ fn hostile_values_do_not_execute() {
         std::path::Path::new("releases/1"),
         "installed in exactly that directory"
     );
-    assert_eq!(current(&sudo_hosts, address), None, "not in the host's default");
+    assert_eq!(
+        current(&sudo_hosts, address),
+        None,
+        "not in the host's default"
+    );
     let calls = sudo_calls(&sudo_hosts.home_dir(address));
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0][1], binary.display().to_string());
-    assert_eq!(calls[0][calls[0].len() - 2..], ["--dir".to_owned(), dir.display().to_string()]);
+    assert_eq!(
+        calls[0][calls[0].len() - 2..],
+        ["--dir".to_owned(), dir.display().to_string()]
+    );
     assert!(!pwned.exists(), "--dir was executed");
     let mut entries: Vec<String> = std::fs::read_dir(marker.path())
         .unwrap()
@@ -606,9 +616,17 @@ fn hostile_values_do_not_execute() {
         .collect();
     entries.sort();
     // The directory's name holds the marker's absolute path: its first component is the top.
-    let install = dir.strip_prefix(marker.path()).unwrap().components().next().unwrap();
+    let install = dir
+        .strip_prefix(marker.path())
+        .unwrap()
+        .components()
+        .next()
+        .unwrap();
     let install = install.as_os_str().to_string_lossy().into_owned();
-    assert_eq!(entries, ["bin dir".to_owned(), install, "out.txt".to_owned()]);
+    assert_eq!(
+        entries,
+        ["bin dir".to_owned(), install, "out.txt".to_owned()]
+    );
 }
 
 /// Ctrl-C / SIGTERM: the running host finishes, no new host starts, the lock is released and
