@@ -231,11 +231,14 @@ fn hosts_keep_their_order_in_batches_after_a_canary() {
         "{}",
         plan.stdout()
     );
-    assert_eq!(
-        current(&hosts, addresses[0]),
-        None,
-        "a dry run connects nowhere"
-    );
+    for address in addresses {
+        assert_eq!(current(&hosts, address), None, "a dry run installs nothing");
+        let log = hosts.log(address);
+        assert!(
+            !log.contains("Connection from"),
+            "a dry run connects nowhere, but {address}'s sshd logged:\n{log}"
+        );
+    }
 
     let doc = world
         .cmd(
