@@ -355,29 +355,158 @@ fn failures_stop_new_batches_once_over_the_limit() {
         .stdout_contains("failed");
 }
 
+/// A loopback HTTP server on one port of several addresses: `GET` answers 200 when `healthy`
+/// says so for the address asked, else 503; every answer is logged.
+struct HealthServer {
+    port: u16,
+    answers: std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    addresses: Vec<String>,
+}
+
+impl HealthServer {
+    fn start(
+        addresses: &[&str],
+        healthy: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> HealthServer {
+        let listeners = (0..20)
+            .find_map(|_| {
+                let first = std::net::TcpListener::bind((addresses[0], 0)).ok()?;
+                let port = first.local_addr().ok()?.port();
+                let mut all = vec![first];
+                for address in &addresses[1..] {
+                    all.push(std::net::TcpListener::bind((*address, port)).ok()?);
+                }
+                Some((port, all))
+            })
+            .expect("one free port on every address");
+        let (port, listeners) = listeners;
+        let healthy = std::sync::Arc::new(healthy);
+        let answers: std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>> =
+            std::sync::Arc::default();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for (listener, address) in listeners.into_iter().zip(addresses) {
+            let (healthy, answers, stop) = (
+                healthy.clone(),
+                std::sync::Arc::clone(&answers),
+                stop.clone(),
+            );
+            let address = (*address).to_owned();
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(mut stream) = stream else { continue };
+                    let status = if healthy(&address) { 200 } else { 503 };
+                    answers.lock().unwrap().push((address.clone(), status));
+                    answer(&mut stream, status);
+                }
+            });
+        }
+        HealthServer {
+            port,
+            answers,
+            stop,
+            addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    /// `http://{address}:PORT/health`, a `--health-url` template.
+    fn url(&self) -> String {
+        format!("http://{{address}}:{}/health", self.port)
+    }
+
+    /// The statuses answered to `address`, in order.
+    fn answers(&self, address: &str) -> Vec<u16> {
+        let answers = self.answers.lock().unwrap();
+        answers
+            .iter()
+            .filter(|(a, _)| a == address)
+            .map(|(_, s)| *s)
+            .collect()
+    }
+}
+
+impl Drop for HealthServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for address in &self.addresses {
+            // Wakes the blocking accept.
+            let _ = std::net::TcpStream::connect((address.as_str(), self.port));
+        }
+    }
+}
+
+/// Reads a request head and answers `status` with `Connection: close`.
+fn answer(stream: &mut std::net::TcpStream, status: u16) {
+    use std::io::{BufRead, Write};
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+        line.clear();
+    }
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+}
+
+/// The URL health check is polled after the switch: a server that answers 200 only once the
+/// host's `current` is build 1 passes the push; on build 2 it fails the first host, and with
+/// `--batch 1` the second host is not started.
 #[test]
 fn a_health_check_that_never_passes_fails_the_host() {
     let world = World::new();
-    let hosts = world.hosts(&["127.0.1.41"]);
+    let addresses = ["127.0.1.41", "127.0.1.42"];
+    let hosts = std::sync::Arc::new(world.hosts(&addresses));
+    let server = {
+        let hosts = std::sync::Arc::clone(&hosts);
+        HealthServer::start(&addresses, move |address| {
+            current(&hosts, address).as_deref() == Some("releases/1")
+        })
+    };
+    let push = |build: &str| {
+        world
+            .cmd(&hosts, &["--output", "json", "push", build])
+            .args(["--hosts", &addresses.join(","), "--batch", "1"])
+            .args(["--health-url", &server.url(), "--health-timeout", "2"])
+    };
+    let doc = push("1").success().stdout_json();
+    assert_eq!(doc["ok"], 2, "{doc}");
+    for address in addresses {
+        assert_eq!(
+            server.answers(address),
+            [200],
+            "{address} was checked once it switched"
+        );
+    }
+
     let started = Instant::now();
-    let out = world
-        .cmd(
-            &hosts,
-            &["--output", "json", "push", "--hosts", "127.0.1.41"],
-        )
-        .args([
-            "--health-url",
-            "http://{address}:1/health",
-            "--health-timeout",
-            "3",
-        ])
-        .code(1);
+    let out = push("2").code(1);
     let doc = out.stdout_json();
+    assert_eq!(
+        results(&doc),
+        [("127.0.1.41", "failed"), ("127.0.1.42", "not-started")]
+            .map(|(h, r)| (h.to_string(), r.to_string()))
+    );
     let error = doc["hosts"][0]["error"].as_str().unwrap();
     assert!(
-        error.contains("not healthy after 3s") && error.contains("127.0.1.41:1"),
+        error.contains("not healthy after 2s") && error.contains("127.0.1.41"),
         "{error}"
     );
+    let first = server.answers(addresses[0]);
+    assert!(
+        first.len() >= 2 && first[1..].iter().all(|s| *s == 503),
+        "{first:?}"
+    );
+    assert_eq!(
+        server.answers(addresses[1]),
+        [200],
+        "the second host was left alone"
+    );
+    assert_eq!(current(&hosts, addresses[1]).as_deref(), Some("releases/1"));
     assert!(started.elapsed() < Duration::from_secs(60));
 
     // A check run on the host itself, that passes.
