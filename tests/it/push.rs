@@ -572,12 +572,22 @@ fn the_lock_keeps_pushes_apart_and_unlock_clears_a_stale_one() {
         .stdout_contains("no push lock");
 }
 
+/// Groups are re-read before each batch and swept at the end: while the first host's health
+/// check waits (for the test's signal, once that host switched), one instance joins and one
+/// becomes Unhealthy; the one that left is reported `left`, the one that joined is swept in.
 #[test]
 fn an_instance_that_joins_mid_push_is_swept_in() {
     let world = World::new();
-    let first = world.asg.create_group("web-grow", 2, Market::OnDemand);
+    let first = world.asg.create_group("web-grow", 3, Market::OnDemand);
     let hosts = world.hosts(&asg::addresses(&first));
-    // The first batch's health check holds the push long enough to grow the group.
+    let signal = tempfile::tempdir().unwrap();
+    let go = signal.path().join("go");
+    // Bounded: 1200 x 50 ms.
+    let wait_for_go = format!(
+        "i=0; while [ ! -e '{go}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; \
+         [ -e '{go}' ]",
+        go = go.display()
+    );
     let running = world
         .cmd(
             &hosts,
@@ -585,22 +595,53 @@ fn an_instance_that_joins_mid_push_is_swept_in() {
                 "--output", "json", "push", "--asg", "web-grow", "--batch", "1",
             ],
         )
-        .args(["--health-command", "sleep 3"])
+        .args(["--health-command", &wait_for_go, "--health-timeout", "90"])
         .spawn();
-    std::thread::sleep(Duration::from_millis(1500));
-    let grown = world.asg.set_desired("web-grow", 3);
+    let started = Instant::now();
+    while current(&hosts, &first[0].private_ip).is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the first host never switched"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let grown = world.asg.set_desired("web-grow", 4);
     let joined = grown
         .iter()
         .find(|i| !first.iter().any(|f| f.id == i.id))
         .expect("a new instance");
     hosts.add(&joined.private_ip);
+    world.asg.set_unhealthy(&first[2].id);
+    fs_err::write(&go, "").unwrap();
     let out = running.wait(Duration::from_secs(120));
-    assert!(out.status().success(), "{}", out.stderr());
+    // The host that left is not on the build: the push says so as partial.
+    assert_eq!(out.status().code(), Some(4), "{}", out.stderr());
+    assert!(
+        out.stderr()
+            .contains("1 instance(s) joined during the push"),
+        "the sweep says so: {}",
+        out.stderr()
+    );
     let doc = out.stdout_json();
-    assert_eq!(doc["ok"], 3, "{doc}");
+    assert_eq!(
+        results(&doc),
+        [
+            (first[0].private_ip.as_str(), "ok"),
+            (first[1].private_ip.as_str(), "ok"),
+            (first[2].private_ip.as_str(), "left"),
+            (joined.private_ip.as_str(), "ok"),
+        ]
+        .map(|(h, r)| (h.to_string(), r.to_string())),
+        "{doc}"
+    );
     assert_eq!(
         current(&hosts, &joined.private_ip).as_deref(),
         Some("releases/1")
+    );
+    assert_eq!(
+        current(&hosts, &first[2].private_ip),
+        None,
+        "the one that left"
     );
 }
 
