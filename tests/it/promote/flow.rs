@@ -11,6 +11,11 @@ fn promote_latest_then_back_by_number() {
     let (one, c1) = w.build("v1");
     let (two, c2) = w.build("v2");
     assert_eq!((one, two), (1, 2));
+    // Tags of the repository's own: a promote pushes only its tag, never these.
+    w.ctx.workspace.git(["tag", "unrelated-light"]);
+    w.ctx
+        .workspace
+        .git(["tag", "-a", "-m", "mine", "unrelated-annotated", &c1]);
 
     let doc = w
         .release()
@@ -68,7 +73,7 @@ fn promote_latest_then_back_by_number() {
         w.origin.tag_commit("web-stable").as_deref(),
         Some(c1.as_str())
     );
-    assert_eq!(w.origin.tags(), ["web-stable"]);
+    assert_eq!(w.origin.tags(), ["web-stable"], "only its tag was pushed");
     let records = w.history();
     assert_eq!(records.len(), 2);
     assert_eq!(
