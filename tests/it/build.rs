@@ -287,6 +287,70 @@ fn sixteen_concurrent_builds_get_sixteen_numbers() {
     );
 }
 
+/// latest.txt never moves backwards: build 1's pointer write is held in the proxy until build
+/// 2 has landed; when it arrives its condition fails, build 1 reads the pointer again, finds
+/// a newer build and leaves it.
+#[test]
+fn a_late_pointer_write_does_not_move_latest_backwards() {
+    use std::sync::{Mutex, mpsc};
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    let proxy = FaultProxy::new(&ctx.moto.endpoint());
+    let (held_tx, held_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (held_tx, go_rx) = (Mutex::new(Some(held_tx)), Mutex::new(go_rx));
+    proxy.set_rule(move |r| {
+        if r.method == "PUT" && r.path().ends_with("/latest.txt") {
+            // Only the first pointer write waits (the rule runs on the request's own thread).
+            let first = held_tx.lock().unwrap().take();
+            if let Some(held) = first {
+                held.send(()).unwrap();
+                let _ = go_rx
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(std::time::Duration::from_secs(60));
+            }
+        }
+        Action::Forward
+    });
+    let build = || {
+        ctx.release().endpoint(&proxy.endpoint()).args([
+            "--artifact",
+            ARTIFACT,
+            "--output",
+            "json",
+            "build",
+        ])
+    };
+    let first = build().spawn();
+    held_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("build 1 wrote its pointer");
+    let second = build().success().stdout_json();
+    assert_eq!(second["version"], 2);
+    let latest = || String::from_utf8(ctx.s3.get(&ctx.bucket, &key("latest.txt")).unwrap());
+    assert!(latest().unwrap().contains("VERSION=2\n"));
+    go_tx.send(()).unwrap();
+    let first = first.wait(std::time::Duration::from_secs(60));
+    assert_eq!(first.status().code(), Some(0), "{}", first.stderr());
+    assert_eq!(first.stdout_json()["version"], 1);
+    let latest = latest().unwrap();
+    assert!(
+        latest.contains("VERSION=2\n"),
+        "latest.txt moved back: {latest}"
+    );
+    let writes = proxy
+        .log()
+        .iter()
+        .filter(|e| e.request.method == "PUT" && e.request.path().ends_with("/latest.txt"))
+        .map(|e| e.status)
+        .collect::<Vec<_>>();
+    assert!(
+        writes.contains(&Some(412)),
+        "build 1's late write met a condition: {writes:?}"
+    );
+}
+
 #[test]
 fn bad_input_is_a_clear_error_and_writes_nothing() {
     let mut ctx = TestContext::new();
