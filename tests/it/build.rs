@@ -351,6 +351,45 @@ fn a_late_pointer_write_does_not_move_latest_backwards() {
     );
 }
 
+/// Every stored object is encrypted (AES256 by default, aws:kms with its key when asked); only
+/// the archive takes `--storage-class`, the small objects stay STANDARD.
+#[test]
+fn objects_are_encrypted_and_only_archives_take_the_storage_class() {
+    use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    ctx.release()
+        .args(["--artifact", ARTIFACT, "-q", "build"])
+        .success();
+    ctx.release()
+        .args(["--artifact", ARTIFACT, "--sse", "aws:kms", "--sse-kms-key-id"])
+        .args(["alias/release-test", "-q", "build", "--storage-class", "STANDARD_IA"])
+        .success();
+    let keys = ctx.s3.keys(&ctx.bucket, "");
+    let claims: Vec<&String> = keys.iter().filter(|k| k.contains("/claims/")).collect();
+    assert_eq!(claims.len(), 2, "{keys:?}");
+    let kms = (ServerSideEncryption::AwsKms, Some("alias/release-test"));
+    let aes = (ServerSideEncryption::Aes256, None);
+    let expected = [
+        (key("obelix-appengine-1.tar.gz"), &aes, StorageClass::Standard),
+        (key("obelix-appengine-1.release"), &aes, StorageClass::Standard),
+        (claims[0].clone(), &aes, StorageClass::Standard),
+        (key("obelix-appengine-2.tar.gz"), &kms, StorageClass::StandardIa),
+        (key("obelix-appengine-2.release"), &kms, StorageClass::Standard),
+        (claims[1].clone(), &kms, StorageClass::Standard),
+        // Last written by build 2.
+        (key("latest.txt"), &kms, StorageClass::Standard),
+    ];
+    assert_eq!(keys.len(), expected.len(), "{keys:?}");
+    for (object, (sse, kms_key), class) in expected {
+        let head = ctx.s3.head(&ctx.bucket, &object).unwrap();
+        assert_eq!(head.server_side_encryption(), Some(sse), "{object}");
+        assert_eq!(head.ssekms_key_id(), *kms_key, "{object}");
+        let stored = head.storage_class().cloned().unwrap_or(StorageClass::Standard);
+        assert_eq!(stored, class, "{object}");
+    }
+}
+
 #[test]
 fn bad_input_is_a_clear_error_and_writes_nothing() {
     let mut ctx = TestContext::new();
