@@ -351,6 +351,78 @@ fn a_late_pointer_write_does_not_move_latest_backwards() {
     );
 }
 
+/// A store whose conditional writes are not atomic (as some S3-compatible ones): two builds
+/// list the bucket, both claim number 1, and the second claim arrives without its
+/// `If-None-Match`, overwriting the first. Both read their claim back after that: the one
+/// whose token is gone takes number 2. Two builds, two numbers.
+#[test]
+fn a_claim_overwritten_on_a_non_atomic_store_is_noticed() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    let proxy = FaultProxy::new(&ctx.moto.endpoint());
+    let (lists, puts) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let overwritten = AtomicBool::new(false);
+    let claim_one = key("claims/1");
+    // Bounded waits inside the rule (it runs on the request's own thread).
+    let wait_until = |condition: &dyn Fn() -> bool, what: &str| {
+        let started = std::time::Instant::now();
+        while !condition() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    proxy.set_rule(move |r| {
+        if r.method == "GET" && r.query().contains("list-type") {
+            lists.fetch_add(1, Ordering::SeqCst);
+        }
+        if !r.path().ends_with(&claim_one) {
+            return Action::Forward;
+        }
+        match r.method.as_str() {
+            "PUT" => {
+                // Both builds chose 1 before either claimed it.
+                wait_until(&|| lists.load(Ordering::SeqCst) >= 2, "two listings");
+                if puts.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Action::Forward;
+                }
+                overwritten.store(true, Ordering::SeqCst);
+                Action::ForwardWithout("If-None-Match".into())
+            }
+            "GET" => {
+                wait_until(&|| overwritten.load(Ordering::SeqCst), "the racing claim");
+                // The overwrite is forwarded once its rule returned: let it land first.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                Action::Forward
+            }
+            _ => Action::Forward,
+        }
+    });
+    let build = || {
+        ctx.release()
+            .endpoint(&proxy.endpoint())
+            .args(["--artifact", ARTIFACT, "--output", "json", "build"])
+            .spawn()
+    };
+    let runs = [build(), build()];
+    let mut numbers: Vec<u64> = runs
+        .into_iter()
+        .map(|run| {
+            let out = run.wait(std::time::Duration::from_secs(90));
+            assert_eq!(out.status().code(), Some(0), "{}", out.stderr());
+            out.stdout_json()["version"].as_u64().unwrap()
+        })
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, [1, 2]);
+    let overwrites = proxy
+        .log()
+        .iter()
+        .filter(|e| matches!(e.action, Action::ForwardWithout(_)) && e.status == Some(200))
+        .count();
+    assert_eq!(overwrites, 1, "the racing claim did overwrite");
+}
+
 /// Every stored object is encrypted (AES256 by default, aws:kms with its key when asked); only
 /// the archive takes `--storage-class`, the small objects stay STANDARD.
 #[test]
