@@ -572,6 +572,73 @@ fn the_lock_keeps_pushes_apart_and_unlock_clears_a_stale_one() {
         .stdout_contains("no push lock");
 }
 
+/// A health command that waits (at most a minute) until `go` exists: holds a push mid-way
+/// until the test says so.
+fn wait_for(go: &std::path::Path) -> String {
+    format!(
+        "i=0; while [ ! -e '{go}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; \
+         [ -e '{go}' ]",
+        go = go.display()
+    )
+}
+
+/// Two real pushes of one artifact started at once: one takes the lock and runs; the other
+/// stops with exit 3 naming the holder, having touched no host and written no history.
+#[test]
+fn two_pushes_racing_for_the_lock_one_runs() {
+    let world = World::new();
+    let addresses = ["127.0.1.56", "127.0.1.57"];
+    let hosts = world.hosts(&addresses);
+    let signal = tempfile::tempdir().unwrap();
+    let go = signal.path().join("go");
+    let push = |build: &str| {
+        world
+            .cmd(&hosts, &["--output", "json", "push", build])
+            .args(["--hosts", &addresses.join(","), "--batch", "100%"])
+            .args(["--health-command", &wait_for(&go), "--health-timeout", "90"])
+            .spawn()
+    };
+    let mut runs = [push("1"), push("2")];
+    let started = Instant::now();
+    while runs.iter_mut().all(|r| r.is_running()) {
+        assert!(started.elapsed() < Duration::from_secs(60), "neither push stopped");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    fs_err::write(&go, "").unwrap();
+    let outs = runs.map(|r| r.wait(Duration::from_secs(90)));
+    let codes: Vec<Option<i32>> = outs.iter().map(|o| o.status().code()).collect();
+    let (winner, loser) = match codes[..] {
+        [Some(0), Some(3)] => (&outs[0], &outs[1]),
+        [Some(3), Some(0)] => (&outs[1], &outs[0]),
+        _ => panic!(
+            "one push must win, one lose with 3: {codes:?}\n{}\n{}",
+            outs[0].stderr(),
+            outs[1].stderr()
+        ),
+    };
+    assert!(loser.stderr().contains("another push holds"), "{}", loser.stderr());
+    let version = winner.stdout_json()["version"].as_u64().unwrap();
+    for address in addresses {
+        assert_eq!(
+            current(&hosts, address),
+            Some(format!("releases/{version}")),
+            "only the winner's build is on {address}"
+        );
+    }
+    let history = world
+        .cmd(&hosts, &["--output", "json", "history"])
+        .success()
+        .stdout_json();
+    let pushes = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "push")
+        .count();
+    assert_eq!(pushes, 1, "the loser wrote no history");
+    assert!(world.s3.get(&world.bucket, "web/prod/push.lock").is_none());
+}
+
 /// Groups are re-read before each batch and swept at the end: while the first host's health
 /// check waits (for the test's signal, once that host switched), one instance joins and one
 /// becomes Unhealthy; the one that left is reported `left`, the one that joined is swept in.
@@ -582,12 +649,7 @@ fn an_instance_that_joins_mid_push_is_swept_in() {
     let hosts = world.hosts(&asg::addresses(&first));
     let signal = tempfile::tempdir().unwrap();
     let go = signal.path().join("go");
-    // Bounded: 1200 x 50 ms.
-    let wait_for_go = format!(
-        "i=0; while [ ! -e '{go}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; \
-         [ -e '{go}' ]",
-        go = go.display()
-    );
+    let wait_for_go = wait_for(&go);
     let running = world
         .cmd(
             &hosts,

@@ -398,6 +398,13 @@ impl Running {
         assert!(status.success(), "kill -{signal} {} failed", self.pid());
     }
 
+    /// Whether the process is still running (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().expect("wait for release").is_none())
+    }
+
     /// Waits at most `limit` for the process to end; panics (after killing it) if it does not.
     pub fn wait(mut self, limit: Duration) -> Output {
         let mut child = self.child.take().expect("running child");
