@@ -368,7 +368,10 @@ fn a_claim_overwritten_on_a_non_atomic_store_is_noticed() {
     let wait_until = |condition: &dyn Fn() -> bool, what: &str| {
         let started = std::time::Instant::now();
         while !condition() {
-            assert!(started.elapsed() < std::time::Duration::from_secs(60), "{what}");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "{what}"
+            );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     };
@@ -434,8 +437,20 @@ fn objects_are_encrypted_and_only_archives_take_the_storage_class() {
         .args(["--artifact", ARTIFACT, "-q", "build"])
         .success();
     ctx.release()
-        .args(["--artifact", ARTIFACT, "--sse", "aws:kms", "--sse-kms-key-id"])
-        .args(["alias/release-test", "-q", "build", "--storage-class", "STANDARD_IA"])
+        .args([
+            "--artifact",
+            ARTIFACT,
+            "--sse",
+            "aws:kms",
+            "--sse-kms-key-id",
+        ])
+        .args([
+            "alias/release-test",
+            "-q",
+            "build",
+            "--storage-class",
+            "STANDARD_IA",
+        ])
         .success();
     let keys = ctx.s3.keys(&ctx.bucket, "");
     let claims: Vec<&String> = keys.iter().filter(|k| k.contains("/claims/")).collect();
@@ -443,11 +458,27 @@ fn objects_are_encrypted_and_only_archives_take_the_storage_class() {
     let kms = (ServerSideEncryption::AwsKms, Some("alias/release-test"));
     let aes = (ServerSideEncryption::Aes256, None);
     let expected = [
-        (key("obelix-appengine-1.tar.gz"), &aes, StorageClass::Standard),
-        (key("obelix-appengine-1.release"), &aes, StorageClass::Standard),
+        (
+            key("obelix-appengine-1.tar.gz"),
+            &aes,
+            StorageClass::Standard,
+        ),
+        (
+            key("obelix-appengine-1.release"),
+            &aes,
+            StorageClass::Standard,
+        ),
         (claims[0].clone(), &aes, StorageClass::Standard),
-        (key("obelix-appengine-2.tar.gz"), &kms, StorageClass::StandardIa),
-        (key("obelix-appengine-2.release"), &kms, StorageClass::Standard),
+        (
+            key("obelix-appengine-2.tar.gz"),
+            &kms,
+            StorageClass::StandardIa,
+        ),
+        (
+            key("obelix-appengine-2.release"),
+            &kms,
+            StorageClass::Standard,
+        ),
         (claims[1].clone(), &kms, StorageClass::Standard),
         // Last written by build 2.
         (key("latest.txt"), &kms, StorageClass::Standard),
@@ -457,7 +488,10 @@ fn objects_are_encrypted_and_only_archives_take_the_storage_class() {
         let head = ctx.s3.head(&ctx.bucket, &object).unwrap();
         assert_eq!(head.server_side_encryption(), Some(sse), "{object}");
         assert_eq!(head.ssekms_key_id(), *kms_key, "{object}");
-        let stored = head.storage_class().cloned().unwrap_or(StorageClass::Standard);
+        let stored = head
+            .storage_class()
+            .cloned()
+            .unwrap_or(StorageClass::Standard);
         assert_eq!(stored, class, "{object}");
     }
 }

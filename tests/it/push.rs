@@ -582,6 +582,85 @@ fn wait_for(go: &std::path::Path) -> String {
     )
 }
 
+/// `--strict-host-keys`: `yes` (the default) refuses an unknown host, `accept-new` trusts it
+/// and records its key, a changed key fails under both, and `no` connects anyway.
+#[test]
+fn strict_host_keys_refuse_unknown_and_changed_keys() {
+    let world = World::new();
+    let address = "127.0.1.59";
+    let hosts = world.hosts(&[address]);
+    let known_hosts = hosts.known_hosts_path();
+    let genuine = fs_err::read_to_string(&known_hosts).unwrap();
+    let push = |build: &str, policy: Option<&str>| {
+        let run = world.cmd(
+            &hosts,
+            &["--output", "json", "push", build, "--hosts", address],
+        );
+        match policy {
+            Some(policy) => run.args(["--strict-host-keys", policy]),
+            None => run,
+        }
+    };
+    let error = |out: &crate::common::Output| {
+        out.stdout_json()["hosts"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // Unknown host.
+    fs_err::write(&known_hosts, "").unwrap();
+    for policy in [None, Some("yes")] {
+        let out = push("1", policy).code(1);
+        assert!(
+            error(&out).contains("cannot connect"),
+            "{policy:?}: {}",
+            error(&out)
+        );
+        assert_eq!(current(&hosts, address), None, "{policy:?}");
+    }
+    push("1", Some("accept-new")).success();
+    assert_eq!(current(&hosts, address).as_deref(), Some("releases/1"));
+    let learned = fs_err::read_to_string(&known_hosts).unwrap();
+    fn key_of(line: &str) -> Vec<&str> {
+        line.split_whitespace().skip(1).take(2).collect()
+    }
+    assert_eq!(
+        learned.lines().map(key_of).collect::<Vec<_>>(),
+        genuine.lines().map(key_of).collect::<Vec<_>>(),
+        "accept-new recorded the host's key: {learned}"
+    );
+
+    // Changed key: the known_hosts entry names another key for the host.
+    let other = tempfile::tempdir().unwrap();
+    let other_key = other.path().join("key");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other_key)
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    let public = fs_err::read_to_string(other_key.with_extension("pub")).unwrap();
+    let public: Vec<&str> = public.split_whitespace().take(2).collect();
+    let entry = genuine.split_whitespace().next().unwrap();
+    fs_err::write(&known_hosts, format!("{entry} {}\n", public.join(" "))).unwrap();
+    for policy in ["yes", "accept-new"] {
+        let out = push("2", Some(policy)).code(1);
+        assert!(
+            error(&out).contains("cannot connect"),
+            "{policy}: {}",
+            error(&out)
+        );
+        assert_eq!(
+            current(&hosts, address).as_deref(),
+            Some("releases/1"),
+            "{policy}"
+        );
+    }
+    push("2", Some("no")).success();
+    assert_eq!(current(&hosts, address).as_deref(), Some("releases/2"));
+}
+
 /// Two real pushes of one artifact started at once: one takes the lock and runs; the other
 /// stops with exit 3 naming the holder, having touched no host and written no history.
 #[test]
@@ -601,7 +680,10 @@ fn two_pushes_racing_for_the_lock_one_runs() {
     let mut runs = [push("1"), push("2")];
     let started = Instant::now();
     while runs.iter_mut().all(|r| r.is_running()) {
-        assert!(started.elapsed() < Duration::from_secs(60), "neither push stopped");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "neither push stopped"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     fs_err::write(&go, "").unwrap();
@@ -616,7 +698,11 @@ fn two_pushes_racing_for_the_lock_one_runs() {
             outs[1].stderr()
         ),
     };
-    assert!(loser.stderr().contains("another push holds"), "{}", loser.stderr());
+    assert!(
+        loser.stderr().contains("another push holds"),
+        "{}",
+        loser.stderr()
+    );
     let version = winner.stdout_json()["version"].as_u64().unwrap();
     for address in addresses {
         assert_eq!(
