@@ -532,6 +532,22 @@ mod hostile {
                 archive(&[Member("suid", Regular, 0o4755, "", b"x")]),
                 "setuid",
             ),
+            (
+                archive(&[Member("sgid", Regular, 0o2755, "", b"x")]),
+                "setgid",
+            ),
+            (
+                archive(&[Member("sgid-dir", Directory, 0o2775, "", b"")]),
+                "setgid",
+            ),
+            (
+                archive(&[Member("tty", tar::EntryType::Char, 0o600, "", b"")]),
+                "not allowed",
+            ),
+            (
+                archive(&[Member("pipe", tar::EntryType::Fifo, 0o600, "", b"")]),
+                "not allowed",
+            ),
         ];
         for (n, (tar, message)) in cases.iter().enumerate() {
             let n = n as u64 + 2;
@@ -566,6 +582,190 @@ mod hostile {
             std::fs::read(dir.join("current/bin/same")).unwrap(),
             b"#!/bin/sh\n"
         );
+    }
+
+    /// Uploads `tar` as build `n` with a manifest whose SIZE is `size` (SHA256 still right).
+    fn publish_sized(ctx: &TestContext, n: u64, tar: &[u8], size: usize) {
+        publish(ctx, n, tar);
+        let key = format!("web/prod/web-{n}.release");
+        let manifest = String::from_utf8(ctx.s3.get(&ctx.bucket, &key).unwrap()).unwrap();
+        let manifest =
+            manifest.replace(&format!("SIZE={}\n", tar.len()), &format!("SIZE={size}\n"));
+        ctx.s3.put(&ctx.bucket, &key, manifest);
+    }
+
+    /// An archive whose SHA-256 matches but whose length is not the manifest's SIZE (longer or
+    /// shorter) is refused: nothing switched, nothing partial left.
+    #[test]
+    fn a_size_mismatch_is_refused() {
+        use tar::EntryType::Regular;
+        let ctx = TestContext::new();
+        let host = tempfile::tempdir().unwrap();
+        let dir = host.path().join("web");
+        publish(
+            &ctx,
+            1,
+            &archive(&[Member("ok.txt", Regular, 0o644, "", b"one")]),
+        );
+        install(&ctx, &dir).arg("1").success();
+        let tar = archive(&[Member("ok.txt", Regular, 0o644, "", &[7u8; 4096])]);
+        for (n, size) in [(2, tar.len() - 512), (3, tar.len() + 512)] {
+            publish_sized(&ctx, n, &tar, size);
+            let out = install(&ctx, &dir).arg(n.to_string()).code(1);
+            // The error names the manifest's SIZE.
+            assert!(
+                out.stderr().contains(&size.to_string()),
+                "SIZE {size} of {}: {}",
+                tar.len(),
+                out.stderr()
+            );
+            assert_eq!(current(&dir).as_deref(), Some("releases/1"), "build {n}");
+            assert_eq!(releases(&dir), ["1", "1.release"], "build {n}");
+        }
+    }
+
+    /// Owners in the archive are not restored: a member owned by uid/gid 1234 belongs to the
+    /// installing user.
+    #[test]
+    fn owners_are_not_restored() {
+        use std::os::unix::fs::MetadataExt;
+        let ctx = TestContext::new();
+        let host = tempfile::tempdir().unwrap();
+        let dir = host.path().join("web");
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind) in [
+            ("owned", tar::EntryType::Directory),
+            ("owned/file", tar::EntryType::Regular),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+            header.set_uid(1234);
+            header.set_gid(1234);
+            header.set_size(if kind.is_dir() { 0 } else { 2 });
+            builder
+                .append_data(
+                    &mut header,
+                    name,
+                    if kind.is_dir() { &b""[..] } else { &b"x\n"[..] },
+                )
+                .unwrap();
+        }
+        let tar = builder.into_inner().unwrap();
+        publish(&ctx, 1, &tar);
+        install(&ctx, &dir).arg("1").success();
+        let me = std::fs::metadata(host.path()).unwrap();
+        for name in ["owned", "owned/file"] {
+            let meta = std::fs::symlink_metadata(dir.join("current").join(name)).unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid()),
+                (me.uid(), me.gid()),
+                "{name} is the installing user's"
+            );
+        }
+    }
+
+    /// Hooks shipped in the archive run around the switch, in the release, with every
+    /// documented variable, before `--check` and `--run`; a failing `deploy/before-switch`
+    /// keeps `current` where it was.
+    #[test]
+    fn shipped_hooks_run_with_every_variable() {
+        use tar::EntryType::{Directory, Regular};
+        let ctx = TestContext::new();
+        let host = tempfile::tempdir().unwrap();
+        let dir = host.path().join("web");
+        let log = host.path().join("hooks.log");
+        let hook = |name: &str| {
+            format!(
+                "echo \"{name} artifact=$RELEASE_ARTIFACT build=$RELEASE_BUILD \
+                 dir=$RELEASE_DIR previous=$RELEASE_PREVIOUS_BUILD pwd=$PWD \
+                 current=$(readlink \"$RELEASE_DIR/../../current\")\" >> '{}'\n",
+                log.display()
+            )
+        };
+        let (before, after) = (hook("before-switch"), hook("after-switch"));
+        let shipped = archive(&[
+            Member("deploy", Directory, 0o755, "", b""),
+            Member(
+                "deploy/before-switch",
+                Regular,
+                0o755,
+                "",
+                before.as_bytes(),
+            ),
+            Member("deploy/after-switch", Regular, 0o755, "", after.as_bytes()),
+        ]);
+        publish(&ctx, 1, &shipped);
+        publish(&ctx, 2, &shipped);
+        install(&ctx, &dir).arg("1").success();
+        let check = format!(
+            "echo check $RELEASE_BUILD $RELEASE_PREVIOUS_BUILD >> '{}'",
+            log.display()
+        );
+        let run = format!(
+            "echo run $RELEASE_BUILD $RELEASE_PREVIOUS_BUILD >> '{}'",
+            log.display()
+        );
+        install(&ctx, &dir)
+            .args(["2", "--check", &check, "--run", &run])
+            .success();
+        let release = |n: u64| dir.join(format!("releases/{n}")).display().to_string();
+        let line = |name: &str, n: u64, previous: &str, current: &str| {
+            format!(
+                "{name} artifact=web build={n} dir={r} previous={previous} pwd={r} current={current}",
+                r = release(n)
+            )
+        };
+        assert_eq!(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .lines()
+                .collect::<Vec<_>>(),
+            [
+                line("before-switch", 1, "", ""),
+                line("after-switch", 1, "", "releases/1"),
+                line("before-switch", 2, "1", "releases/1"),
+                "check 2 1".to_owned(),
+                line("after-switch", 2, "1", "releases/2"),
+                "run 2 1".to_owned(),
+            ]
+        );
+
+        // A shipped before-switch hook that fails: not switched.
+        let failing = archive(&[
+            Member("deploy", Directory, 0o755, "", b""),
+            Member("deploy/before-switch", Regular, 0o755, "", b"exit 3\n"),
+        ]);
+        publish(&ctx, 3, &failing);
+        install(&ctx, &dir)
+            .arg("3")
+            .code(1)
+            .stderr_contains("deploy/before-switch");
+        assert_eq!(current(&dir).as_deref(), Some("releases/2"));
+    }
+
+    /// Without `--keep`, the newest 5 releases are kept.
+    #[test]
+    fn the_default_keep_is_five() {
+        use tar::EntryType::Regular;
+        let ctx = TestContext::new();
+        let host = tempfile::tempdir().unwrap();
+        let dir = host.path().join("web");
+        for n in 1..=7u64 {
+            let body = n.to_string();
+            publish(
+                &ctx,
+                n,
+                &archive(&[Member("n.txt", Regular, 0o644, "", body.as_bytes())]),
+            );
+            install(&ctx, &dir).arg(n.to_string()).success();
+        }
+        let kept: Vec<String> = (3..=7)
+            .flat_map(|n| [n.to_string(), format!("{n}.release")])
+            .collect();
+        let mut kept = kept;
+        kept.sort();
+        assert_eq!(releases(&dir), kept);
     }
 
     #[test]
