@@ -22,11 +22,16 @@ fn obelix_workspace(ws: &mut Workspace) -> String {
 /// SIGTERM, as Jenkins' Abort sends it, to a running build: it must stop with exit 1 and say
 /// why.
 fn terminate(running: Running) {
-    running.signal("TERM");
+    interrupt(running, "TERM");
+}
+
+/// `signal` (TERM, or INT as Ctrl-C) to a running build: it must stop with exit 1 and say why.
+fn interrupt(running: Running, signal: &str) {
+    running.signal(signal);
     let out = running.wait(std::time::Duration::from_secs(60));
     assert_eq!(out.status().code(), Some(1), "{}", out.stderr());
     assert!(
-        out.stderr().contains("interrupted by SIGTERM"),
+        out.stderr().contains(&format!("interrupted by SIG{signal}")),
         "{}",
         out.stderr()
     );
@@ -1096,8 +1101,8 @@ mod directory_store {
     }
 }
 
-/// Jenkins' Abort sends SIGTERM mid-upload: the multipart upload is aborted and nothing is
-/// visible; the next build works.
+/// Jenkins' Abort sends SIGTERM mid-upload, Ctrl-C SIGINT: each time the multipart upload is
+/// aborted and nothing is visible; the next build works.
 #[test]
 fn an_interrupted_build_leaves_nothing() {
     let mut ctx = TestContext::new();
@@ -1105,33 +1110,41 @@ fn an_interrupted_build_leaves_nothing() {
     ctx.workspace.write("obelix/model.bin", noise(40 << 20, 42));
     ctx.workspace.commit("a large file");
     let proxy = FaultProxy::new(&ctx.moto.endpoint());
-    // Slow parts down so the signal lands mid-upload.
-    proxy.set_rule(|r| {
-        if r.target.contains("partNumber") {
-            std::thread::sleep(std::time::Duration::from_millis(400));
+    for signal in ["TERM", "INT"] {
+        proxy.reset();
+        // Slow parts down so the signal lands mid-upload.
+        proxy.set_rule(|r| {
+            if r.target.contains("partNumber") {
+                std::thread::sleep(std::time::Duration::from_millis(400));
+            }
+            Action::Forward
+        });
+        let running = ctx
+            .release()
+            .endpoint(&proxy.endpoint())
+            .args(["--artifact", ARTIFACT, "build"])
+            .spawn();
+        let start = std::time::Instant::now();
+        while !proxy
+            .log()
+            .iter()
+            .any(|e| e.request.target.contains("partNumber"))
+        {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "no part was uploaded"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Action::Forward
-    });
-    let running = ctx
-        .release()
-        .endpoint(&proxy.endpoint())
-        .args(["--artifact", ARTIFACT, "build"])
-        .spawn();
-    let start = std::time::Instant::now();
-    while !proxy
-        .log()
-        .iter()
-        .any(|e| e.request.target.contains("partNumber"))
-    {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "no part was uploaded"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        interrupt(running, signal);
+        assert_eq!(visible(&ctx), Vec::<String>::new(), "SIG{signal}");
+        assert!(ctx.s3.open_multipart_uploads(&ctx.bucket).is_empty(), "SIG{signal}");
+        let aborted = proxy
+            .log()
+            .iter()
+            .any(|e| e.request.method == "DELETE" && e.request.query().contains("uploadId="));
+        assert!(aborted, "SIG{signal}: the upload was aborted");
     }
-    terminate(running);
-    assert_eq!(visible(&ctx), Vec::<String>::new());
-    assert!(ctx.s3.open_multipart_uploads(&ctx.bucket).is_empty());
 
     proxy.clear_rule();
     let doc = ctx
@@ -1140,8 +1153,8 @@ fn an_interrupted_build_leaves_nothing() {
         .success()
         .stdout_json();
     assert_eq!(
-        doc["version"], 2,
-        "the interrupted build's number is not reused"
+        doc["version"], 3,
+        "the interrupted builds' numbers are not reused"
     );
 }
 
