@@ -197,6 +197,49 @@ fn legacy_bucket_continues_at_24() {
     );
 }
 
+/// Every member's mtime in the archive (a .tar.gz).
+fn mtimes(archive: &[u8]) -> Vec<(String, u64)> {
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+    tar.entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            (path, e.header().mtime().unwrap())
+        })
+        .collect()
+}
+
+/// SOURCE_DATE_EPOCH sets every member's mtime (instead of the commit time).
+#[test]
+fn source_date_epoch_sets_every_mtime() {
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    let commit_time: u64 = ctx.workspace.git(["log", "-1", "--format=%ct"]).trim().parse().unwrap();
+    for (epoch, n) in [(None, 1), (Some("1000000000"), 2)] {
+        let mut run = ctx.release().args(["--artifact", ARTIFACT, "-q", "build"]);
+        if let Some(epoch) = epoch {
+            run = run.env("SOURCE_DATE_EPOCH", epoch);
+        }
+        run.success();
+        let archive = ctx
+            .s3
+            .get(&ctx.bucket, &key(&format!("obelix-appengine-{n}.tar.gz")))
+            .unwrap();
+        let expected = epoch.map_or(commit_time, |e| e.parse().unwrap());
+        let times = mtimes(&archive);
+        assert!(times.len() > 2, "{times:?}");
+        for (path, mtime) in times {
+            assert_eq!(mtime, expected, "{path} (SOURCE_DATE_EPOCH={epoch:?})");
+        }
+    }
+    ctx.release()
+        .env("SOURCE_DATE_EPOCH", "yesterday")
+        .args(["--artifact", ARTIFACT, "build"])
+        .code(2)
+        .stderr_contains("SOURCE_DATE_EPOCH=`yesterday`");
+}
+
 #[test]
 fn same_tree_commit_and_jenkins_values_give_the_same_bytes() {
     let mut ctx = TestContext::new();
