@@ -73,6 +73,45 @@ fn bad_tag_names_are_refused_before_any_request() {
     assert_eq!(proxy.count(), 0);
 }
 
+/// Artifact and stage names outside `[A-Za-z0-9][A-Za-z0-9._-]{0,127}` are refused by every
+/// command before any request: nothing reaches the proxy.
+#[test]
+fn bad_artifact_and_stage_names_are_refused_before_any_request() {
+    let w = World::new();
+    let proxy = FaultProxy::new(&w.ctx.moto.endpoint());
+    let long = "a".repeat(129);
+    let commands: [&[&str]; 10] = [
+        &["build"],
+        &["promote", "1"],
+        &["rollback"],
+        &["list"],
+        &["show", "1"],
+        &["history"],
+        &["install", "1", "--dir", "/nonexistent/release-test"],
+        &["push", "1", "--hosts", "127.0.0.1"],
+        &["status", "--hosts", "127.0.0.1"],
+        &["unlock"],
+    ];
+    for bad in ["web/app", "../web", ".web", "-web", "web app", "web$(id)", long.as_str()] {
+        for (flag, what) in [("--artifact", "artifact"), ("--stage", "stage")] {
+            for command in commands {
+                let out = w
+                    .release()
+                    .endpoint(&proxy.endpoint())
+                    .arg(format!("{flag}={bad}"))
+                    .args(command)
+                    .code(2);
+                assert!(
+                    out.stderr().contains(&format!("invalid {what}")),
+                    "{flag}={bad} {command:?}: {}",
+                    out.stderr()
+                );
+            }
+        }
+    }
+    assert_eq!(proxy.count(), 0, "a request went out: {:?}", proxy.log().first());
+}
+
 #[test]
 fn a_commit_missing_here_is_fetched_from_origin() {
     let mut w = World::new();
