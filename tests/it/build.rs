@@ -31,7 +31,8 @@ fn interrupt(running: Running, signal: &str) {
     let out = running.wait(std::time::Duration::from_secs(60));
     assert_eq!(out.status().code(), Some(1), "{}", out.stderr());
     assert!(
-        out.stderr().contains(&format!("interrupted by SIG{signal}")),
+        out.stderr()
+            .contains(&format!("interrupted by SIG{signal}")),
         "{}",
         out.stderr()
     );
@@ -215,7 +216,12 @@ fn mtimes(archive: &[u8]) -> Vec<(String, u64)> {
 fn source_date_epoch_sets_every_mtime() {
     let mut ctx = TestContext::new();
     obelix_workspace(&mut ctx.workspace);
-    let commit_time: u64 = ctx.workspace.git(["log", "-1", "--format=%ct"]).trim().parse().unwrap();
+    let commit_time: u64 = ctx
+        .workspace
+        .git(["log", "-1", "--format=%ct"])
+        .trim()
+        .parse()
+        .unwrap();
     for (epoch, n) in [(None, 1), (Some("1000000000"), 2)] {
         let mut run = ctx.release().args(["--artifact", ARTIFACT, "-q", "build"]);
         if let Some(epoch) = epoch {
@@ -1181,7 +1187,10 @@ fn an_interrupted_build_leaves_nothing() {
         }
         interrupt(running, signal);
         assert_eq!(visible(&ctx), Vec::<String>::new(), "SIG{signal}");
-        assert!(ctx.s3.open_multipart_uploads(&ctx.bucket).is_empty(), "SIG{signal}");
+        assert!(
+            ctx.s3.open_multipart_uploads(&ctx.bucket).is_empty(),
+            "SIG{signal}"
+        );
         let aborted = proxy
             .log()
             .iter()

@@ -548,6 +548,13 @@ fn the_lock_keeps_pushes_apart_and_unlock_clears_a_stale_one() {
         .cmd(&hosts, &["unlock"])
         .code(3)
         .stderr_contains("--force");
+    // A dry run of unlock --force says what it would remove and removes nothing.
+    let held = world.s3.get(&world.bucket, "web/prod/push.lock");
+    world
+        .cmd(&hosts, &["--dry-run", "unlock", "--force"])
+        .success()
+        .stdout_contains("alice@jenkins-7");
+    assert_eq!(world.s3.get(&world.bucket, "web/prod/push.lock"), held);
     world
         .cmd(&hosts, &["unlock", "--force"])
         .success()
@@ -562,6 +569,13 @@ fn the_lock_keeps_pushes_apart_and_unlock_clears_a_stale_one() {
         .cmd(&hosts, &["push", "--hosts", "127.0.1.51"])
         .code(3)
         .stderr_contains("EXPIRED");
+    let expired = world.s3.get(&world.bucket, "web/prod/push.lock");
+    world.cmd(&hosts, &["--dry-run", "unlock"]).success();
+    assert_eq!(
+        world.s3.get(&world.bucket, "web/prod/push.lock"),
+        expired,
+        "a dry run removes no lock"
+    );
     world.cmd(&hosts, &["unlock"]).success();
     world
         .cmd(&hosts, &["push", "--hosts", "127.0.1.51"])

@@ -92,7 +92,15 @@ fn bad_artifact_and_stage_names_are_refused_before_any_request() {
         &["status", "--hosts", "127.0.0.1"],
         &["unlock"],
     ];
-    for bad in ["web/app", "../web", ".web", "-web", "web app", "web$(id)", long.as_str()] {
+    for bad in [
+        "web/app",
+        "../web",
+        ".web",
+        "-web",
+        "web app",
+        "web$(id)",
+        long.as_str(),
+    ] {
         for (flag, what) in [("--artifact", "artifact"), ("--stage", "stage")] {
             for command in commands {
                 let out = w
@@ -109,7 +117,12 @@ fn bad_artifact_and_stage_names_are_refused_before_any_request() {
             }
         }
     }
-    assert_eq!(proxy.count(), 0, "a request went out: {:?}", proxy.log().first());
+    assert_eq!(
+        proxy.count(),
+        0,
+        "a request went out: {:?}",
+        proxy.log().first()
+    );
 }
 
 #[test]

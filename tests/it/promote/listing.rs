@@ -124,7 +124,11 @@ fn semver_references_pick_the_highest_matching_build() {
     }
     for reference in ["2.0.1", "1.2", "^3"] {
         let out = w.release().args(["show", reference]).code(2);
-        assert!(out.stderr().contains(reference), "{reference}: {}", out.stderr());
+        assert!(
+            out.stderr().contains(reference),
+            "{reference}: {}",
+            out.stderr()
+        );
     }
 }
 
