@@ -411,12 +411,12 @@ fn a_late_pointer_write_does_not_move_latest_backwards() {
 /// whose token is gone takes number 2. Two builds, two numbers.
 #[test]
 fn a_claim_overwritten_on_a_non_atomic_store_is_noticed() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let mut ctx = TestContext::new();
     obelix_workspace(&mut ctx.workspace);
     let proxy = FaultProxy::new(&ctx.moto.endpoint());
-    let (lists, puts) = (AtomicUsize::new(0), AtomicUsize::new(0));
-    let overwritten = AtomicBool::new(false);
+    let puts = AtomicUsize::new(0);
+    let log = proxy.log_handle();
     let claim_one = key("claims/1");
     // Bounded waits inside the rule (it runs on the request's own thread).
     let wait_until = |condition: &dyn Fn() -> bool, what: &str| {
@@ -430,26 +430,33 @@ fn a_claim_overwritten_on_a_non_atomic_store_is_noticed() {
         }
     };
     proxy.set_rule(move |r| {
-        if r.method == "GET" && r.query().contains("list-type") {
-            lists.fetch_add(1, Ordering::SeqCst);
-        }
         if !r.path().ends_with(&claim_one) {
             return Action::Forward;
         }
         match r.method.as_str() {
             "PUT" => {
-                // Both builds chose 1 before either claimed it.
-                wait_until(&|| lists.load(Ordering::SeqCst) >= 2, "two listings");
+                // Both builds chose 1 (moto answered both listings) before either claimed it.
+                let listed = || {
+                    let log = log.log();
+                    let answered = log.iter().filter(|e| {
+                        e.request.query().contains("list-type") && e.upstream_status.is_some()
+                    });
+                    answered.count() >= 2
+                };
+                wait_until(&listed, "two listings");
                 if puts.fetch_add(1, Ordering::SeqCst) == 0 {
                     return Action::Forward;
                 }
-                overwritten.store(true, Ordering::SeqCst);
                 Action::ForwardWithout("If-None-Match".into())
             }
             "GET" => {
-                wait_until(&|| overwritten.load(Ordering::SeqCst), "the racing claim");
-                // The overwrite is forwarded once its rule returned: let it land first.
-                std::thread::sleep(std::time::Duration::from_millis(300));
+                // Read back only once moto has answered the overwrite.
+                let overwritten = || {
+                    log.log().iter().any(|e| {
+                        matches!(e.action, Action::ForwardWithout(_)) && e.upstream_status.is_some()
+                    })
+                };
+                wait_until(&overwritten, "the racing claim");
                 Action::Forward
             }
             _ => Action::Forward,

@@ -242,9 +242,30 @@ impl FaultProxy {
             .sum()
     }
 
+    /// A handle on the log that a rule can keep (a rule cannot hold the proxy): e.g. to wait
+    /// until another request has been answered by the upstream.
+    pub fn log_handle(&self) -> LogHandle {
+        LogHandle(Arc::downgrade(&self.shared))
+    }
+
     /// Clears the log and restarts request indexes at 0 (the rule stays).
     pub fn reset(&self) {
         *lock(&self.shared.state) = State::default();
+    }
+}
+
+/// See [`FaultProxy::log_handle`]. Weak, so a rule holding it does not keep the proxy alive.
+#[derive(Clone)]
+pub struct LogHandle(std::sync::Weak<Shared>);
+
+impl LogHandle {
+    /// The finished exchanges, as [`FaultProxy::log`] (empty once the proxy is gone). An
+    /// exchange is logged once the upstream answered, before the client gets the answer.
+    pub fn log(&self) -> Vec<Exchange> {
+        self.0
+            .upgrade()
+            .map(|shared| lock(&shared.state).log.clone())
+            .unwrap_or_default()
     }
 }
 
