@@ -973,6 +973,7 @@ fn a_signal_stops_new_hosts_and_releases_the_lock() {
     let hosts = world.hosts(&addresses);
     let logs = tempfile::tempdir().unwrap();
     let log_dir = logs.path().display().to_string();
+    let go = logs.path().join("go");
     let running = world
         .cmd(
             &hosts,
@@ -986,7 +987,7 @@ fn a_signal_stops_new_hosts_and_releases_the_lock() {
                 "1",
             ],
         )
-        .args(["--health-command", "sleep 2", "--log-dir", &log_dir])
+        .args(["--health-command", &wait_for(&go), "--log-dir", &log_dir])
         .spawn();
     let start = Instant::now();
     while current(&hosts, addresses[0]).is_none() {
@@ -996,7 +997,9 @@ fn a_signal_stops_new_hosts_and_releases_the_lock() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The first host's health check is still waiting: the signal lands mid-host.
     running.signal("TERM");
+    fs_err::write(&go, "").unwrap();
     let out = running.wait(Duration::from_secs(60));
     assert_eq!(out.status().code(), Some(4), "{}", out.stderr());
     let doc = out.stdout_json();

@@ -226,23 +226,26 @@ fn racing_promotes_one_wins_the_other_changes_nothing() {
     }
     w.release().args(["promote", "1"]).success();
 
-    // Both read latest-stable before either writes it: hold every write of it until two reads
-    // were seen, and the second write a little longer so the two do not arrive together.
+    // Both read latest-stable before either writes it: hold every write of it until moto
+    // answered two reads, and the second write until moto answered the first.
     let proxy = FaultProxy::new(&w.ctx.moto.endpoint());
-    let reads = Arc::new(AtomicUsize::new(0));
     let writes = Arc::new(AtomicUsize::new(0));
+    let log = proxy.log_handle();
     proxy.set_rule(move |r| {
-        if r.path().ends_with("/latest-stable.txt") {
-            if r.method == "GET" {
-                reads.fetch_add(1, Ordering::SeqCst);
-            } else if r.method == "PUT" {
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while reads.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                if writes.fetch_add(1, Ordering::SeqCst) > 0 {
-                    std::thread::sleep(Duration::from_millis(500));
-                }
+        if r.path().ends_with("/latest-stable.txt") && r.method == "PUT" {
+            let answered = |method: &str| {
+                let log = log.log();
+                let of_pointer = log.iter().filter(|e| {
+                    e.request.method == method
+                        && e.request.path().ends_with("/latest-stable.txt")
+                        && e.upstream_status.is_some()
+                });
+                of_pointer.count()
+            };
+            let earlier = writes.fetch_add(1, Ordering::SeqCst);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while (answered("GET") < 2 || answered("PUT") < earlier) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
             }
         }
         Action::Forward
