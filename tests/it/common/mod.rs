@@ -389,6 +389,13 @@ impl Running {
         self.child.as_ref().map_or(0, |c| c.id())
     }
 
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().expect("wait for release").is_none())
+    }
+
     /// Sends `signal` (e.g. "TERM") with kill(1).
     pub fn signal(&self, signal: &str) {
         let status = std::process::Command::new("kill")
@@ -396,13 +403,6 @@ impl Running {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{signal} {} failed", self.pid());
-    }
-
-    /// Whether the process is still running (it has not exited).
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().expect("wait for release").is_none())
     }
 
     /// Waits at most `limit` for the process to end; panics (after killing it) if it does not.
