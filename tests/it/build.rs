@@ -22,11 +22,17 @@ fn obelix_workspace(ws: &mut Workspace) -> String {
 /// SIGTERM, as Jenkins' Abort sends it, to a running build: it must stop with exit 1 and say
 /// why.
 fn terminate(running: Running) {
-    running.signal("TERM");
+    interrupt(running, "TERM");
+}
+
+/// `signal` (TERM, or INT as Ctrl-C) to a running build: it must stop with exit 1 and say why.
+fn interrupt(running: Running, signal: &str) {
+    running.signal(signal);
     let out = running.wait(std::time::Duration::from_secs(60));
     assert_eq!(out.status().code(), Some(1), "{}", out.stderr());
     assert!(
-        out.stderr().contains("interrupted by SIGTERM"),
+        out.stderr()
+            .contains(&format!("interrupted by SIG{signal}")),
         "{}",
         out.stderr()
     );
@@ -192,6 +198,54 @@ fn legacy_bucket_continues_at_24() {
     );
 }
 
+/// Every member's mtime in the archive (a .tar.gz).
+fn mtimes(archive: &[u8]) -> Vec<(String, u64)> {
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+    tar.entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            (path, e.header().mtime().unwrap())
+        })
+        .collect()
+}
+
+/// SOURCE_DATE_EPOCH sets every member's mtime (instead of the commit time).
+#[test]
+fn source_date_epoch_sets_every_mtime() {
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    let commit_time: u64 = ctx
+        .workspace
+        .git(["log", "-1", "--format=%ct"])
+        .trim()
+        .parse()
+        .unwrap();
+    for (epoch, n) in [(None, 1), (Some("1000000000"), 2)] {
+        let mut run = ctx.release().args(["--artifact", ARTIFACT, "-q", "build"]);
+        if let Some(epoch) = epoch {
+            run = run.env("SOURCE_DATE_EPOCH", epoch);
+        }
+        run.success();
+        let archive = ctx
+            .s3
+            .get(&ctx.bucket, &key(&format!("obelix-appengine-{n}.tar.gz")))
+            .unwrap();
+        let expected = epoch.map_or(commit_time, |e| e.parse().unwrap());
+        let times = mtimes(&archive);
+        assert!(times.len() > 2, "{times:?}");
+        for (path, mtime) in times {
+            assert_eq!(mtime, expected, "{path} (SOURCE_DATE_EPOCH={epoch:?})");
+        }
+    }
+    ctx.release()
+        .env("SOURCE_DATE_EPOCH", "yesterday")
+        .args(["--artifact", ARTIFACT, "build"])
+        .code(2)
+        .stderr_contains("SOURCE_DATE_EPOCH=`yesterday`");
+}
+
 #[test]
 fn same_tree_commit_and_jenkins_values_give_the_same_bytes() {
     let mut ctx = TestContext::new();
@@ -285,6 +339,222 @@ fn sixteen_concurrent_builds_get_sixteen_numbers() {
         latest.contains("VERSION=16\n"),
         "latest.txt never moves backwards: {latest}"
     );
+}
+
+/// latest.txt never moves backwards: build 1's pointer write is held in the proxy until build
+/// 2 has landed; when it arrives its condition fails, build 1 reads the pointer again, finds
+/// a newer build and leaves it.
+#[test]
+fn a_late_pointer_write_does_not_move_latest_backwards() {
+    use std::sync::{Mutex, mpsc};
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    let proxy = FaultProxy::new(&ctx.moto.endpoint());
+    let (held_tx, held_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (held_tx, go_rx) = (Mutex::new(Some(held_tx)), Mutex::new(go_rx));
+    proxy.set_rule(move |r| {
+        if r.method == "PUT" && r.path().ends_with("/latest.txt") {
+            // Only the first pointer write waits (the rule runs on the request's own thread).
+            let first = held_tx.lock().unwrap().take();
+            if let Some(held) = first {
+                held.send(()).unwrap();
+                let _ = go_rx
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(std::time::Duration::from_secs(60));
+            }
+        }
+        Action::Forward
+    });
+    let build = || {
+        ctx.release().endpoint(&proxy.endpoint()).args([
+            "--artifact",
+            ARTIFACT,
+            "--output",
+            "json",
+            "build",
+        ])
+    };
+    let first = build().spawn();
+    held_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("build 1 wrote its pointer");
+    let second = build().success().stdout_json();
+    assert_eq!(second["version"], 2);
+    let latest = || String::from_utf8(ctx.s3.get(&ctx.bucket, &key("latest.txt")).unwrap());
+    assert!(latest().unwrap().contains("VERSION=2\n"));
+    go_tx.send(()).unwrap();
+    let first = first.wait(std::time::Duration::from_secs(60));
+    assert_eq!(first.status().code(), Some(0), "{}", first.stderr());
+    assert_eq!(first.stdout_json()["version"], 1);
+    let latest = latest().unwrap();
+    assert!(
+        latest.contains("VERSION=2\n"),
+        "latest.txt moved back: {latest}"
+    );
+    let writes = proxy
+        .log()
+        .iter()
+        .filter(|e| e.request.method == "PUT" && e.request.path().ends_with("/latest.txt"))
+        .map(|e| e.status)
+        .collect::<Vec<_>>();
+    assert!(
+        writes.contains(&Some(412)),
+        "build 1's late write met a condition: {writes:?}"
+    );
+}
+
+/// A store whose conditional writes are not atomic (as some S3-compatible ones): two builds
+/// list the bucket, both claim number 1, and the second claim arrives without its
+/// `If-None-Match`, overwriting the first. Both read their claim back after that: the one
+/// whose token is gone takes number 2. Two builds, two numbers.
+#[test]
+fn a_claim_overwritten_on_a_non_atomic_store_is_noticed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    let proxy = FaultProxy::new(&ctx.moto.endpoint());
+    let puts = AtomicUsize::new(0);
+    let log = proxy.log_handle();
+    let claim_one = key("claims/1");
+    // Bounded waits inside the rule (it runs on the request's own thread).
+    let wait_until = |condition: &dyn Fn() -> bool, what: &str| {
+        let started = std::time::Instant::now();
+        while !condition() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "{what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    proxy.set_rule(move |r| {
+        if !r.path().ends_with(&claim_one) {
+            return Action::Forward;
+        }
+        match r.method.as_str() {
+            "PUT" => {
+                // Both builds chose 1 (moto answered both listings) before either claimed it.
+                let listed = || {
+                    let log = log.log();
+                    let answered = log.iter().filter(|e| {
+                        e.request.query().contains("list-type") && e.upstream_status.is_some()
+                    });
+                    answered.count() >= 2
+                };
+                wait_until(&listed, "two listings");
+                if puts.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Action::Forward;
+                }
+                Action::ForwardWithout("If-None-Match".into())
+            }
+            "GET" => {
+                // Read back only once moto has answered the overwrite.
+                let overwritten = || {
+                    log.log().iter().any(|e| {
+                        matches!(e.action, Action::ForwardWithout(_)) && e.upstream_status.is_some()
+                    })
+                };
+                wait_until(&overwritten, "the racing claim");
+                Action::Forward
+            }
+            _ => Action::Forward,
+        }
+    });
+    let build = || {
+        ctx.release()
+            .endpoint(&proxy.endpoint())
+            .args(["--artifact", ARTIFACT, "--output", "json", "build"])
+            .spawn()
+    };
+    let runs = [build(), build()];
+    let mut numbers: Vec<u64> = runs
+        .into_iter()
+        .map(|run| {
+            let out = run.wait(std::time::Duration::from_secs(90));
+            assert_eq!(out.status().code(), Some(0), "{}", out.stderr());
+            out.stdout_json()["version"].as_u64().unwrap()
+        })
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, [1, 2]);
+    let overwrites = proxy
+        .log()
+        .iter()
+        .filter(|e| matches!(e.action, Action::ForwardWithout(_)) && e.status == Some(200))
+        .count();
+    assert_eq!(overwrites, 1, "the racing claim did overwrite");
+}
+
+/// Every stored object is encrypted (AES256 by default, aws:kms with its key when asked); only
+/// the archive takes `--storage-class`, the small objects stay STANDARD.
+#[test]
+fn objects_are_encrypted_and_only_archives_take_the_storage_class() {
+    use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    ctx.release()
+        .args(["--artifact", ARTIFACT, "-q", "build"])
+        .success();
+    ctx.release()
+        .args([
+            "--artifact",
+            ARTIFACT,
+            "--sse",
+            "aws:kms",
+            "--sse-kms-key-id",
+        ])
+        .args([
+            "alias/release-test",
+            "-q",
+            "build",
+            "--storage-class",
+            "STANDARD_IA",
+        ])
+        .success();
+    let keys = ctx.s3.keys(&ctx.bucket, "");
+    let claims: Vec<&String> = keys.iter().filter(|k| k.contains("/claims/")).collect();
+    assert_eq!(claims.len(), 2, "{keys:?}");
+    let kms = (ServerSideEncryption::AwsKms, Some("alias/release-test"));
+    let aes = (ServerSideEncryption::Aes256, None);
+    let expected = [
+        (
+            key("obelix-appengine-1.tar.gz"),
+            &aes,
+            StorageClass::Standard,
+        ),
+        (
+            key("obelix-appengine-1.release"),
+            &aes,
+            StorageClass::Standard,
+        ),
+        (claims[0].clone(), &aes, StorageClass::Standard),
+        (
+            key("obelix-appengine-2.tar.gz"),
+            &kms,
+            StorageClass::StandardIa,
+        ),
+        (
+            key("obelix-appengine-2.release"),
+            &kms,
+            StorageClass::Standard,
+        ),
+        (claims[1].clone(), &kms, StorageClass::Standard),
+        // Last written by build 2.
+        (key("latest.txt"), &kms, StorageClass::Standard),
+    ];
+    assert_eq!(keys.len(), expected.len(), "{keys:?}");
+    for (object, (sse, kms_key), class) in expected {
+        let head = ctx.s3.head(&ctx.bucket, &object).unwrap();
+        assert_eq!(head.server_side_encryption(), Some(sse), "{object}");
+        assert_eq!(head.ssekms_key_id(), *kms_key, "{object}");
+        let stored = head
+            .storage_class()
+            .cloned()
+            .unwrap_or(StorageClass::Standard);
+        assert_eq!(stored, class, "{object}");
+    }
 }
 
 #[test]
@@ -435,8 +705,10 @@ fn release_toml_is_read_and_flags_and_env_win() {
 fn dry_run_writes_nothing() {
     let mut ctx = TestContext::new();
     obelix_workspace(&mut ctx.workspace);
+    let proxy = FaultProxy::new(&ctx.moto.endpoint());
     let doc = ctx
         .release()
+        .endpoint(&proxy.endpoint())
         .env("RELEASE_DRY_RUN", "1")
         .args(["--artifact", ARTIFACT, "--output", "json", "build"])
         .success()
@@ -444,6 +716,15 @@ fn dry_run_writes_nothing() {
     assert_eq!(doc["dry_run"], true);
     assert_eq!(doc["version"], 1);
     assert_eq!(ctx.s3.keys(&ctx.bucket, ""), Vec::<String>::new());
+    // Not even a write that failed or was undone (a claim, an aborted upload).
+    let writes: Vec<String> = proxy
+        .log()
+        .iter()
+        .filter(|e| !matches!(e.request.method.as_str(), "GET" | "HEAD"))
+        .map(|e| format!("{} {}", e.request.method, e.request.target))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new());
+    assert!(proxy.count() > 0, "the plan read through the proxy");
 }
 
 /// Throttling and 5xx answers on every kind of request are retried by the SDK; the build ends
@@ -493,11 +774,21 @@ fn small_reads_cut_mid_body_are_read_again() {
         "MODULE=obelix-appengine\nVERSION=23\nBUILD=33\n",
     );
     let proxy = FaultProxy::new(&ctx.moto.endpoint());
-    proxy.set_rule(proxy::first_n(
-        2,
-        |r| r.method == "GET" && (r.target.contains("latest.txt") || r.target.contains("claims/")),
+    // The first read of each is cut, each on its own rule: latest.txt, then the claim.
+    let latest = proxy::first_n(
+        1,
+        |r| r.method == "GET" && r.target.contains("latest.txt"),
         Action::CutAfter(10),
-    ));
+    );
+    let claim = proxy::first_n(
+        1,
+        |r| r.method == "GET" && r.target.contains("claims/"),
+        Action::CutAfter(10),
+    );
+    proxy.set_rule(move |r| match latest(r) {
+        Action::Forward => claim(r),
+        cut => cut,
+    });
     let doc = ctx
         .release()
         .endpoint(&proxy.endpoint())
@@ -505,19 +796,26 @@ fn small_reads_cut_mid_body_are_read_again() {
         .success()
         .stdout_json();
     assert_eq!(doc["version"], 24);
-    let cut = proxy
-        .log()
-        .iter()
-        .filter(|e| e.action == Action::CutAfter(10))
-        .count();
-    assert_eq!(cut, 2);
+    let log = proxy.log();
+    let cut = |target: &str| {
+        log.iter()
+            .filter(|e| e.cut && e.request.target.contains(target))
+            .count()
+    };
+    assert_eq!(
+        (cut("latest.txt"), cut("claims/")),
+        (1, 1),
+        "each read was cut once"
+    );
 }
 
 /// Answers lost after the server acted (the claim, the completion, the manifest, the pointer):
 /// the build recognises its own writes and ends intact.
 #[test]
 fn lost_answers_are_checked_before_failing() {
-    for target in ["claims/", "uploadId=", ".release", "latest.txt"] {
+    // The completion has its own test (a_lost_completion_is_checked_with_a_head): moto answers
+    // its retry with 200, so the check would never run here.
+    for target in ["claims/", ".release", "latest.txt"] {
         let mut ctx = TestContext::new();
         obelix_workspace(&mut ctx.workspace);
         let proxy = FaultProxy::new(&ctx.moto.endpoint());
@@ -554,6 +852,58 @@ fn lost_answers_are_checked_before_failing() {
                 .contains("VERSION=1\n")
         );
     }
+}
+
+/// A lost answer to CompleteMultipartUpload, as S3 then behaves: the upload is complete, so
+/// the SDK's retry gets 404 NoSuchUpload (moto would answer 200). The build checks with a
+/// HEAD that its archive is there before calling the write failed.
+#[test]
+fn a_lost_completion_is_checked_with_a_head() {
+    let mut ctx = TestContext::new();
+    obelix_workspace(&mut ctx.workspace);
+    let proxy = FaultProxy::new(&ctx.moto.endpoint());
+    let completes = std::sync::atomic::AtomicUsize::new(0);
+    proxy.set_rule(move |r| {
+        let complete = r.method == "POST"
+            && r.query().starts_with("uploadId=")
+            && r.path().ends_with(".tar.gz");
+        if !complete {
+            return Action::Forward;
+        }
+        match completes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => Action::ForwardThenCut,
+            _ => Action::error(
+                404,
+                "NoSuchUpload",
+                "The specified upload does not exist. The upload ID may be invalid, or the \
+                 upload may have been aborted or completed.",
+            ),
+        }
+    });
+    let doc = ctx
+        .release()
+        .endpoint(&proxy.endpoint())
+        .args(["--artifact", ARTIFACT, "--output", "json", "build"])
+        .success()
+        .stdout_json();
+    assert_eq!(doc["version"], 1);
+    let log = proxy.log();
+    let refused = log
+        .iter()
+        .position(|e| e.status == Some(404) && e.request.method == "POST")
+        .expect("the retried completion was refused");
+    let archive = key("obelix-appengine-1.tar.gz");
+    assert!(
+        log[refused..]
+            .iter()
+            .any(|e| e.request.method == "HEAD" && e.request.path().ends_with(&archive)),
+        "a HEAD of the archive followed the refusal: {:?}",
+        log.iter()
+            .map(|e| (&e.request.method, &e.request.target, e.status))
+            .collect::<Vec<_>>()
+    );
+    let stored = ctx.s3.get(&ctx.bucket, &archive).unwrap();
+    assert_eq!(doc["sha256"], sha256_hex(&stored));
 }
 
 /// An upload that keeps failing aborts: no archive, no manifest, no open upload, no pointer.
@@ -791,12 +1141,24 @@ mod directory_store {
             .arg(&local)
             .success()
             .stdout_json();
-        assert_eq!(doc["sha256"], sha256_hex(&std::fs::read(&local).unwrap()));
+        let kept = std::fs::read(&local).unwrap();
+        let stored = std::fs::read(
+            store
+                .path()
+                .join(ARTIFACT)
+                .join("prod/obelix-appengine-1.tar.gz"),
+        )
+        .unwrap();
+        assert!(
+            kept == stored,
+            "the local copy differs from the stored archive"
+        );
+        assert_eq!(doc["sha256"], sha256_hex(&kept));
     }
 }
 
-/// Jenkins' Abort sends SIGTERM mid-upload: the multipart upload is aborted and nothing is
-/// visible; the next build works.
+/// Jenkins' Abort sends SIGTERM mid-upload, Ctrl-C SIGINT: each time the multipart upload is
+/// aborted and nothing is visible; the next build works.
 #[test]
 fn an_interrupted_build_leaves_nothing() {
     let mut ctx = TestContext::new();
@@ -804,33 +1166,44 @@ fn an_interrupted_build_leaves_nothing() {
     ctx.workspace.write("obelix/model.bin", noise(40 << 20, 42));
     ctx.workspace.commit("a large file");
     let proxy = FaultProxy::new(&ctx.moto.endpoint());
-    // Slow parts down so the signal lands mid-upload.
-    proxy.set_rule(|r| {
-        if r.target.contains("partNumber") {
-            std::thread::sleep(std::time::Duration::from_millis(400));
+    for signal in ["TERM", "INT"] {
+        proxy.reset();
+        // Slow parts down so the signal lands mid-upload.
+        proxy.set_rule(|r| {
+            if r.target.contains("partNumber") {
+                std::thread::sleep(std::time::Duration::from_millis(400));
+            }
+            Action::Forward
+        });
+        let running = ctx
+            .release()
+            .endpoint(&proxy.endpoint())
+            .args(["--artifact", ARTIFACT, "build"])
+            .spawn();
+        let start = std::time::Instant::now();
+        while !proxy
+            .log()
+            .iter()
+            .any(|e| e.request.target.contains("partNumber"))
+        {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "no part was uploaded"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Action::Forward
-    });
-    let running = ctx
-        .release()
-        .endpoint(&proxy.endpoint())
-        .args(["--artifact", ARTIFACT, "build"])
-        .spawn();
-    let start = std::time::Instant::now();
-    while !proxy
-        .log()
-        .iter()
-        .any(|e| e.request.target.contains("partNumber"))
-    {
+        interrupt(running, signal);
+        assert_eq!(visible(&ctx), Vec::<String>::new(), "SIG{signal}");
         assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "no part was uploaded"
+            ctx.s3.open_multipart_uploads(&ctx.bucket).is_empty(),
+            "SIG{signal}"
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        let aborted = proxy
+            .log()
+            .iter()
+            .any(|e| e.request.method == "DELETE" && e.request.query().contains("uploadId="));
+        assert!(aborted, "SIG{signal}: the upload was aborted");
     }
-    terminate(running);
-    assert_eq!(visible(&ctx), Vec::<String>::new());
-    assert!(ctx.s3.open_multipart_uploads(&ctx.bucket).is_empty());
 
     proxy.clear_rule();
     let doc = ctx
@@ -839,8 +1212,8 @@ fn an_interrupted_build_leaves_nothing() {
         .success()
         .stdout_json();
     assert_eq!(
-        doc["version"], 2,
-        "the interrupted build's number is not reused"
+        doc["version"], 3,
+        "the interrupted builds' numbers are not reused"
     );
 }
 

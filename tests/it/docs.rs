@@ -172,10 +172,23 @@ fn completions_name_every_subcommand() {
             .success()
             .stdout();
         for command in SUBCOMMANDS {
-            assert!(
-                script.contains(command),
-                "{shell} completions lack `{command}`"
-            );
+            // Each shell's own entry for the subcommand, not a bare word that any text has.
+            let entries = match shell {
+                "bash" => vec![
+                    format!("release,{command})"),
+                    format!("release__subcmd__{command})"),
+                ],
+                "zsh" => vec![format!("({command})"), format!("'{command}:")],
+                _ => vec![format!(
+                    "complete -c release -n \"__fish_release_needs_command\" -f -a \"{command}\""
+                )],
+            };
+            for entry in entries {
+                assert!(
+                    script.contains(&entry),
+                    "{shell} completions lack `{entry}` for `{command}`"
+                );
+            }
         }
         assert!(script.contains("max-failures"), "{shell}: no push flags");
     }
@@ -207,8 +220,16 @@ fn bash_completions_load_in_bash() {
 fn man_page_lists_every_subcommand() {
     let page = Release::new().arg("man").success().stdout();
     assert!(page.contains(".TH release"), "no title header");
+    let listed = page
+        .split_once(".SH SUBCOMMANDS\n")
+        .expect("a SUBCOMMANDS section")
+        .1;
     for command in SUBCOMMANDS {
-        assert!(page.contains(command), "the man page lacks `{command}`");
+        let entry = format!(".TP\nrelease\\-{command}(1)\n");
+        assert!(
+            listed.contains(&entry),
+            "the man page's SUBCOMMANDS lack `{entry}`"
+        );
     }
     assert!(
         page.contains("RELEASE_BUCKET"),

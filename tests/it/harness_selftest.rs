@@ -413,3 +413,153 @@ fn harness_workspace_commits_are_deterministic() {
     assert_eq!(origin.tag_commit("nope"), None);
     assert_eq!(origin.tags(), ["web-stable"]);
 }
+
+/// The message `f` panics with; fails the test if it does not panic.
+fn panics_with<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> String {
+    match std::panic::catch_unwind(f) {
+        Ok(_) => panic!("expected a panic"),
+        Err(payload) => match payload.downcast::<String>() {
+            Ok(message) => *message,
+            Err(payload) => payload
+                .downcast::<&str>()
+                .map_or_else(|_| "a panic without a message".into(), |m| (*m).to_owned()),
+        },
+    }
+}
+
+/// A listener that accepts connections (the kernel's backlog) and never answers.
+fn black_hole() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+    (listener, endpoint)
+}
+
+#[test]
+fn harness_refuses_every_endpoint_outside_loopback() {
+    let run = |key: &'static str, value: &'static str| {
+        panics_with(move || common::Release::new().env(key, value).args(["list"]).run())
+    };
+    for (key, value) in [
+        ("AWS_ENDPOINT_URL", "http://127.example.com:4566"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1@example.com"),
+        ("AWS_ENDPOINT_URL", "https://s3.amazonaws.com"),
+        ("AWS_ENDPOINT_URL_S3", "http://10.0.0.1:9000"),
+        ("AWS_ENDPOINT_URL_EC2", "http://127.example.com"),
+        (
+            "AWS_ENDPOINT_URL_AUTO_SCALING",
+            "https://autoscaling.amazonaws.com",
+        ),
+    ] {
+        let message = run(key, value);
+        assert!(
+            message.contains("tests only reach loopback") && message.contains(key),
+            "{key}={value}: {message}"
+        );
+    }
+    let message = run("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true");
+    assert!(message.contains("tests only reach loopback"), "{message}");
+    let message = panics_with(|| {
+        common::Release::new()
+            .env_remove("AWS_ENDPOINT_URL")
+            .args(["list"])
+            .run()
+    });
+    assert!(
+        message.contains("AWS_ENDPOINT_URL must be set"),
+        "{message}"
+    );
+    // Loopback in every form a test uses passes.
+    common::check_endpoints([
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+        ("AWS_ENDPOINT_URL_S3", "http://127.0.1.4:9000/"),
+    ]);
+}
+
+/// A run killed at its timeout fails the test even if its output satisfies the assertions.
+#[test]
+fn harness_run_fails_on_timeout() {
+    let (_listener, endpoint) = black_hole();
+    let started = Instant::now();
+    let message = panics_with(|| {
+        common::Release::new()
+            .endpoint(&endpoint)
+            .env("RELEASE_BUCKET", "black-hole")
+            .args(["--artifact", "web", "show", "1"])
+            .timeout(Duration::from_millis(1500))
+            .run()
+    });
+    assert!(message.contains("was killed"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+/// Every run has a working directory of its own, outside the repository.
+#[test]
+fn harness_runs_the_binary_outside_the_repository() {
+    let (_listener, endpoint) = black_hole();
+    let running = common::Release::new()
+        .endpoint(&endpoint)
+        .env("RELEASE_BUCKET", "black-hole")
+        .args(["--artifact", "web", "show", "1"])
+        .spawn();
+    let cwd = std::fs::read_link(format!("/proc/{}/cwd", running.pid())).expect("its cwd");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(!cwd.starts_with(repo), "{}", cwd.display());
+    assert_eq!(std::fs::read_dir(&cwd).expect("list it").count(), 0);
+}
+
+/// A cut point beyond the body's end cuts nothing, and the log says so.
+#[test]
+fn harness_proxy_records_only_real_cuts() {
+    let (proxy, s3, bucket) = proxied_bucket();
+    s3.put(&bucket, "small", vec![1u8; 100]);
+    s3.put(&bucket, "large", vec![2u8; 5_000]);
+    proxy.reset();
+    proxy.set_rule(|r| {
+        if r.method == "GET" {
+            Action::CutAfter(1_000)
+        } else {
+            Action::Forward
+        }
+    });
+    assert_eq!(s3.get(&bucket, "small"), Some(vec![1u8; 100]));
+    let log = proxy.log();
+    assert_eq!((log.len(), log[0].cut, log[0].body_bytes), (1, false, 100));
+    proxy.reset();
+    let body = s3.block_on(async {
+        let output = s3.client().get_object().bucket(&bucket).key("large").send();
+        output.await.expect("the head arrives").body.collect().await
+    });
+    assert!(body.is_err(), "the body was cut");
+    let log = proxy.log();
+    assert_eq!((log[0].cut, log[0].body_bytes), (true, 1_000));
+}
+
+/// `ForwardWithout` removes a request header before the upstream sees it: a conditional write
+/// then succeeds over an existing key.
+#[test]
+fn harness_proxy_drops_a_request_header() {
+    let (proxy, s3, bucket) = proxied_bucket();
+    s3.put(&bucket, "claim", "first");
+    let put = |body: &'static str| {
+        s3.block_on(
+            s3.client()
+                .put_object()
+                .bucket(&bucket)
+                .key("claim")
+                .if_none_match("*")
+                .body(ByteStream::from_static(body.as_bytes()))
+                .send(),
+        )
+        .is_ok()
+    };
+    assert!(!put("second"), "moto checks If-None-Match");
+    proxy.set_rule(|r| {
+        if r.method == "PUT" {
+            Action::ForwardWithout("If-None-Match".into())
+        } else {
+            Action::Forward
+        }
+    });
+    assert!(put("third"), "the condition never reached moto");
+    assert_eq!(s3.get(&bucket, "claim").as_deref(), Some(&b"third"[..]));
+}

@@ -385,3 +385,44 @@ fn member_of<'a>(xml: &'a str, needle: &str) -> &'a str {
     let end = at + xml[at..].find("</member>").expect("an enclosing </member>");
     &xml[start..end]
 }
+
+/// The sudo stand-in resets the environment as Debian's sudo does (secure_path, the target's
+/// HOME, the host's etc/environment, nothing else of the session) and logs every call.
+#[test]
+fn sudo_stand_in_resets_the_environment_and_logs_every_call() {
+    use crate::common::hosts::{sudo_calls, sudo_stand_in_with_path};
+    let stand_in = sudo_stand_in_with_path("/usr/bin:/bin");
+    let path = format!("{}:/usr/bin:/bin", stand_in.path().display());
+    let address = "127.0.1.6";
+    let hosts = Hosts::start(
+        &[address],
+        &[NO_AWS, ("PATH", &path), ("RELEASE_TEST_EXTRA", "x y")],
+    );
+    let script = "sudo -n sh -c 'echo \"$PATH|$HOME|$RELEASE_INSTALL_DIR|$RELEASE_TEST_EXTRA|\
+                  $AWS_ENDPOINT_URL|${SSH_CONNECTION:-none}|$SUDO_USER\"'; \
+                  sudo -n sh -c 'echo second'";
+    let out = lines(&ssh(&hosts, &[address, script]));
+    let root_home = hosts.home_dir(address).parent().unwrap().join("root");
+    assert_eq!(
+        out,
+        [
+            format!(
+                "/usr/bin:/bin|{}|{}|x y|{}|none|root",
+                root_home.display(),
+                hosts.install_dir(address).display(),
+                NO_AWS.1
+            ),
+            "second".to_owned()
+        ]
+    );
+    let calls = sudo_calls(&hosts.home_dir(address));
+    assert_eq!(calls.len(), 2, "every call is logged: {calls:?}");
+    assert_eq!(calls[1], ["-n", "sh", "-c", "echo second"]);
+    // Without -n, or without a rule, it refuses as sudo does.
+    let refused = hosts.ssh(address, "sudo true");
+    assert!(!refused.status.success());
+    fs_err::write(hosts.home_dir(address).join("no-sudo-rule"), "").unwrap();
+    let refused = hosts.ssh(address, "sudo -n true");
+    assert!(text(&refused.stderr).contains("a password is required"));
+    assert_eq!(sudo_calls(&hosts.home_dir(address)).len(), 4);
+}

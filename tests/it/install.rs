@@ -13,7 +13,11 @@ const ARTIFACT: &str = "web";
 /// A workspace with a service folder, and `n` builds of it in the bucket.
 fn with_builds(n: u64) -> TestContext {
     let mut ctx = TestContext::new();
-    ctx.workspace.write("app/run.sh", "#!/bin/sh\necho run\n");
+    let run = ctx.workspace.write("app/run.sh", "#!/bin/sh\necho run\n");
+    let secret = ctx.workspace.write("app/secret.txt", "only the owner\n");
+    for (path, mode) in [(run, 0o755), (secret, 0o600)] {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
     ctx.workspace.write("app/data/big.bin", noise(3 << 20, 7));
     ctx.workspace.commit("sources");
     for i in 1..=n {
@@ -73,12 +77,15 @@ fn fresh_install_upgrade_switch_back_and_idempotent_rerun() {
         kept.contains("SHA256=") && kept.contains("VERSION=1\n"),
         "{kept}"
     );
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(dir.join("current/app/run.sh"))
-            .unwrap()
-            .permissions(),
+    let mode = |name: &str| {
+        let meta = std::fs::metadata(dir.join("current/app").join(name)).unwrap();
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777
+    };
+    assert_eq!(
+        (mode("run.sh"), mode("secret.txt"), mode("version.txt")),
+        (0o755, 0o600, 0o644),
+        "modes are kept"
     );
-    assert_eq!(mode & 0o777, 0o644, "modes are kept");
 
     let doc = install(&ctx, &dir)
         .args(["latest", "--output", "json"])
@@ -180,6 +187,16 @@ fn a_failing_check_does_not_switch() {
         .stderr_contains("--check `test -f app/missing` failed for build 2")
         .stderr_contains("not switched: build 1 is still current");
     assert_eq!(current(&dir).as_deref(), Some("releases/1"));
+
+    // A check that passes only inside the new release, which is its working directory.
+    install(&ctx, &dir)
+        .args([
+            "2",
+            "--check",
+            "test \"$PWD\" = \"$RELEASE_DIR\" && grep -qx 2 app/version.txt",
+        ])
+        .success();
+    assert_eq!(current(&dir).as_deref(), Some("releases/2"));
 }
 
 #[test]
@@ -246,32 +263,56 @@ fn a_corrupted_archive_is_refused() {
     );
 }
 
+/// An install waits for the lock another holds (here the test), touching nothing meanwhile,
+/// and goes on once it is released.
 #[test]
 fn two_concurrent_installs_serialise() {
     let ctx = with_builds(1);
     let host = tempfile::tempdir().unwrap();
     let dir = host.path().join("web");
-    let statuses: Vec<String> = std::thread::scope(|scope| {
-        let runs: Vec<_> = (0..2)
-            .map(|_| {
-                let (ctx, dir) = (&ctx, &dir);
-                scope.spawn(move || {
-                    install(ctx, dir)
-                        .args(["1", "--output", "json"])
-                        .success()
-                        .stdout_json()["status"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned()
-                })
-            })
-            .collect();
-        runs.into_iter().map(|r| r.join().unwrap()).collect()
-    });
-    let mut statuses = statuses;
-    statuses.sort();
-    assert_eq!(statuses, ["already-installed", "installed"]);
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::File::create(dir.join(".release.lock")).unwrap();
+    lock.lock().unwrap();
+    let proxy = FaultProxy::new(&ctx.moto.endpoint());
+    let running = install(&ctx, &dir)
+        .endpoint(&proxy.endpoint())
+        .args(["1", "--output", "json"])
+        .spawn();
+    // The kernel lists a process blocked on a lock in /proc/locks as `-> FLOCK ... PID ...`.
+    let waiting = format!(" {} ", running.pid());
+    let started = Instant::now();
+    while !std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains("-> FLOCK") && l.contains(&waiting))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the install never waited for the lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let archive_reads = || {
+        proxy
+            .log()
+            .iter()
+            .filter(|e| e.request.target.contains(".tar.gz"))
+            .count()
+    };
+    assert_eq!(archive_reads(), 0, "no download while waiting");
+    assert!(!dir.join("releases/1.partial").exists() && !dir.join("releases/1").exists());
+    assert_eq!(current(&dir), None);
+    drop(lock);
+    let out = running.wait(Duration::from_secs(60));
+    assert_eq!(out.status().code(), Some(0), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("waiting for another install"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(out.stdout_json()["status"], "installed");
     assert_eq!(current(&dir).as_deref(), Some("releases/1"));
+    assert_eq!(archive_reads(), 1, "downloaded once the lock was free");
 }
 
 #[test]
@@ -491,6 +532,22 @@ mod hostile {
                 archive(&[Member("suid", Regular, 0o4755, "", b"x")]),
                 "setuid",
             ),
+            (
+                archive(&[Member("sgid", Regular, 0o2755, "", b"x")]),
+                "setgid",
+            ),
+            (
+                archive(&[Member("sgid-dir", Directory, 0o2775, "", b"")]),
+                "setgid",
+            ),
+            (
+                archive(&[Member("tty", tar::EntryType::Char, 0o600, "", b"")]),
+                "not allowed",
+            ),
+            (
+                archive(&[Member("pipe", tar::EntryType::Fifo, 0o600, "", b"")]),
+                "not allowed",
+            ),
         ];
         for (n, (tar, message)) in cases.iter().enumerate() {
             let n = n as u64 + 2;
@@ -525,6 +582,190 @@ mod hostile {
             std::fs::read(dir.join("current/bin/same")).unwrap(),
             b"#!/bin/sh\n"
         );
+    }
+
+    /// Uploads `tar` as build `n` with a manifest whose SIZE is `size` (SHA256 still right).
+    fn publish_sized(ctx: &TestContext, n: u64, tar: &[u8], size: usize) {
+        publish(ctx, n, tar);
+        let key = format!("web/prod/web-{n}.release");
+        let manifest = String::from_utf8(ctx.s3.get(&ctx.bucket, &key).unwrap()).unwrap();
+        let manifest =
+            manifest.replace(&format!("SIZE={}\n", tar.len()), &format!("SIZE={size}\n"));
+        ctx.s3.put(&ctx.bucket, &key, manifest);
+    }
+
+    /// An archive whose SHA-256 matches but whose length is not the manifest's SIZE (longer or
+    /// shorter) is refused: nothing switched, nothing partial left.
+    #[test]
+    fn a_size_mismatch_is_refused() {
+        use tar::EntryType::Regular;
+        let ctx = TestContext::new();
+        let host = tempfile::tempdir().unwrap();
+        let dir = host.path().join("web");
+        publish(
+            &ctx,
+            1,
+            &archive(&[Member("ok.txt", Regular, 0o644, "", b"one")]),
+        );
+        install(&ctx, &dir).arg("1").success();
+        let tar = archive(&[Member("ok.txt", Regular, 0o644, "", &[7u8; 4096])]);
+        for (n, size) in [(2, tar.len() - 512), (3, tar.len() + 512)] {
+            publish_sized(&ctx, n, &tar, size);
+            let out = install(&ctx, &dir).arg(n.to_string()).code(1);
+            // The error names the manifest's SIZE.
+            assert!(
+                out.stderr().contains(&size.to_string()),
+                "SIZE {size} of {}: {}",
+                tar.len(),
+                out.stderr()
+            );
+            assert_eq!(current(&dir).as_deref(), Some("releases/1"), "build {n}");
+            assert_eq!(releases(&dir), ["1", "1.release"], "build {n}");
+        }
+    }
+
+    /// Owners in the archive are not restored: a member owned by uid/gid 1234 belongs to the
+    /// installing user.
+    #[test]
+    fn owners_are_not_restored() {
+        use std::os::unix::fs::MetadataExt;
+        let ctx = TestContext::new();
+        let host = tempfile::tempdir().unwrap();
+        let dir = host.path().join("web");
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind) in [
+            ("owned", tar::EntryType::Directory),
+            ("owned/file", tar::EntryType::Regular),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+            header.set_uid(1234);
+            header.set_gid(1234);
+            header.set_size(if kind.is_dir() { 0 } else { 2 });
+            builder
+                .append_data(
+                    &mut header,
+                    name,
+                    if kind.is_dir() { &b""[..] } else { &b"x\n"[..] },
+                )
+                .unwrap();
+        }
+        let tar = builder.into_inner().unwrap();
+        publish(&ctx, 1, &tar);
+        install(&ctx, &dir).arg("1").success();
+        let me = std::fs::metadata(host.path()).unwrap();
+        for name in ["owned", "owned/file"] {
+            let meta = std::fs::symlink_metadata(dir.join("current").join(name)).unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid()),
+                (me.uid(), me.gid()),
+                "{name} is the installing user's"
+            );
+        }
+    }
+
+    /// Hooks shipped in the archive run around the switch, in the release, with every
+    /// documented variable, before `--check` and `--run`; a failing `deploy/before-switch`
+    /// keeps `current` where it was.
+    #[test]
+    fn shipped_hooks_run_with_every_variable() {
+        use tar::EntryType::{Directory, Regular};
+        let ctx = TestContext::new();
+        let host = tempfile::tempdir().unwrap();
+        let dir = host.path().join("web");
+        let log = host.path().join("hooks.log");
+        let hook = |name: &str| {
+            format!(
+                "echo \"{name} artifact=$RELEASE_ARTIFACT build=$RELEASE_BUILD \
+                 dir=$RELEASE_DIR previous=$RELEASE_PREVIOUS_BUILD pwd=$PWD \
+                 current=$(readlink \"$RELEASE_DIR/../../current\")\" >> '{}'\n",
+                log.display()
+            )
+        };
+        let (before, after) = (hook("before-switch"), hook("after-switch"));
+        let shipped = archive(&[
+            Member("deploy", Directory, 0o755, "", b""),
+            Member(
+                "deploy/before-switch",
+                Regular,
+                0o755,
+                "",
+                before.as_bytes(),
+            ),
+            Member("deploy/after-switch", Regular, 0o755, "", after.as_bytes()),
+        ]);
+        publish(&ctx, 1, &shipped);
+        publish(&ctx, 2, &shipped);
+        install(&ctx, &dir).arg("1").success();
+        let check = format!(
+            "echo check $RELEASE_BUILD $RELEASE_PREVIOUS_BUILD >> '{}'",
+            log.display()
+        );
+        let run = format!(
+            "echo run $RELEASE_BUILD $RELEASE_PREVIOUS_BUILD >> '{}'",
+            log.display()
+        );
+        install(&ctx, &dir)
+            .args(["2", "--check", &check, "--run", &run])
+            .success();
+        let release = |n: u64| dir.join(format!("releases/{n}")).display().to_string();
+        let line = |name: &str, n: u64, previous: &str, current: &str| {
+            format!(
+                "{name} artifact=web build={n} dir={r} previous={previous} pwd={r} current={current}",
+                r = release(n)
+            )
+        };
+        assert_eq!(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .lines()
+                .collect::<Vec<_>>(),
+            [
+                line("before-switch", 1, "", ""),
+                line("after-switch", 1, "", "releases/1"),
+                line("before-switch", 2, "1", "releases/1"),
+                "check 2 1".to_owned(),
+                line("after-switch", 2, "1", "releases/2"),
+                "run 2 1".to_owned(),
+            ]
+        );
+
+        // A shipped before-switch hook that fails: not switched.
+        let failing = archive(&[
+            Member("deploy", Directory, 0o755, "", b""),
+            Member("deploy/before-switch", Regular, 0o755, "", b"exit 3\n"),
+        ]);
+        publish(&ctx, 3, &failing);
+        install(&ctx, &dir)
+            .arg("3")
+            .code(1)
+            .stderr_contains("deploy/before-switch");
+        assert_eq!(current(&dir).as_deref(), Some("releases/2"));
+    }
+
+    /// Without `--keep`, the newest 5 releases are kept.
+    #[test]
+    fn the_default_keep_is_five() {
+        use tar::EntryType::Regular;
+        let ctx = TestContext::new();
+        let host = tempfile::tempdir().unwrap();
+        let dir = host.path().join("web");
+        for n in 1..=7u64 {
+            let body = n.to_string();
+            publish(
+                &ctx,
+                n,
+                &archive(&[Member("n.txt", Regular, 0o644, "", body.as_bytes())]),
+            );
+            install(&ctx, &dir).arg(n.to_string()).success();
+        }
+        let kept: Vec<String> = (3..=7)
+            .flat_map(|n| [n.to_string(), format!("{n}.release")])
+            .collect();
+        let mut kept = kept;
+        kept.sort();
+        assert_eq!(releases(&dir), kept);
     }
 
     #[test]

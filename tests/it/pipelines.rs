@@ -1,8 +1,8 @@
 //! The Jenkins pipelines' contract: their `sh` steps, run as Jenkins would run them.
 //!
 //! Each Jenkinsfile in jenkins/ is read, its `sh` steps are extracted (the forms the pipelines
-//! use: `sh '…'`, `sh '''…'''`, `sh(label: '…', script: '''…''')`) and run with `bash -xe -c`
-//! in a job workspace, with the environment Jenkins sets (WORKSPACE, BUILD_NUMBER, GIT_COMMIT,
+//! use: `sh '…'`, `sh '''…'''`, `sh(label: '…', script: '''…''')`) and run with `/bin/sh -xe -c`
+//! (Jenkins' `sh` step runs `/bin/sh -xe`: dash on Debian agents) in a job workspace, with the environment Jenkins sets (WORKSPACE, BUILD_NUMBER, GIT_COMMIT,
 //! GIT_BRANCH, BUILD_TIMESTAMP and the job's parameters), the binary under test first on PATH,
 //! and AWS pointing at moto. Groovy steps (checkout, archiveArtifacts) are what the test does
 //! around them: the service's repository is cloned into `service/` of the workspace, and the
@@ -16,7 +16,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::common::hosts::{release_bin_dir, sudo_stand_in};
+use crate::common::hosts::{release_bin_dir, sudo_calls, sudo_stand_in};
 use crate::common::{BareRepo, Hosts, TestContext, Workspace};
 
 const ARTIFACT: &str = "web";
@@ -265,7 +265,7 @@ impl Agent {
         );
         let home = self.home.path();
         let endpoint = &self.endpoint;
-        assert!(endpoint.starts_with("http://127."), "loopback only");
+        crate::common::assert_loopback_url("AWS_ENDPOINT_URL", endpoint);
         let mut env: BTreeMap<String, String> = [
             ("PATH", path.as_str()),
             ("HOME", &home.display().to_string()),
@@ -297,6 +297,7 @@ impl Agent {
         for (key, value) in vars {
             env.insert((*key).to_owned(), (*value).to_owned());
         }
+        crate::common::check_endpoints(env.iter());
         for parameter in &job.parameters {
             assert!(
                 env.contains_key(parameter),
@@ -310,14 +311,15 @@ impl Agent {
             stderr: String::new(),
         };
         for script in &job.steps {
-            let output = assert_cmd::Command::new("bash")
+            // Jenkins' `sh` step runs `/bin/sh -xe SCRIPT`: dash on Debian agents, not bash.
+            let output = assert_cmd::Command::new("/bin/sh")
                 .args(["-xe", "-c", script])
                 .env_clear()
                 .envs(&env)
                 .current_dir(workspace)
                 .timeout(STEP_TIMEOUT)
                 .output()
-                .expect("run bash");
+                .expect("run /bin/sh");
             run.stdout
                 .push_str(&String::from_utf8_lossy(&output.stdout));
             run.stderr
@@ -632,7 +634,8 @@ fn build_then_promote_then_push_pipelines() {
     assert_eq!(latest["VERSION"], "2", "a dry run moved latest.txt");
 
     // Push latest-stable (2) to two hosts over ssh with the job's default SUDO=true (the hosts
-    // have the sudo stand-in: the real sudo's env_reset would drop the loopback endpoint).
+    // have the sudo stand-in, which resets the environment as sudo does: the install dir and
+    // the loopback endpoint come from each host's etc/environment, `release` from secure_path).
     let addresses = ["127.0.1.91", "127.0.1.92"];
     let stand_in = sudo_stand_in();
     let path = format!(
@@ -667,9 +670,10 @@ fn build_then_promote_then_push_pipelines() {
         let current = fs_err::read_link(hosts.install_dir(address).join("current")).unwrap();
         assert_eq!(current, Path::new("releases/2"), "{address}");
         assert!(ws.path().join(format!("push-logs/{address}.log")).is_file());
-        let sudo = fs_err::read_to_string(hosts.home_dir(address).join("sudo.log")).unwrap();
+        let calls = sudo_calls(&hosts.home_dir(address));
+        assert_eq!(calls.len(), 1, "{address}: one sudo call: {calls:?}");
         assert_eq!(
-            sudo.lines().take(4).collect::<Vec<_>>(),
+            calls[0][..4],
             ["-n", "release", "install", "2"],
             "{address}: SUDO=true runs `sudo -n release install 2 …`"
         );

@@ -8,7 +8,9 @@
 //!
 //! Each host has its own sshd configuration, whose `SetEnv` gives the remote command that host's
 //! own install directory (`RELEASE_INSTALL_DIR`), a `HOME`, a `PATH` that finds the `release`
-//! binary under test, and loopback-only AWS settings. A `HOME` of its own also keeps the login
+//! binary under test, and loopback-only AWS settings. All but `PATH` and `HOME` are also the
+//! host's `etc/environment`, which the sudo stand-in ([`sudo_stand_in`]) gives the commands it
+//! runs after resetting the environment, as Debian's sudo and `pam_env` do. A `HOME` of its own also keeps the login
 //! shell from reading root's real `~/.bashrc`. Keys are generated per test (one ed25519 host key
 //! for all hosts, one user key without passphrase), and [`Hosts::ssh_config_path`] is a client
 //! configuration that trusts exactly those host keys and sends every destination outside
@@ -276,9 +278,15 @@ impl Hosts {
     /// Writes the host's directories and `sshd_config`, and starts its `sshd` (not yet ready).
     fn spawn(&self, address: &str) -> Host {
         let dir = self.host_dir(address);
-        for sub in ["home", "install"] {
+        for sub in ["home", "install", "root", "etc"] {
             fs_err::create_dir_all(dir.join(sub)).expect("create a host dir");
         }
+        let system: String = self
+            .system_env(address)
+            .iter()
+            .map(|(key, value)| format!("{key}='{}'\n", value.replace('\'', "'\\''")))
+            .collect();
+        fs_err::write(dir.join("etc/environment"), system).expect("write etc/environment");
         let config = dir.join("sshd_config");
         fs_err::write(&config, self.sshd_config(address)).expect("write sshd_config");
         let log = fs_err::File::create(dir.join("sshd.log"))
@@ -369,6 +377,17 @@ impl Hosts {
             host_key = quoted(&dir.join("keys/host_ed25519")),
             authorized_keys = quoted(&dir.join("authorized_keys")),
         )
+    }
+
+    /// The host's system-wide environment (its `etc/environment`, which PAM gives every
+    /// session, sudo's included): the login environment without the session's own `PATH` and
+    /// `HOME`. It holds the host's configuration: its install dir and AWS settings, standing in
+    /// for what a real instance has in `/etc/environment` and its instance profile.
+    pub fn system_env(&self, address: &str) -> Vec<(String, String)> {
+        self.env_for(address)
+            .into_iter()
+            .filter(|(key, _)| key != "PATH" && key != "HOME")
+            .collect()
     }
 
     /// The environment of one host: its own dirs, then the shared values.
@@ -472,28 +491,74 @@ impl Host {
     }
 }
 
+/// Debian's `secure_path`, which sudo gives the commands it runs.
+pub const DEBIAN_SECURE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// A directory holding a stand-in `sudo` for the hosts' PATH (sudo is not installed on test
-/// hosts, and the real one's env_reset would drop the loopback endpoint). It writes its words,
-/// one per line, to `$HOME/sudo.log`; refuses like sudo without a password rule when
-/// `$HOME/no-sudo-rule` exists or its first word is not `-n`; else runs the rest.
+/// hosts), with the defaults of Debian's sudo: see [`sudo_stand_in_with_path`]. Its
+/// `secure_path` finds the `release` under test first, as a host where it is installed in
+/// `/usr/local/bin`.
 pub fn sudo_stand_in() -> TempDir {
+    sudo_stand_in_with_path(&format!(
+        "{}:{DEBIAN_SECURE_PATH}",
+        release_bin_dir().display()
+    ))
+}
+
+/// A stand-in `sudo` whose `secure_path` is `secure_path`. It behaves as Debian's `sudo -n`
+/// with its default sudoers (`env_reset`, `secure_path`) and PAM (`pam_env` reads
+/// `/etc/environment`): it appends its words to `$HOME/sudo.log` (read them with
+/// [`sudo_calls`]); refuses like sudo without a password rule when `$HOME/no-sudo-rule` exists
+/// or its first word is not `-n`; else runs the rest with only PATH=`secure_path`, HOME (the
+/// target user's home), LOGNAME, USER, SHELL, MAIL, TERM, the `SUDO_*` variables and the host's
+/// `etc/environment` (see [`Hosts::system_env`]). The host's files sit beside the login's HOME.
+/// Nothing else of the ssh session's environment reaches the command, as with the real sudo.
+pub fn sudo_stand_in_with_path(secure_path: &str) -> TempDir {
+    assert!(
+        !secure_path.contains(['\'', '\\']),
+        "secure_path {secure_path:?} cannot be quoted"
+    );
     let dir = tempfile::Builder::new()
         .prefix("release-sudo-")
         .tempdir()
         .expect("create the sudo stand-in's dir");
     let sudo = dir.path().join("sudo");
-    fs_err::write(
-        &sudo,
-        "#!/bin/sh
-         printf '%s\\n' \"$@\" >\"$HOME/sudo.log\"\n\
-         [ \"$1\" = -n ] || { echo 'sudo: -n expected' >&2; exit 1; }\n\
-         if [ -e \"$HOME/no-sudo-rule\" ]; then echo 'sudo: a password is required' >&2; exit 1; fi\n\
-         shift\nexec \"$@\"\n",
-    )
-    .expect("write the sudo stand-in");
+    let script = format!(
+        r#"#!/bin/sh
+# A stand-in for Debian's sudo -n (tests/it/common/hosts.rs).
+host=$(dirname "$HOME")
+printf '%s\0' "$#" "$@" >>"$HOME/sudo.log"
+[ "$1" = -n ] || {{ echo 'sudo: -n expected' >&2; exit 1; }}
+if [ -e "$HOME/no-sudo-rule" ]; then echo 'sudo: a password is required' >&2; exit 1; fi
+shift
+[ "$#" -gt 0 ] || {{ echo 'usage: sudo -n COMMAND' >&2; exit 1; }}
+exec env -i PATH='{secure_path}' HOME="$host/root" LOGNAME=root USER=root SHELL=/bin/sh \
+  MAIL=/var/mail/root ${{TERM+"TERM=$TERM"}} SUDO_USER="${{USER:-root}}" SUDO_UID="$(id -u)" \
+  SUDO_GID="$(id -g)" SUDO_COMMAND="$*" \
+  /bin/sh -c 'set -a; . "$1"; set +a; shift; exec "$@"' sudo "$host/etc/environment" "$@"
+"#
+    );
+    fs_err::write(&sudo, script).expect("write the sudo stand-in");
     fs_err::set_permissions(&sudo, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .expect("make the sudo stand-in executable");
     dir
+}
+
+/// Every call the sudo stand-in logged in `home` (a host's [`Hosts::home_dir`]), each as its
+/// words, in order; empty if it was never called.
+pub fn sudo_calls(home: &Path) -> Vec<Vec<String>> {
+    let log = fs_err::read(home.join("sudo.log")).unwrap_or_default();
+    let mut fields = log
+        .split(|b| *b == 0)
+        .map(|f| String::from_utf8_lossy(f).into_owned());
+    let mut calls = Vec::new();
+    while let Some(count) = fields.next().filter(|f| !f.is_empty()) {
+        let count: usize = count.parse().expect("a word count in sudo.log");
+        let words: Vec<String> = fields.by_ref().take(count).collect();
+        assert_eq!(words.len(), count, "sudo.log ends inside a call");
+        calls.push(words);
+    }
+    calls
 }
 
 /// The directory of the `release` binary under test (on every host's default PATH).
@@ -532,12 +597,7 @@ fn host_env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
         "Hosts::start needs (\"AWS_ENDPOINT_URL\", endpoint) in its env: the loopback server the \
          hosts' `release install` downloads from, e.g. moto.endpoint()"
     );
-    for (key, value) in &env {
-        assert!(
-            !key.starts_with("AWS_ENDPOINT_URL") || value.starts_with("http://127."),
-            "tests only reach loopback: host {key} must be http://127.x.x.x:PORT, not `{value}`"
-        );
-    }
+    super::check_endpoints(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     env
 }
 

@@ -116,6 +116,10 @@ pub struct Release {
     stdin: Option<Vec<u8>>,
     timeout: Duration,
     home: TempDir,
+    /// The working directory the binary runs in unless [`Release::current_dir`] says otherwise:
+    /// an empty one of its own, so no run sees the repository's `./release.toml` or git
+    /// repository (cargo runs tests in the package root).
+    cwd: TempDir,
     /// Environment changes made by the test, applied after the defaults.
     env: Vec<(OsString, Option<OsString>)>,
     stdout_contains: Vec<String>,
@@ -129,13 +133,18 @@ impl Release {
             .prefix("release-home-")
             .tempdir()
             .expect("create HOME");
+        let cwd = tempfile::Builder::new()
+            .prefix("release-cwd-")
+            .tempdir()
+            .expect("create a working directory");
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_release"));
-        command.env_clear();
+        command.env_clear().current_dir(cwd.path());
         Release {
             command,
             stdin: None,
             timeout: RUN_TIMEOUT,
             home,
+            cwd,
             env: Vec::new(),
             stdout_contains: Vec::new(),
             stderr_contains: Vec::new(),
@@ -211,7 +220,8 @@ impl Release {
         self
     }
 
-    /// Runs the binary and checks the expected output, whatever the exit code.
+    /// Runs the binary and checks the expected output, whatever the exit code; a run killed at
+    /// its timeout fails the test (its partial output must not satisfy an assertion).
     pub fn run(mut self) -> Output {
         self.apply_env();
         let mut command = assert_cmd::Command::from_std(self.command);
@@ -219,11 +229,13 @@ impl Release {
         if let Some(input) = self.stdin {
             command.write_stdin(input);
         }
+        let started = std::time::Instant::now();
         let output = command.output().expect("spawn the release binary");
         let mut output = Output {
             output,
             home: self.home,
         };
+        output.fail_if_timed_out(started.elapsed(), self.timeout);
         for text in &self.stdout_contains {
             output = output.stdout_contains(text);
         }
@@ -247,6 +259,7 @@ impl Release {
         Running {
             child: Some(child),
             home: self.home,
+            _cwd: self.cwd,
         }
     }
 
@@ -291,24 +304,69 @@ impl Release {
             ));
         }
         env.append(&mut self.env);
-        let mut endpoint = None;
+        let mut effective: Vec<(OsString, OsString)> = Vec::new();
         for (key, value) in env {
-            if key == "AWS_ENDPOINT_URL" {
-                endpoint.clone_from(&value);
-            }
+            effective.retain(|(k, _)| *k != key);
             match value {
-                Some(value) => self.command.env(key, value),
-                None => self.command.env_remove(key),
+                Some(value) => {
+                    self.command.env(&key, &value);
+                    effective.push((key, value));
+                }
+                None => {
+                    self.command.env_remove(&key);
+                }
             };
         }
-        let endpoint = endpoint
-            .map(|e| e.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        assert!(
-            endpoint.starts_with("http://127."),
-            "tests only reach loopback: AWS_ENDPOINT_URL must be http://127.x.x.x:PORT, not `{endpoint}`"
+        check_endpoints(
+            effective
+                .iter()
+                .map(|(k, v)| (k.to_string_lossy(), v.to_string_lossy())),
         );
     }
+}
+
+/// Panics unless every AWS endpoint variable (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`,
+/// `_EC2`, `_AUTO_SCALING`, ...) is an `http://` URL whose host is an IPv4 address in
+/// 127.0.0.0/8, and unless `AWS_ENDPOINT_URL` is set at all (without it the SDK goes to AWS).
+/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` would make the SDK ignore them all: refused too.
+pub fn check_endpoints<K: AsRef<str>, V: AsRef<str>>(env: impl IntoIterator<Item = (K, V)>) {
+    let mut general = false;
+    for (key, value) in env {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        if key.starts_with("AWS_ENDPOINT_URL") {
+            assert_loopback_url(key, value);
+            general |= key == "AWS_ENDPOINT_URL";
+        }
+        assert!(
+            key != "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS" || value.is_empty() || value == "false",
+            "tests only reach loopback: {key}={value} would send requests to AWS itself"
+        );
+    }
+    assert!(
+        general,
+        "tests only reach loopback: AWS_ENDPOINT_URL must be set to an http://127.x.x.x:PORT"
+    );
+}
+
+/// Panics unless `url` is `http://127.x.x.x[:PORT][/...]`: the host parsed as an address, so
+/// a name such as `127.example.com` or `127.0.0.1@example.com` is refused.
+pub fn assert_loopback_url(key: &str, url: &str) {
+    let host = url
+        .strip_prefix("http://")
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default())
+        .filter(|authority| !authority.contains('@'))
+        .map(|authority| {
+            authority
+                .rsplit_once(':')
+                .map_or(authority, |(host, _)| host)
+        });
+    let loopback = host
+        .and_then(|host| host.parse::<std::net::Ipv4Addr>().ok())
+        .is_some_and(|ip| ip.is_loopback());
+    assert!(
+        loopback,
+        "tests only reach loopback: {key} must be http://127.x.x.x:PORT, not `{url}`"
+    );
 }
 
 impl Default for Release {
@@ -321,6 +379,8 @@ impl Default for Release {
 pub struct Running {
     child: Option<std::process::Child>,
     home: TempDir,
+    /// The default working directory, kept while the process runs.
+    _cwd: TempDir,
 }
 
 impl Running {
@@ -406,6 +466,17 @@ impl Output {
     pub fn stdout_json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.output.stdout)
             .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}){}", self.report()))
+    }
+
+    /// Panics if the run ended by SIGKILL at or after `limit`: assert_cmd's timeout killed it.
+    fn fail_if_timed_out(&self, elapsed: Duration, limit: Duration) {
+        use std::os::unix::process::ExitStatusExt;
+        let killed = self.output.status.signal() == Some(9);
+        assert!(
+            !(killed && elapsed >= limit),
+            "release ran longer than its {limit:?} limit and was killed{}",
+            self.report()
+        );
     }
 
     /// Asserts exit code 0.

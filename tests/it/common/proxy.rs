@@ -41,6 +41,9 @@ pub enum Action {
     /// Read the request, then hold the connection without answering for this long (or until
     /// the client closes it): an endpoint that has stalled.
     Stall(Duration),
+    /// Forward it without the named request header (e.g. `If-None-Match`: a store that does
+    /// not check that condition on this request), and pass the answer back.
+    ForwardWithout(String),
 }
 
 impl Action {
@@ -117,6 +120,9 @@ pub struct Exchange {
     pub status: Option<u16>,
     /// Response body bytes sent to the client.
     pub body_bytes: usize,
+    /// Whether the client got a shorter body than the upstream sent: a [`Action::CutAfter`]
+    /// beyond the body's end cuts nothing, and is not recorded as a cut.
+    pub cut: bool,
 }
 
 /// A rule: decides the [`Action`] for each request.
@@ -239,9 +245,30 @@ impl FaultProxy {
             .sum()
     }
 
+    /// A handle on the log that a rule can keep (a rule cannot hold the proxy): e.g. to wait
+    /// until another request has been answered by the upstream.
+    pub fn log_handle(&self) -> LogHandle {
+        LogHandle(Arc::downgrade(&self.shared))
+    }
+
     /// Clears the log and restarts request indexes at 0 (the rule stays).
     pub fn reset(&self) {
         *lock(&self.shared.state) = State::default();
+    }
+}
+
+/// See [`FaultProxy::log_handle`]. Weak, so a rule holding it does not keep the proxy alive.
+#[derive(Clone)]
+pub struct LogHandle(std::sync::Weak<Shared>);
+
+impl LogHandle {
+    /// The finished exchanges, as [`FaultProxy::log`] (empty once the proxy is gone). An
+    /// exchange is logged once the upstream answered, before the client gets the answer.
+    pub fn log(&self) -> Vec<Exchange> {
+        self.0
+            .upgrade()
+            .map(|shared| lock(&shared.state).log.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -313,6 +340,7 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
         upstream_status: None,
         status: None,
         body_bytes: 0,
+        cut: false,
     };
     let reply = match &action {
         Action::Reply(status, text) => {
@@ -331,14 +359,22 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
             Some((head.into_bytes(), body))
         }
         Action::DropBeforeForward | Action::Stall(_) => None,
-        Action::Forward | Action::CutAfter(_) | Action::ForwardThenCut => {
-            match forward(shared.upstream, &head, &body, is_head) {
+        Action::Forward
+        | Action::CutAfter(_)
+        | Action::ForwardThenCut
+        | Action::ForwardWithout(_) => {
+            let drop = match &action {
+                Action::ForwardWithout(name) => name.to_ascii_lowercase(),
+                _ => String::new(),
+            };
+            match forward(shared.upstream, &head, &body, is_head, &drop) {
                 Ok((status, response_head, response_body)) => {
                     exchange.upstream_status = Some(status);
                     match action {
                         Action::ForwardThenCut => None,
                         Action::CutAfter(n) => {
                             exchange.status = Some(status);
+                            exchange.cut = n < response_body.len();
                             let cut = response_body[..n.min(response_body.len())].to_vec();
                             Some((response_head, cut))
                         }
@@ -385,17 +421,23 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
     client.shutdown(Shutdown::Both)
 }
 
-/// Sends the request upstream with `Connection: close`; returns the status, the head to send
-/// the client (with `Connection: close`) and the raw body.
+/// Sends the request upstream with `Connection: close` and without the header `drop` (a
+/// lowercase name, or empty); returns the status, the head to send the client (with
+/// `Connection: close`) and the raw body.
 fn forward(
     upstream: SocketAddr,
     request: &Head,
     body: &[u8],
     is_head: bool,
+    drop: &str,
 ) -> io::Result<(u16, Vec<u8>, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&upstream, Duration::from_secs(5))?;
     set_timeouts(&stream)?;
-    stream.write_all(&serialize(&request.start, &request.headers, &["expect"]))?;
+    stream.write_all(&serialize(
+        &request.start,
+        &request.headers,
+        &["expect", drop],
+    ))?;
     stream.write_all(body)?;
     stream.flush()?;
     let mut reader = BufReader::new(stream);

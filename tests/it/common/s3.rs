@@ -28,10 +28,7 @@ pub struct S3 {
 impl S3 {
     /// A client for the S3-compatible server at `endpoint` (e.g. [`super::Moto::endpoint`]).
     pub fn new(endpoint: &str) -> S3 {
-        assert!(
-            endpoint.starts_with("http://127."),
-            "test S3 clients only talk to loopback, not `{endpoint}`"
-        );
+        super::assert_loopback_url("the test S3 client's endpoint", endpoint);
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))

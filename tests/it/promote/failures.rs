@@ -73,6 +73,58 @@ fn bad_tag_names_are_refused_before_any_request() {
     assert_eq!(proxy.count(), 0);
 }
 
+/// Artifact and stage names outside `[A-Za-z0-9][A-Za-z0-9._-]{0,127}` are refused by every
+/// command before any request: nothing reaches the proxy.
+#[test]
+fn bad_artifact_and_stage_names_are_refused_before_any_request() {
+    let w = World::new();
+    let proxy = FaultProxy::new(&w.ctx.moto.endpoint());
+    let long = "a".repeat(129);
+    let commands: [&[&str]; 10] = [
+        &["build"],
+        &["promote", "1"],
+        &["rollback"],
+        &["list"],
+        &["show", "1"],
+        &["history"],
+        &["install", "1", "--dir", "/nonexistent/release-test"],
+        &["push", "1", "--hosts", "127.0.0.1"],
+        &["status", "--hosts", "127.0.0.1"],
+        &["unlock"],
+    ];
+    for bad in [
+        "web/app",
+        "../web",
+        ".web",
+        "-web",
+        "web app",
+        "web$(id)",
+        long.as_str(),
+    ] {
+        for (flag, what) in [("--artifact", "artifact"), ("--stage", "stage")] {
+            for command in commands {
+                let out = w
+                    .release()
+                    .endpoint(&proxy.endpoint())
+                    .arg(format!("{flag}={bad}"))
+                    .args(command)
+                    .code(2);
+                assert!(
+                    out.stderr().contains(&format!("invalid {what}")),
+                    "{flag}={bad} {command:?}: {}",
+                    out.stderr()
+                );
+            }
+        }
+    }
+    assert_eq!(
+        proxy.count(),
+        0,
+        "a request went out: {:?}",
+        proxy.log().first()
+    );
+}
+
 #[test]
 fn a_commit_missing_here_is_fetched_from_origin() {
     let mut w = World::new();
@@ -174,23 +226,26 @@ fn racing_promotes_one_wins_the_other_changes_nothing() {
     }
     w.release().args(["promote", "1"]).success();
 
-    // Both read latest-stable before either writes it: hold every write of it until two reads
-    // were seen, and the second write a little longer so the two do not arrive together.
+    // Both read latest-stable before either writes it: hold every write of it until moto
+    // answered two reads, and the second write until moto answered the first.
     let proxy = FaultProxy::new(&w.ctx.moto.endpoint());
-    let reads = Arc::new(AtomicUsize::new(0));
     let writes = Arc::new(AtomicUsize::new(0));
+    let log = proxy.log_handle();
     proxy.set_rule(move |r| {
-        if r.path().ends_with("/latest-stable.txt") {
-            if r.method == "GET" {
-                reads.fetch_add(1, Ordering::SeqCst);
-            } else if r.method == "PUT" {
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while reads.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                if writes.fetch_add(1, Ordering::SeqCst) > 0 {
-                    std::thread::sleep(Duration::from_millis(500));
-                }
+        if r.path().ends_with("/latest-stable.txt") && r.method == "PUT" {
+            let answered = |method: &str| {
+                let log = log.log();
+                let of_pointer = log.iter().filter(|e| {
+                    e.request.method == method
+                        && e.request.path().ends_with("/latest-stable.txt")
+                        && e.upstream_status.is_some()
+                });
+                of_pointer.count()
+            };
+            let earlier = writes.fetch_add(1, Ordering::SeqCst);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while (answered("GET") < 2 || answered("PUT") < earlier) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
             }
         }
         Action::Forward

@@ -11,6 +11,11 @@ fn promote_latest_then_back_by_number() {
     let (one, c1) = w.build("v1");
     let (two, c2) = w.build("v2");
     assert_eq!((one, two), (1, 2));
+    // Tags of the repository's own: a promote pushes only its tag, never these.
+    w.ctx.workspace.git(["tag", "unrelated-light"]);
+    w.ctx
+        .workspace
+        .git(["tag", "-a", "-m", "mine", "unrelated-annotated", &c1]);
 
     let doc = w
         .release()
@@ -68,7 +73,7 @@ fn promote_latest_then_back_by_number() {
         w.origin.tag_commit("web-stable").as_deref(),
         Some(c1.as_str())
     );
-    assert_eq!(w.origin.tags(), ["web-stable"]);
+    assert_eq!(w.origin.tags(), ["web-stable"], "only its tag was pushed");
     let records = w.history();
     assert_eq!(records.len(), 2);
     assert_eq!(
@@ -93,6 +98,36 @@ fn rollback_walks_back_through_the_history() {
     for n in ["1", "2", "3"] {
         release().args(["promote", n]).success();
     }
+    // A dry run names the build it would go back to and writes nothing: no object, no tag.
+    let before = w.snapshot();
+    let local_tag = w.ctx.workspace.git(["rev-parse", "web-prod^{commit}"]);
+    let proxy = FaultProxy::new(&w.ctx.moto.endpoint());
+    let doc = release()
+        .endpoint(&proxy.endpoint())
+        .args(["--dry-run", "--output", "json", "rollback"])
+        .success()
+        .stdout_json();
+    assert_eq!(
+        (&doc["dry_run"], &doc["version"]),
+        (&true.into(), &2.into()),
+        "{doc}"
+    );
+    let writes: Vec<String> = proxy
+        .log()
+        .iter()
+        .filter(|e| !matches!(e.request.method.as_str(), "GET" | "HEAD"))
+        .map(|e| format!("{} {}", e.request.method, e.request.target))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new());
+    assert_eq!(w.snapshot(), before);
+    assert_eq!(
+        w.ctx.workspace.git(["rev-parse", "web-prod^{commit}"]),
+        local_tag
+    );
+    assert_eq!(
+        w.origin.tag_commit("web-prod").as_deref(),
+        Some(commits[3].as_str())
+    );
     for expected in [2u64, 1] {
         let doc = release()
             .args(["--output", "json", "rollback"])

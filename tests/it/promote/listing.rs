@@ -91,6 +91,47 @@ fn show_prints_one_manifest() {
         .code(2);
 }
 
+/// Semantic version references: a bare X.Y.Z is exactly that version (1.2.3 is not 1.2.30),
+/// an operator matches by semver rules, and the highest build number among the matches wins.
+#[test]
+fn semver_references_pick_the_highest_matching_build() {
+    let mut w = World::new();
+    for (n, semver) in ["1.2.3", "1.4.0", "1.2.3", "2.0.0", "1.2.30", ""]
+        .iter()
+        .enumerate()
+    {
+        w.commit(&format!("v{n}"));
+        let mut build = w.release().args(["--output", "json", "build", "app"]);
+        if !semver.is_empty() {
+            build = build.args(["--semver", semver]);
+        }
+        assert_eq!(build.success().stdout_json()["version"], n as u64 + 1);
+    }
+    for (reference, build) in [
+        ("1.2.3", 3),
+        ("1.2.30", 5),
+        ("=1.4.0", 2),
+        ("~1.2.3", 5),
+        ("^1.2", 5),
+        (">=1.4", 4),
+        ("<1.2.30", 3),
+    ] {
+        assert_eq!(
+            json(&w, &["show", reference])["version"],
+            build,
+            "`{reference}`"
+        );
+    }
+    for reference in ["2.0.1", "1.2", "^3"] {
+        let out = w.release().args(["show", reference]).code(2);
+        assert!(
+            out.stderr().contains(reference),
+            "{reference}: {}",
+            out.stderr()
+        );
+    }
+}
+
 #[test]
 fn history_lists_promotions_newest_first() {
     let mut w = World::new();
