@@ -3,6 +3,7 @@ mod common;
 mod build;
 mod config;
 mod docs;
+mod hardening_unpack;
 mod harness_selftest;
 mod hosts_selftest;
 mod install;
