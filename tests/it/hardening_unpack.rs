@@ -205,6 +205,14 @@ fn long_name_bomb(len: u64) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
+/// The start of `text`: an unbounded name in a message would print hundreds of MiB.
+fn head(text: &str) -> String {
+    text.lines()
+        .map(|line| line.chars().take(300).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Runs `install` under `/usr/bin/time` and returns its output and peak RSS in MiB.
 fn install_measured(ctx: &TestContext, dir: &Path, n: u64) -> (crate::common::Output, u64) {
     let out = install(ctx, dir)
@@ -217,7 +225,7 @@ fn install_measured(ctx: &TestContext, dir: &Path, n: u64) -> (crate::common::Ou
         .rev()
         .find_map(|line| line.strip_prefix("peak-rss-kib="))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time: {stderr}"));
+        .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time: {}", head(&stderr)));
     // Written past the test harness's capture on purpose: the figure is part of the proof.
     let _ = writeln!(
         std::io::stderr(),
@@ -237,10 +245,9 @@ fn a_700_mib_long_name_header_is_refused_in_flat_memory() {
     // With a manifest that matches: only the header bound stands in the way.
     publish(&ctx, 2, ".tar.gz", &bomb);
     let (out, rss) = install_measured(&ctx, &dir, 2);
-    let out = out
-        .code(1)
+    assert!(rss < 100, "peak RSS {rss} MiB\n{}", head(&out.stderr()));
+    out.code(1)
         .stderr_contains("GNU long name header of 734003200 bytes");
-    assert!(rss < 100, "peak RSS {rss} MiB\n{}", out.stderr());
     assert_nothing_switched(&dir, "a matching manifest");
 
     // Tampered: the manifest is a real build's (digest and size of other bytes).
@@ -248,8 +255,8 @@ fn a_700_mib_long_name_header_is_refused_in_flat_memory() {
     let sha = hex::encode(Sha256::digest(&real));
     publish_as(&ctx, 3, ".tar.gz", &bomb, &sha, real.len() as u64);
     let (out, rss) = install_measured(&ctx, &dir, 3);
-    let out = out.code(1).stderr_contains("does not match its manifest");
-    assert!(rss < 100, "peak RSS {rss} MiB\n{}", out.stderr());
+    assert!(rss < 100, "peak RSS {rss} MiB\n{}", head(&out.stderr()));
+    out.code(1).stderr_contains("does not match its manifest");
     assert_nothing_switched(&dir, "a tampered object");
 }
 
@@ -412,4 +419,32 @@ fn build_refuses_links_that_install_would_refuse() {
 
     // Excluding it, as the message says, builds.
     build(&ctx, &["app", "--exclude", "app/esc"]).success();
+}
+
+#[test]
+fn an_object_longer_than_its_manifest_says_is_not_read_to_its_end() {
+    let ctx = TestContext::new();
+    let (_host, dir) = host_with_build_1(&ctx);
+    let big = crate::common::noise(24 << 20, 3);
+    let tar = archive(&[Member("big.bin", tar::EntryType::Regular, 0o644, "", &big)]);
+    let sha = hex::encode(Sha256::digest(b"other bytes"));
+    publish_as(&ctx, 2, ".tar", &tar, &sha, 4096);
+    let out = install(&ctx, &dir)
+        .arg("2")
+        .code(1)
+        .stderr_contains("does not match its manifest");
+    let stderr = out.stderr();
+    let got: u64 = stderr
+        .split("bytes, got sha256 ")
+        .nth(1)
+        .and_then(|rest| rest.split(" and ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {stderr}"));
+    assert!(
+        got < 4 << 20,
+        "read {got} bytes of a {} byte object whose manifest says 4096",
+        tar.len()
+    );
+    assert_nothing_switched(&dir, "a long object");
 }
