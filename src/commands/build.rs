@@ -156,7 +156,8 @@ fn check_links(root: &Path, entries: &[walk::Entry]) -> Result<()> {
 fn link_refused(path: &Path, err: &LinkError) -> anyhow::Error {
     let glob = globset::escape(&path.to_string_lossy());
     Problem::Usage(format!(
-        "`{}` is {err}, which every install refuses; nothing was built: leave it out with          `--exclude {}`, or make it a relative link that stays inside the tree",
+        "`{}` is {err}, which every install refuses; nothing was built: leave it out with \
+         `--exclude {}`, or make it a relative link that stays inside the tree",
         path.display(),
         shlex::try_quote(&glob).unwrap_or_else(|_| glob.clone().into())
     ))
