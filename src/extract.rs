@@ -635,4 +635,64 @@ mod tests {
         assert!(format!("{err:#}").contains("with a directory"), "{err:#}");
         assert!(dest.path().join("l").is_symlink());
     }
+
+    #[test]
+    fn one_mode_policy_never_writable_by_others_and_always_owned() {
+        assert_eq!(file_mode(0o777), 0o755);
+        assert_eq!(file_mode(0o666), 0o644);
+        assert_eq!(file_mode(0o444), 0o644);
+        assert_eq!(file_mode(0o600), 0o600);
+        assert_eq!(file_mode(0o000), 0o600);
+        assert_eq!(dir_mode(0o777), 0o755);
+        assert_eq!(dir_mode(0o555), 0o755);
+        assert_eq!(dir_mode(0o700), 0o700);
+        assert_eq!(dir_mode(0o000), 0o700);
+    }
+
+    /// A raw header of `kind` announcing `size` bytes, followed by `data`.
+    fn raw_member(name: &str, kind: tar::EntryType, size: u64, data: &[u8]) -> Vec<u8> {
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_entry_type(kind);
+        header.set_mode(0o644);
+        header.set_size(size);
+        header.set_cksum();
+        let mut out = header.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    #[test]
+    fn extension_headers_are_bounded_before_they_are_read() {
+        // Announces 1 GiB but holds nothing: refused from the header alone.
+        let mut tar = raw_member("././@LongLink", tar::EntryType::GNULongName, 1 << 30, b"");
+        tar.resize(tar.len() + 1024, 0);
+        let dest = tempfile::tempdir().unwrap();
+        let err = unpack(&mut &tar[..], Format::Tar, dest.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("GNU long name header of 1073741824 bytes"));
+
+        // Within the bound, a long name names the next member.
+        let name = format!("{}/{}", "d".repeat(200), "f".repeat(95));
+        let mut tar = raw_member(
+            "././@LongLink",
+            tar::EntryType::GNULongName,
+            name.len() as u64 + 1,
+            &[name.as_bytes(), b"\0"].concat(),
+        );
+        tar.extend(raw_member("short", tar::EntryType::Regular, 2, b"hi"));
+        tar.resize(tar.len() + 1024, 0);
+        let dest = tempfile::tempdir().unwrap();
+        unpack(&mut &tar[..], Format::Tar, dest.path()).unwrap();
+        assert_eq!(fs_err::read(dest.path().join(&name)).unwrap(), b"hi");
+
+        // An extension header with no member after it.
+        let mut tar = raw_member("pax", tar::EntryType::XHeader, 12, b"12 path=abc\n");
+        tar.resize(tar.len() + 1024, 0);
+        let err = unpack(&mut &tar[..], Format::Tar, dest.path()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("describes no member"),
+            "{err:#}"
+        );
+    }
 }
