@@ -241,8 +241,14 @@ async fn download(
             "install interrupted by {} while downloading {url}; nothing was switched",
             signals::received()
         )),
-        // The unpacker stopped reading an object longer than its manifest says: a mismatch.
-        (Some(Err(_)), Ok(result)) if result.too_long => verify(ctx, &url, build, result),
+        // The unpacker stopped reading an object longer than its manifest says (whether or not
+        // the download had ended by then, and with or without a SHA256 to compare).
+        (Some(_), Ok(result)) if result.too_long => Err(anyhow!(
+            "{url} does not match its manifest: it is longer than its SIZE of {} bytes (reading \
+             stopped after {} bytes); the download was discarded and nothing was switched",
+            limit.unwrap_or_default(),
+            result.size
+        )),
         (Some(Err(err)), _) => Err(anyhow::Error::from(err)
             .context(format!("downloading {url} failed; nothing was switched"))),
         (Some(Ok(None)), _) => Err(anyhow!(
