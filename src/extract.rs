@@ -2,21 +2,28 @@
 //!
 //! Every entry is checked before it touches the disk: paths must be relative with no `..`;
 //! only regular files, directories, symbolic links and hard links are allowed (no devices or
-//! pipes); a symbolic link's target must stay inside the release, read from the link's place;
-//! a hard link must name a member already extracted; no setuid or setgid bits; and nothing is
-//! written through a link (every parent of an entry must be a real directory), which is what
-//! makes the lexical checks of link targets sound. Owners are never restored; modes are.
+//! pipes); a hard link must name a member already extracted; no setuid or setgid bits; and
+//! nothing is written through a link (every parent of an entry must be a real directory).
+//! Symbolic links follow the rule of `links`: checked by their text as they come, and by their
+//! resolution once the whole tree is there. Long-name and PAX headers are read only up to
+//! [`MAX_EXTENSION`] bytes, since the archive is not yet verified while it is unpacked. Owners
+//! are never restored; modes follow one policy for files and directories (`file_mode`).
 
 use fs_err::os::unix::fs::OpenOptionsExt;
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsStr;
 use std::fs::Permissions;
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result, bail};
+
+use crate::links;
 
 /// Archive compression, from the object name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,46 +173,189 @@ impl Read for ChunkReader {
     }
 }
 
+/// The largest GNU long name, long link name or PAX extension block read. A path on Linux is
+/// at most 4 KiB, so no real archive comes near; the bound keeps a hostile header (read before
+/// the archive's digest is known) from filling memory.
+pub const MAX_EXTENSION: u64 = 64 << 10;
+
+/// What unpacking has made so far.
+struct Tree<'a> {
+    dest: &'a Path,
+    unpacked: Unpacked,
+    dirs: Dirs,
+    /// Every symbolic link created (relative), checked once the whole tree is there.
+    links: Vec<PathBuf>,
+}
+
 fn unpack_tar(input: impl Read, dest: &Path) -> Result<Unpacked> {
     let mut archive = tar::Archive::new(input);
-    let mut unpacked = Unpacked::default();
-    let mut dirs = Dirs::default();
-    for entry in archive.entries().context("reading the archive")? {
+    let mut tree = Tree {
+        dest,
+        unpacked: Unpacked::default(),
+        dirs: Dirs::default(),
+        links: Vec::new(),
+    };
+    tree.dirs.modes.insert(dest.to_owned(), dir_mode(0o755));
+    let mut extensions = Extensions::default();
+    // Raw entries: the tar crate would read a long name or PAX block whole, whatever its
+    // declared size; here each one is bounded first, then applied to the member it describes.
+    for entry in archive.entries().context("reading the archive")?.raw(true) {
         let mut entry = entry.context("reading the archive")?;
-        let path = entry
-            .path()
-            .context("reading an entry's path")?
-            .into_owned();
-        unpack_entry(&mut entry, &path, dest, &mut unpacked, &mut dirs)
+        if extensions.read(&mut entry)? {
+            continue;
+        }
+        let described = std::mem::take(&mut extensions);
+        let path = described.path(&entry);
+        let link = described.link(&entry);
+        described
+            .check_size(&entry)
+            .and_then(|()| unpack_entry(&mut entry, &path, link, &mut tree))
             .with_context(|| format!("refusing archive entry `{}`", path.display()))?;
     }
-    // Directory modes last, so a read-only directory does not stop its own children.
-    for (dir, mode) in dirs.modes.iter().rev() {
+    if !extensions.is_empty() {
+        bail!("the archive ends with a long name or PAX header that describes no member");
+    }
+    // Links last: a link may resolve through links (or to members) that come after it.
+    links::check_resolved(dest, tree.links.iter().map(PathBuf::as_path)).map_err(
+        |(link, err)| {
+            anyhow::Error::new(err).context(format!("refusing archive entry `{}`", link.display()))
+        },
+    )?;
+    // Directory modes last, children first, so that no mode stops the unpacking of a child.
+    for (dir, mode) in tree.dirs.modes.iter().rev() {
         fs_err::set_permissions(dir, Permissions::from_mode(*mode))?;
     }
-    Ok(unpacked)
+    Ok(tree.unpacked)
+}
+
+/// The GNU long name, long link name and PAX extensions read for the next member.
+#[derive(Debug, Default)]
+struct Extensions {
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    pax: Option<Vec<u8>>,
+}
+
+impl Extensions {
+    fn is_empty(&self) -> bool {
+        self.long_name.is_none() && self.long_link.is_none() && self.pax.is_none()
+    }
+
+    /// Reads `entry` if it is an extension header (at most [`MAX_EXTENSION`] bytes); says
+    /// whether it was one. Recognised as the tar crate does: only in GNU or ustar headers.
+    fn read<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<bool> {
+        let header = entry.header();
+        if header.as_gnu().is_none() && header.as_ustar().is_none() {
+            return Ok(false);
+        }
+        let kind = header.entry_type();
+        let (slot, what) = if kind.is_gnu_longname() {
+            (&mut self.long_name, "GNU long name")
+        } else if kind.is_gnu_longlink() {
+            (&mut self.long_link, "GNU long link name")
+        } else if kind.is_pax_local_extensions() {
+            (&mut self.pax, "PAX extension")
+        } else {
+            return Ok(false);
+        };
+        let size = entry.size();
+        if size > MAX_EXTENSION {
+            bail!(
+                "refusing the archive: a {what} header of {size} bytes (at most {MAX_EXTENSION} \
+                 are read from an archive not yet verified)"
+            );
+        }
+        if slot.is_some() {
+            bail!("refusing the archive: two {what} headers describe one member");
+        }
+        let mut data = Vec::with_capacity(size as usize);
+        entry
+            .read_to_end(&mut data)
+            .context("reading the archive")?;
+        *slot = Some(data);
+        Ok(true)
+    }
+
+    /// The member's path: a long name, else a PAX `path`, else the header's (as the tar crate
+    /// reads them).
+    fn path<R: Read>(&self, entry: &tar::Entry<'_, R>) -> PathBuf {
+        let bytes = match (&self.long_name, self.pax_value(b"path")) {
+            (Some(name), _) => Cow::Borrowed(without_nul(name)),
+            (None, Some(value)) => Cow::Borrowed(value),
+            (None, None) => entry.path_bytes(),
+        };
+        PathBuf::from(OsStr::from_bytes(&bytes))
+    }
+
+    /// The member's link target: a long link name, else a PAX `linkpath`, else the header's.
+    fn link<R: Read>(&self, entry: &tar::Entry<'_, R>) -> Option<PathBuf> {
+        let bytes = match (&self.long_link, self.pax_value(b"linkpath")) {
+            (Some(name), _) => Cow::Borrowed(without_nul(name)),
+            (None, Some(value)) => Cow::Borrowed(value),
+            (None, None) => entry.link_name_bytes()?,
+        };
+        Some(PathBuf::from(OsStr::from_bytes(&bytes)))
+    }
+
+    /// Raw entries are read with the header's size: a PAX `size` that says otherwise would
+    /// make this unpacker and another tar see different members, so it is refused.
+    fn check_size<R: Read>(&self, entry: &tar::Entry<'_, R>) -> Result<()> {
+        let Some(value) = self.pax_value(b"size") else {
+            return Ok(());
+        };
+        let size = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+        if size != Some(entry.size()) {
+            bail!("its PAX size differs from its header's (not supported)");
+        }
+        Ok(())
+    }
+
+    fn pax_value(&self, key: &[u8]) -> Option<&[u8]> {
+        tar::PaxExtensions::new(self.pax.as_deref()?)
+            .filter_map(Result::ok)
+            .find(|record| record.key_bytes() == key)
+            .map(|record| record.value_bytes())
+    }
+}
+
+/// A GNU long name without its terminating NUL.
+fn without_nul(name: &[u8]) -> &[u8] {
+    name.strip_suffix(&[0]).unwrap_or(name)
+}
+
+/// The mode policy, the same for files and directories (docs/decisions.md): the archive's
+/// permission bits without group and other write, whatever the umask; the owner can always
+/// read and write (and enter a directory), so a release can always be pruned.
+fn file_mode(archived: u32) -> u32 {
+    archived & 0o755 | 0o600
+}
+
+/// [`file_mode`] for directories.
+fn dir_mode(archived: u32) -> u32 {
+    archived & 0o755 | 0o700
 }
 
 fn unpack_entry<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     path: &Path,
-    dest: &Path,
-    unpacked: &mut Unpacked,
-    dirs: &mut Dirs,
+    link: Option<PathBuf>,
+    tree: &mut Tree<'_>,
 ) -> Result<()> {
     let relative = checked_relative(path)?;
-    if relative.as_os_str().is_empty() {
-        return Ok(()); // `./` itself
-    }
     let header = entry.header().clone();
     let mode = header.mode().context("bad mode")?;
     if mode & 0o6000 != 0 {
         bail!("it has the setuid or setgid bit (mode {mode:o})");
     }
-    let target = dest.join(&relative);
-    ensure_real_parents(dest, &relative, dirs)?;
-    let kind = header.entry_type();
-    match kind {
+    if relative.as_os_str().is_empty() {
+        if header.entry_type().is_dir() {
+            tree.dirs.modes.insert(tree.dest.to_owned(), dir_mode(mode));
+        }
+        return Ok(()); // `./` itself
+    }
+    let target = tree.dest.join(&relative);
+    ensure_real_parents(tree.dest, &relative, &mut tree.dirs)?;
+    match header.entry_type() {
         tar::EntryType::Directory => {
             match fs_err::create_dir(&target) {
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
@@ -215,20 +365,23 @@ fn unpack_entry<R: Read>(
                 }
                 other => other?,
             }
-            dirs.real.insert(relative);
-            dirs.modes.push((target, mode & 0o777));
+            tree.dirs.real.insert(relative);
+            tree.dirs.modes.insert(target, dir_mode(mode));
         }
         tar::EntryType::Regular | tar::EntryType::Continuous => {
+            let mode = file_mode(mode);
             let create = |target: &Path| {
                 fs_err::OpenOptions::new()
                     .write(true)
                     .create_new(true)
-                    .mode(mode & 0o777)
+                    .mode(mode)
                     .open(target)
             };
             let mut file = replacing(&target, create)?;
-            unpacked.bytes += io::copy(entry, &mut file)?;
-            unpacked.files += 1;
+            // `open` applies the umask; the policy does not.
+            file.set_permissions(Permissions::from_mode(mode))?;
+            tree.unpacked.bytes += io::copy(entry, &mut file)?;
+            tree.unpacked.files += 1;
             if let Ok(mtime) = header.mtime() {
                 let _ = file
                     .file()
@@ -236,17 +389,16 @@ fn unpack_entry<R: Read>(
             }
         }
         tar::EntryType::Symlink => {
-            let link = entry
-                .link_name()?
-                .context("a symbolic link without a target")?;
-            check_link_target(&relative, &link)?;
+            let link = link.context("a symbolic link without a target")?;
+            links::check_text(&relative, &link)?;
             replacing(&target, |target| std::os::unix::fs::symlink(&link, target))
                 .with_context(|| format!("creating link `{}`", target.display()))?;
+            tree.links.push(relative);
         }
         tar::EntryType::Link => {
-            let link = entry.link_name()?.context("a hard link without a target")?;
-            let source = dest.join(checked_relative(&link)?);
-            ensure_real_parents(dest, &checked_relative(&link)?, dirs)?;
+            let link = link.context("a hard link without a target")?;
+            let source = tree.dest.join(checked_relative(&link)?);
+            ensure_real_parents(tree.dest, &checked_relative(&link)?, &mut tree.dirs)?;
             let meta = fs_err::symlink_metadata(&source)
                 .context("a hard link to a member that is not there (or comes later)")?;
             if !meta.is_file() {
@@ -273,33 +425,11 @@ fn checked_relative(path: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// A symbolic link at `link_path` (relative to the release) pointing at `target` must stay
-/// inside the release.
-fn check_link_target(link_path: &Path, target: &Path) -> Result<()> {
-    if target.is_absolute() {
-        bail!("a link to the absolute path `{}`", target.display());
-    }
-    let mut depth: usize = link_path.components().count().saturating_sub(1);
-    for component in target.components() {
-        match component {
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::ParentDir => {
-                depth = depth.checked_sub(1).with_context(|| {
-                    format!("a link to `{}`, outside the release", target.display())
-                })?;
-            }
-            Component::RootDir | Component::Prefix(_) => bail!("a link to an absolute path"),
-        }
-    }
-    Ok(())
-}
-
 /// Directories seen while unpacking.
 #[derive(Debug, Default)]
 struct Dirs {
-    /// Directory entries and their modes, applied at the end.
-    modes: Vec<(PathBuf, u32)>,
+    /// Every directory made (entries and missing parents) and its mode, applied at the end.
+    modes: BTreeMap<PathBuf, u32>,
     /// Directories known to be real (checked or created): a directory is never replaced (see
     /// `remove_existing`), so one check per directory is enough.
     real: HashSet<PathBuf>,
@@ -325,7 +455,10 @@ fn ensure_real_parents(dest: &Path, relative: &Path, dirs: &mut Dirs) -> Result<
         match fs_err::symlink_metadata(&dir) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => bail!("its parent `{}` is a link or a file", dir.display()),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => fs_err::create_dir(&dir)?,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                fs_err::create_dir(&dir)?;
+                dirs.modes.insert(dir.clone(), dir_mode(0o755));
+            }
             Err(err) => return Err(err.into()),
         }
         dirs.real.insert(seen.clone());
@@ -352,16 +485,6 @@ fn replacing<T>(target: &Path, create: impl Fn(&Path) -> io::Result<T>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn link_targets_must_stay_inside() {
-        assert!(check_link_target(Path::new("a/b"), Path::new("../c")).is_ok());
-        assert!(check_link_target(Path::new("a/b"), Path::new("c/../../d")).is_ok());
-        assert!(check_link_target(Path::new("a/b"), Path::new("../../c")).is_err());
-        assert!(check_link_target(Path::new("b"), Path::new("..")).is_err());
-        assert!(check_link_target(Path::new("b"), Path::new("/etc/passwd")).is_err());
-        assert!(check_link_target(Path::new("b"), Path::new(".")).is_ok());
-    }
 
     #[test]
     fn paths_must_be_relative_without_parent_steps() {
@@ -511,5 +634,65 @@ mod tests {
         let err = unpack(&mut &bytes[..], Format::Gzip, dest.path()).unwrap_err();
         assert!(format!("{err:#}").contains("with a directory"), "{err:#}");
         assert!(dest.path().join("l").is_symlink());
+    }
+
+    #[test]
+    fn one_mode_policy_never_writable_by_others_and_always_owned() {
+        assert_eq!(file_mode(0o777), 0o755);
+        assert_eq!(file_mode(0o666), 0o644);
+        assert_eq!(file_mode(0o444), 0o644);
+        assert_eq!(file_mode(0o600), 0o600);
+        assert_eq!(file_mode(0o000), 0o600);
+        assert_eq!(dir_mode(0o777), 0o755);
+        assert_eq!(dir_mode(0o555), 0o755);
+        assert_eq!(dir_mode(0o700), 0o700);
+        assert_eq!(dir_mode(0o000), 0o700);
+    }
+
+    /// A raw header of `kind` announcing `size` bytes, followed by `data`.
+    fn raw_member(name: &str, kind: tar::EntryType, size: u64, data: &[u8]) -> Vec<u8> {
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_entry_type(kind);
+        header.set_mode(0o644);
+        header.set_size(size);
+        header.set_cksum();
+        let mut out = header.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    #[test]
+    fn extension_headers_are_bounded_before_they_are_read() {
+        // Announces 1 GiB but holds nothing: refused from the header alone.
+        let mut tar = raw_member("././@LongLink", tar::EntryType::GNULongName, 1 << 30, b"");
+        tar.resize(tar.len() + 1024, 0);
+        let dest = tempfile::tempdir().unwrap();
+        let err = unpack(&mut &tar[..], Format::Tar, dest.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("GNU long name header of 1073741824 bytes"));
+
+        // Within the bound, a long name names the next member.
+        let name = format!("{}/{}", "d".repeat(200), "f".repeat(95));
+        let mut tar = raw_member(
+            "././@LongLink",
+            tar::EntryType::GNULongName,
+            name.len() as u64 + 1,
+            &[name.as_bytes(), b"\0"].concat(),
+        );
+        tar.extend(raw_member("short", tar::EntryType::Regular, 2, b"hi"));
+        tar.resize(tar.len() + 1024, 0);
+        let dest = tempfile::tempdir().unwrap();
+        unpack(&mut &tar[..], Format::Tar, dest.path()).unwrap();
+        assert_eq!(fs_err::read(dest.path().join(&name)).unwrap(), b"hi");
+
+        // An extension header with no member after it.
+        let mut tar = raw_member("pax", tar::EntryType::XHeader, 12, b"12 path=abc\n");
+        tar.resize(tar.len() + 1024, 0);
+        let err = unpack(&mut &tar[..], Format::Tar, dest.path()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("describes no member"),
+            "{err:#}"
+        );
     }
 }

@@ -19,6 +19,7 @@ pub mod hooks;
 pub mod install_dir;
 pub mod layout;
 pub mod legacy;
+pub mod links;
 pub mod manifest;
 pub mod names;
 pub mod output;

@@ -21,6 +21,7 @@ use crate::env_vars;
 use crate::error::Problem;
 use crate::git;
 use crate::layout::Layout;
+use crate::links::{self, LinkError};
 use crate::manifest::{self, Manifest};
 use crate::output::{BytesProgress, Outcome};
 use crate::pointers::{self, Moved};
@@ -132,6 +133,37 @@ impl Source {
     }
 }
 
+/// Refuses (exit 2, before anything is written) a build with a link that every install would
+/// refuse: install's rule (`links`) applied to the selected tree. Resolving in the working
+/// directory instead of the archive can only refuse more: every selected member is there, the
+/// same.
+fn check_links(root: &Path, entries: &[walk::Entry]) -> Result<()> {
+    let links: Vec<(&Path, &Path)> = entries
+        .iter()
+        .filter_map(|entry| match &entry.kind {
+            walk::EntryKind::Symlink(target) => Some((entry.path.as_path(), target.as_path())),
+            _ => None,
+        })
+        .collect();
+    for (path, target) in &links {
+        links::check_text(path, target).map_err(|err| link_refused(path, &err))?;
+    }
+    links::check_resolved(root, links.iter().map(|(path, _)| *path))
+        .map_err(|(path, err)| link_refused(&path, &err))?;
+    Ok(())
+}
+
+fn link_refused(path: &Path, err: &LinkError) -> anyhow::Error {
+    let glob = globset::escape(&path.to_string_lossy());
+    Problem::Usage(format!(
+        "`{}` is {err}, which every install refuses; nothing was built: leave it out with \
+         `--exclude {}`, or make it a relative link that stays inside the tree",
+        path.display(),
+        shlex::try_quote(&glob).unwrap_or_else(|_| glob.clone().into())
+    ))
+    .into()
+}
+
 fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()
@@ -148,6 +180,7 @@ pub async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
     let root = std::env::current_dir().context("cannot read the working directory")?;
     let source = Source::detect(&root)?;
     let selection = walk::select(&root, &config.paths, &config.exclude)?;
+    check_links(&root, &selection.entries)?;
     for warning in &selection.warnings {
         ctx.printer.warn(warning);
     }

@@ -380,7 +380,9 @@ async fn download(
         "nothing was switched (the partial download is removed)",
         Cleanup::Within,
     );
-    let unpacking = tokio::task::spawn_blocking(move || unpack(rx, format, &partial, counter));
+    let limit = build.manifest.size();
+    let unpacking =
+        tokio::task::spawn_blocking(move || unpack(rx, format, &partial, counter, limit));
     ctx.printer.status(&format!("downloading {url}"));
     let downloaded = tokio::select! {
         result = store.download(&key, tx) => Some(result),
@@ -393,6 +395,14 @@ async fn download(
         (None, _) => Err(anyhow!(
             "install interrupted by {} while downloading {url}; nothing was switched",
             signals::received()
+        )),
+        // The unpacker stopped reading an object longer than its manifest says (whether or not
+        // the download had ended by then, and with or without a SHA256 to compare).
+        (Some(_), Ok(result)) if result.too_long => Err(anyhow!(
+            "{url} does not match its manifest: it is longer than its SIZE of {} bytes (reading \
+             stopped after {} bytes); the download was discarded and nothing was switched",
+            limit.unwrap_or_default(),
+            result.size
         )),
         (Some(Err(err)), _) => Err(anyhow::Error::from(err)
             .context(format!("downloading {url} failed; nothing was switched"))),
@@ -421,6 +431,8 @@ struct UnpackResult {
     unpacked: Result<Unpacked>,
     sha256: String,
     size: u64,
+    /// More bytes than the manifest's SIZE arrived, and reading stopped there.
+    too_long: bool,
 }
 
 fn unpack(
@@ -428,22 +440,29 @@ fn unpack(
     format: Format,
     dest: &Path,
     progress: BytesProgress,
+    limit: Option<u64>,
 ) -> Result<UnpackResult> {
     let mut reader = HashingReader {
         rx,
         chunk: Bytes::new(),
         hasher: Sha256::new(),
         size: 0,
+        limit,
         progress,
     };
     let unpacked = extract::unpack(&mut reader, format, dest);
     // Whatever follows the tar's end (compressor trailer, padding) is part of the digest; and
     // when unpacking failed, the digest still tells a corrupt download from a hostile archive.
-    io::copy(&mut reader, &mut io::sink())?;
+    let drained = io::copy(&mut reader, &mut io::sink());
+    let too_long = reader.too_long();
+    if !too_long {
+        drained?;
+    }
     Ok(UnpackResult {
         unpacked,
         sha256: hex::encode(reader.hasher.finalize()),
         size: reader.size,
+        too_long,
     })
 }
 
@@ -472,24 +491,40 @@ fn verify(ctx: &Context, url: &str, build: &Build, got: UnpackResult) -> Result<
         .with_context(|| format!("unpacking {url} failed; nothing was switched"))
 }
 
-/// Reads the downloaded chunks in order, hashing and counting them.
+/// Reads the downloaded chunks in order, hashing and counting them; fails once more than
+/// `limit` bytes (the manifest's SIZE) arrived, so an object cannot be longer than it says.
 struct HashingReader {
     rx: mpsc::Receiver<Bytes>,
     chunk: Bytes,
     hasher: Sha256,
     size: u64,
+    limit: Option<u64>,
     progress: BytesProgress,
+}
+
+impl HashingReader {
+    fn too_long(&self) -> bool {
+        self.limit.is_some_and(|limit| self.size > limit)
+    }
 }
 
 impl Read for HashingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.chunk.is_empty() {
+            if self.too_long() {
+                return Err(io::Error::other(format!(
+                    "the archive is longer than its manifest's SIZE ({} bytes)",
+                    self.limit.unwrap_or_default()
+                )));
+            }
             match self.rx.blocking_recv() {
                 Some(chunk) => {
                     self.hasher.update(&chunk);
                     self.size += chunk.len() as u64;
                     self.progress.inc(chunk.len() as u64);
-                    self.chunk = chunk;
+                    if !self.too_long() {
+                        self.chunk = chunk; // else: not handed on; the next turn fails
+                    }
                 }
                 None => return Ok(0),
             }

@@ -6,6 +6,7 @@ mod docs;
 mod hardening_bucket;
 mod hardening_install;
 mod hardening_push;
+mod hardening_unpack;
 mod harness_selftest;
 mod hosts_selftest;
 mod install;

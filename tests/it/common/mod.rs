@@ -173,6 +173,24 @@ impl Release {
         self
     }
 
+    /// Runs the binary through `wrapper` (a program and its first arguments, e.g.
+    /// `["/usr/bin/time", "-f", "%M"]`), which gets the binary's path and arguments after its
+    /// own. Call it after the arguments are added; the environment is set as usual.
+    pub fn wrapped(mut self, wrapper: &[&str]) -> Self {
+        let (program, first) = wrapper.split_first().expect("a wrapper program");
+        let mut command = std::process::Command::new(program);
+        command
+            .args(first)
+            .arg(self.command.get_program())
+            .args(self.command.get_args())
+            .env_clear();
+        if let Some(dir) = self.command.get_current_dir() {
+            command.current_dir(dir);
+        }
+        self.command = command;
+        self
+    }
+
     /// Sets an environment variable (overriding a default).
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.env
