@@ -120,7 +120,7 @@ impl InstallView {
 impl InstallDir {
     /// Creates `root` if needed and takes its lock, waiting for another install to finish.
     pub fn lock(root: &Path, waiting: impl FnOnce()) -> Result<Self> {
-        fs_err::create_dir_all(root.join(RELEASES))
+        create_readable_dirs(&root.join(RELEASES))
             .with_context(|| format!("cannot create the install directory `{}`", root.display()))?;
         let lock = fs_err::File::options()
             .create(true)
@@ -389,6 +389,23 @@ impl InstallDir {
     fn manifest_path(&self, n: u64) -> PathBuf {
         self.root.join(RELEASES).join(format!("{n}.release"))
     }
+}
+
+/// Creates `path` and its missing parents as `0755` whatever the umask: the releases below
+/// follow one mode policy (docs/decisions.md), and a service user outside the installer's
+/// group must reach them. Directories that exist already keep the modes they have.
+fn create_readable_dirs(path: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut dir = path;
+    while !dir.as_os_str().is_empty() && fs_err::symlink_metadata(dir).is_err() {
+        missing.push(dir.to_owned());
+        dir = dir.parent().unwrap_or(Path::new(""));
+    }
+    fs_err::create_dir_all(path)?;
+    for dir in missing {
+        fs_err::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
 }
 
 fn current_of(root: &Path) -> Option<u64> {

@@ -378,6 +378,9 @@ fn one_mode_policy_for_files_and_directories_whatever_the_umask() {
         .map(|(path, mode)| (*path, format!("{mode:o}")))
         .collect();
     assert_eq!(got, want);
+    // The directories install creates above the release follow the same policy.
+    assert_eq!(format!("{:o}", mode_of(&dir)), "755", "{}", dir.display());
+    assert_eq!(format!("{:o}", mode_of(&dir.join("releases"))), "755");
 }
 
 #[test]
