@@ -97,11 +97,7 @@ pub fn reach(args: &TargetArgs, file: &PushFile) -> Result<Reach> {
     Ok(Reach {
         source,
         ssh: SshOptions {
-            user: args
-                .ssh_user
-                .clone()
-                .or(file.ssh_user.clone())
-                .unwrap_or_else(|| "ec2-user".into()),
+            user: args.ssh_user.clone().or(file.ssh_user.clone()),
             port: args.ssh_port.or(file.ssh_port),
             config: args.ssh_config.clone().or(file.ssh_config.clone()),
             identity: args.identity.clone().or(file.identity.clone()),
