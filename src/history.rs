@@ -326,7 +326,13 @@ mod tests {
         let history = [p(None, 1), p(Some(1), 2), p(Some(2), 3), r(3, 2), r(2, 1)];
         assert_eq!(walk_back(&history, 1), Previous::NoneBefore);
         // A promotion after a rollback stands; the build stable before it is the answer.
-        let history = [p(None, 1), p(Some(1), 2), p(Some(2), 3), r(3, 2), p(Some(2), 4)];
+        let history = [
+            p(None, 1),
+            p(Some(1), 2),
+            p(Some(2), 3),
+            r(3, 2),
+            p(Some(2), 4),
+        ];
         assert_eq!(walk_back(&history, 4), Previous::Build(2));
         // The old jobs moved latest-stable without a record: the newest recorded one is next.
         assert_eq!(walk_back(&[p(Some(5), 6)], 9), Previous::Build(6));

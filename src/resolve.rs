@@ -285,7 +285,12 @@ pub async fn other_artifacts(store: &Store, layout: &Layout) -> String {
         return String::new();
     }
     const SHOWN: usize = 20;
-    let mut shown = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    let mut shown = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if names.len() > SHOWN {
         shown.push_str(", ...");
     }

@@ -9,6 +9,7 @@ mod hardening_push;
 mod harness_selftest;
 mod hosts_selftest;
 mod install;
+mod operator;
 mod pipelines;
 mod progress;
 mod promote;
