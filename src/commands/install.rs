@@ -77,6 +77,21 @@ impl InstallConfig {
     }
 }
 
+/// The directory says which artifact it holds: another one is refused before anything is read
+/// from the bucket, dry runs included (the locked install checks it again, `claim_for`).
+fn check_artifact(layout: &Layout, config: &InstallConfig) -> Result<()> {
+    match InstallView::new(&config.dir).artifact() {
+        Some(held) if held != layout.artifact() && !config.force => Err(Problem::Usage(format!(
+            "`{}` holds artifact `{held}`, not `{}`: use another --dir (one directory holds \
+             one artifact), or --force",
+            config.dir.display(),
+            layout.artifact()
+        ))
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 /// What an install would do, read from the directory without locking or changing it.
 fn dry_run(layout: &Layout, config: &InstallConfig, build: &Build) -> Outcome {
     let number = build.number;
@@ -121,6 +136,7 @@ pub async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
     let started = Instant::now();
     let layout = ctx.layout()?;
     let config = InstallConfig::resolve(ctx, args)?;
+    check_artifact(&layout, &config)?;
     let store = ctx.store(None).await;
     let build = resolve::resolve(&store, &layout, &config.reference).await?;
     let number = build.number;

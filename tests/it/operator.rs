@@ -100,6 +100,18 @@ fn current_names_the_artifact_of_its_directory() {
         .args(["--artifact", "demo", "current", "--dir", &dir_text])
         .stderr_contains("holds artifact `web`, not `demo`")
         .code(2);
+    // install checks the directory's artifact first, before reading the bucket.
+    ctx.release()
+        .args([
+            "--artifact",
+            "demo",
+            "--dry-run",
+            "install",
+            "--dir",
+            &dir_text,
+        ])
+        .stderr_contains("holds artifact `web`, not `demo`")
+        .code(2);
     ctx.release()
         .args(["current"])
         .stderr_contains("--dir")
