@@ -195,7 +195,7 @@ pub struct BuildArgs {
     pub storage_class: Option<String>,
 }
 
-/// Git tag options shared by promote and rollback.
+/// Options shared by promote and rollback.
 #[derive(Debug, Args)]
 pub struct TagArgs {
     /// Tag to move to the build's commit [default: GIT_TAG_NAME, else {artifact}-stable].
@@ -213,6 +213,11 @@ pub struct TagArgs {
     /// Move the pointer only; do not touch git.
     #[arg(long)]
     pub no_tag: bool,
+
+    /// Make stable a build in another archive format than the stable old job's `.tar`, which
+    /// boot scripts that download `{artifact}-{N}.tar` cannot read.
+    #[arg(long)]
+    pub allow_format_change: bool,
 }
 
 /// `release promote`.
@@ -291,7 +296,7 @@ pub struct TargetArgs {
     #[arg(long, value_delimiter = ',', value_name = "H,H,...")]
     pub hosts: Vec<String>,
 
-    /// SSH user [default: ec2-user].
+    /// SSH user [default: the ssh config's `User`, else ssh's own default].
     #[arg(long)]
     pub ssh_user: Option<String>,
 

@@ -416,6 +416,24 @@ pub fn parse_store(bucket: &str) -> Result<StoreLocation, ConfigError> {
             root: PathBuf::from(path),
         });
     }
+    // The old jobs' scripts write bucket URLs: `s3://NAME` (or `s3://NAME/`) is bucket NAME.
+    let bucket = match bucket.strip_prefix("s3://") {
+        Some(rest) => {
+            let name = rest.strip_suffix('/').unwrap_or(rest);
+            if name.contains('/') {
+                return Err(ConfigError::Invalid {
+                    what: "bucket",
+                    message: format!(
+                        "`{bucket}` names a path inside a bucket: give the bucket only \
+                         (`s3://{}`); the keys under it are always {{artifact}}/{{stage}}/",
+                        name.split('/').next().unwrap_or_default()
+                    ),
+                });
+            }
+            name
+        }
+        None => bucket,
+    };
     // S3's bucket naming rules, loosely: lowercase letters, digits, dots, hyphens.
     let valid = (3..=63).contains(&bucket.len())
         && bucket
@@ -447,6 +465,22 @@ mod tests {
                 bucket: "build".into()
             }
         );
+        assert_eq!(
+            parse_store("file:///tmp/b").unwrap(),
+            StoreLocation::Dir {
+                root: PathBuf::from("/tmp/b")
+            }
+        );
+        for url in ["s3://build", "s3://build/", "build"] {
+            assert_eq!(
+                parse_store(url).unwrap(),
+                StoreLocation::S3 {
+                    bucket: "build".into()
+                }
+            );
+        }
+        assert!(parse_store("s3://build/obelix").is_err());
+        assert!(parse_store("s3://").is_err());
         assert_eq!(
             parse_store("file:///tmp/b").unwrap(),
             StoreLocation::Dir {

@@ -40,6 +40,17 @@ pub fn dir_of(repo: &git2::Repository) -> PathBuf {
 
 /// HEAD's commit id.
 pub fn head_commit(repo: &git2::Repository) -> Result<String> {
+    let dir = repo.workdir().unwrap_or(repo.path());
+    if repo
+        .head()
+        .is_err_and(|e| e.code() == git2::ErrorCode::UnbornBranch)
+    {
+        return Err(Problem::Usage(format!(
+            "the repository at `{}` has no commits yet: commit first, or set GIT_COMMIT",
+            dir.display()
+        ))
+        .into());
+    }
     let head = repo
         .head()
         .and_then(|head| head.peel_to_commit())

@@ -144,53 +144,114 @@ pub async fn newest(store: &Arc<Store>, layout: &Layout, limit: usize) -> Result
     read(store, &keys[..keys.len().min(limit)]).await
 }
 
+/// Marks the record of a rollback (in `Record::extra`): it undoes the promotion before it.
+pub const ROLLBACK: &str = "rollback";
+
 /// What the history says about the build to roll back to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Previous {
     /// No promotion was ever recorded.
     NoHistory,
-    /// Promotions were recorded, but none names a build lower than the current one.
-    NoneLower,
-    /// The most recent previously-stable build lower than the current one.
+    /// Promotions were recorded, but none says which build was stable before the current one.
+    NoneBefore,
+    /// The build that was stable before the current one became stable.
     Build(u64),
 }
 
-/// The most recent build that was stable before and is lower than `current`: walking the
-/// promotions newest first, the build each made stable and then the one it replaced.
+/// Where a walk back through the promotions stands.
+#[derive(Debug, Default)]
+struct Walk {
+    /// Rollbacks seen whose undone promotion has not been passed yet.
+    undone: usize,
+    /// A promotion was seen at all.
+    seen: bool,
+}
+
+impl Walk {
+    /// Takes the next older record; returns the answer once it is known.
+    ///
+    /// The promotions form a stack: a promotion pushes its build, a rollback pops one. Walking
+    /// newest first, each rollback cancels the next older promotion still standing; the newest
+    /// promotion that stands is the one that made `current` stable, and the build stable before
+    /// it (its `from_version`) is the answer. Promotions of the build that was already stable
+    /// change nothing and are skipped, so after promote 1, 2, 1 the answer is 2, and after a
+    /// rollback to 2 the next one goes to 1.
+    fn take(&mut self, record: &Record, current: u64) -> Option<Previous> {
+        if record.kind != PROMOTE {
+            return None;
+        }
+        self.seen = true;
+        if record.extra.get(ROLLBACK) == Some(&serde_json::Value::Bool(true)) {
+            self.undone += 1;
+            return None;
+        }
+        let to = record.to_version?;
+        if record.from_version == Some(to) {
+            return None;
+        }
+        if self.undone > 0 {
+            self.undone -= 1;
+            return None;
+        }
+        if to != current {
+            // latest-stable moved without a record (the old jobs, or a record that failed to
+            // be written): the newest recorded stable build is the one before it.
+            return Some(Previous::Build(to));
+        }
+        match record.from_version {
+            Some(from) if from != current => Some(Previous::Build(from)),
+            Some(_) => None,
+            None => Some(Previous::NoneBefore),
+        }
+    }
+}
+
+/// The build that was stable before `current` became stable, walking the promotions back
+/// (see `Walk::take`), so repeated rollbacks keep going back.
 pub async fn previous_stable(
     store: &Arc<Store>,
     layout: &Layout,
     current: u64,
 ) -> Result<Previous> {
     let keys = keys_newest_first(store, layout).await?;
-    let mut seen_promotion = false;
+    let mut walk = Walk::default();
     for page in keys.chunks(batch::MAX_IN_FLIGHT) {
         for event in read(store, page).await? {
-            if event.record.kind != PROMOTE {
-                continue;
-            }
-            seen_promotion = true;
-            let candidates = [event.record.to_version, event.record.from_version];
-            if let Some(number) = candidates.into_iter().flatten().find(|&n| n < current) {
-                return Ok(Previous::Build(number));
+            if let Some(answer) = walk.take(&event.record, current) {
+                return Ok(answer);
             }
         }
     }
-    Ok(if seen_promotion {
-        Previous::NoneLower
+    Ok(if walk.seen {
+        Previous::NoneBefore
     } else {
         Previous::NoHistory
     })
 }
 
-/// Who runs the tool: Jenkins' BUILD_USER_ID, else USER, else `unknown`.
+/// Who runs the tool: Jenkins' BUILD_USER_ID, else USER, else the name of the process's uid
+/// (cron jobs and systemd units often have no USER), else `unknown`.
 pub fn user() -> String {
     [env_vars::BUILD_USER_ID, env_vars::USER]
         .iter()
         .filter_map(|name| std::env::var(name).ok())
         .map(|value| value.trim().to_owned())
         .find(|value| !value.is_empty())
+        .or_else(|| {
+            let passwd = fs_err::read_to_string("/etc/passwd").ok()?;
+            name_of_uid(&passwd, rustix::process::getuid().as_raw())
+        })
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The user name of `uid` in a passwd file (`name:password:uid:...` lines).
+fn name_of_uid(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?.trim();
+        let listed: u32 = fields.nth(1)?.trim().parse().ok()?;
+        (listed == uid && !name.is_empty()).then(|| name.to_owned())
+    })
 }
 
 /// This machine's host name.
@@ -218,6 +279,66 @@ fn key_stamp(time: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uid_names_come_from_passwd() {
+        let passwd = "# comment\nroot:x:0:0:root:/root:/bin/bash\njenkins:x:1001:1001::/var/lib/jenkins:/bin/sh\n";
+        assert_eq!(name_of_uid(passwd, 1001).as_deref(), Some("jenkins"));
+        assert_eq!(name_of_uid(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(name_of_uid(passwd, 7), None);
+    }
+
+    fn promotion(from: Option<u64>, to: u64, rollback: bool) -> Record {
+        let mut record = Record::now(PROMOTE, &Layout::new("web", "prod"));
+        record.from_version = from;
+        record.to_version = Some(to);
+        if rollback {
+            record.extra.insert(ROLLBACK.into(), true.into());
+        }
+        record
+    }
+
+    /// `records` oldest first, as they were written.
+    fn walk_back(records: &[Record], current: u64) -> Previous {
+        let mut walk = Walk::default();
+        records
+            .iter()
+            .rev()
+            .find_map(|record| walk.take(record, current))
+            .unwrap_or(if walk.seen {
+                Previous::NoneBefore
+            } else {
+                Previous::NoHistory
+            })
+    }
+
+    #[test]
+    fn rollback_walks_the_promotions_back() {
+        let p = |from, to| promotion(from, to, false);
+        let r = |from, to| promotion(Some(from), to, true);
+        // promote 1, 2, 1: the build stable before 1 became stable again is 2.
+        let history = [p(None, 1), p(Some(1), 2), p(Some(2), 1)];
+        assert_eq!(walk_back(&history, 1), Previous::Build(2));
+        // ... and after that rollback, the next one goes on to 1.
+        let history = [p(None, 1), p(Some(1), 2), p(Some(2), 1), r(1, 2)];
+        assert_eq!(walk_back(&history, 2), Previous::Build(1));
+        // promote 1, 2, 3, rollback, rollback: 1 is left, with nothing before it.
+        let history = [p(None, 1), p(Some(1), 2), p(Some(2), 3), r(3, 2), r(2, 1)];
+        assert_eq!(walk_back(&history, 1), Previous::NoneBefore);
+        // A promotion after a rollback stands; the build stable before it is the answer.
+        let history = [
+            p(None, 1),
+            p(Some(1), 2),
+            p(Some(2), 3),
+            r(3, 2),
+            p(Some(2), 4),
+        ];
+        assert_eq!(walk_back(&history, 4), Previous::Build(2));
+        // The old jobs moved latest-stable without a record: the newest recorded one is next.
+        assert_eq!(walk_back(&[p(Some(5), 6)], 9), Previous::Build(6));
+        assert_eq!(walk_back(&[p(Some(5), 6)], 6), Previous::Build(5));
+        assert_eq!(walk_back(&[], 6), Previous::NoHistory);
+    }
 
     #[test]
     fn names_sort_in_time_order() {

@@ -115,6 +115,14 @@ impl InstallView {
     pub fn releases(&self) -> Vec<u64> {
         releases_of(&self.root)
     }
+
+    /// The artifact this directory was claimed for by an install, if one was.
+    pub fn artifact(&self) -> Option<String> {
+        fs_err::read_to_string(self.root.join(ARTIFACT_MARK))
+            .ok()
+            .map(|owner| owner.trim().to_owned())
+            .filter(|owner| !owner.is_empty())
+    }
 }
 
 impl InstallDir {

@@ -138,6 +138,7 @@ fn default_step(command: &Command) -> signals::Step {
 }
 
 async fn dispatch(ctx: &Context, command: Command) -> Result<Outcome> {
+    check_store_exists(ctx, &command)?;
     match command {
         Command::Build(args) => commands::build::run(ctx, args).await,
         Command::Completions(args) => Ok(completions(args.shell)),
@@ -153,6 +154,28 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<Outcome> {
         Command::Status(args) => commands::status::run(ctx, args).await,
         Command::Unlock(args) => commands::unlock::run(ctx, args).await,
     }
+}
+
+/// A `file://` store that does not exist is a typo or a store not made yet: reading it would
+/// answer "no builds" and hide the mistake. Only `build` creates it (on its first write), and
+/// the commands that do not read the store do not care.
+fn check_store_exists(ctx: &Context, command: &Command) -> Result<()> {
+    let reads = !matches!(
+        command,
+        Command::Build(_) | Command::Completions(_) | Command::Man | Command::Current(_)
+    );
+    let config::StoreLocation::Dir { root } = &ctx.settings.store else {
+        return Ok(());
+    };
+    if reads && !root.exists() {
+        return Err(error::Problem::Usage(format!(
+            "no such store `file://{}`: check --bucket (BUCKET, release.toml); `release build` \
+             creates a store on its first build",
+            root.display()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn completions(shell: clap_complete::Shell) -> Outcome {

@@ -266,10 +266,39 @@ pub async fn read_build(store: &Store, layout: &Layout, number: u64) -> Result<O
 async fn from_pointer(store: &Store, layout: &Layout, key: &str, none_yet: &str) -> Result<Build> {
     match pointer_build(store, layout, key).await? {
         Some(build) => Ok(build),
-        None => {
-            Err(Problem::Usage(format!("`{}` does not exist: {none_yet}", store.url(key))).into())
-        }
+        None => Err(Problem::Usage(format!(
+            "`{}` does not exist: {none_yet}{}",
+            store.url(key),
+            other_artifacts(store, layout).await
+        ))
+        .into()),
     }
+}
+
+/// When the bucket holds nothing of this artifact but holds others, the artifact is likely
+/// misspelled: name the ones it holds. Empty when that is not the case (or unknown).
+pub async fn other_artifacts(store: &Store, layout: &Layout) -> String {
+    let Ok(names) = store.top_level().await else {
+        return String::new();
+    };
+    if names.is_empty() || names.iter().any(|name| name == layout.artifact()) {
+        return String::new();
+    }
+    const SHOWN: usize = 20;
+    let mut shown = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        shown.push_str(", ...");
+    }
+    format!(
+        "; the bucket holds no artifact `{}` at all, but it holds: {shown} (check --artifact, \
+         ARTIFACT or release.toml)",
+        layout.artifact()
+    )
 }
 
 /// The build a pointer (latest.txt, latest-stable.txt) names, checked like any manifest, or
@@ -347,9 +376,10 @@ async fn not_found(store: &Store, layout: &Layout, number: u64) -> anyhow::Error
         Err(err) => format!("the nearest builds are unknown (listing failed: {err:#})"),
     };
     Problem::Usage(format!(
-        "build {number} of {} does not exist (no `{}`); {nearest}",
+        "build {number} of {} does not exist (no `{}`); {nearest}{}",
         layout.artifact(),
-        store.url(&layout.manifest(number))
+        store.url(&layout.manifest(number)),
+        other_artifacts(store, layout).await
     ))
     .into()
 }

@@ -79,7 +79,7 @@ impl BuildConfig {
             compression,
             level,
             semver,
-            keep_local: args.keep_local.or(file.keep_local.clone()),
+            keep_local: check_keep_local(args.keep_local.or(file.keep_local.clone()))?,
             storage_class: args.storage_class.or(file.storage_class.clone()),
         })
     }
@@ -315,6 +315,34 @@ fn release_manifest(
         ctx.printer.warn(&warning);
     }
     manifest
+}
+
+/// `--keep-local` is checked before a build number is claimed: a directory that is not there
+/// would otherwise fail the build after its number was taken.
+fn check_keep_local(path: Option<PathBuf>) -> Result<Option<PathBuf>> {
+    let Some(path) = path else { return Ok(None) };
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(Problem::Usage(format!(
+            "--keep-local `{}`: the directory `{}` does not exist; create it first (nothing was \
+             built)",
+            path.display(),
+            parent.display()
+        ))
+        .into());
+    }
+    if path.is_dir() {
+        return Err(Problem::Usage(format!(
+            "--keep-local `{}` is a directory: give a file name, e.g. `{}`",
+            path.display(),
+            path.join("build.tar.gz").display()
+        ))
+        .into());
+    }
+    Ok(Some(path))
 }
 
 /// Packs and uploads in one stream. On any failure or signal nothing is left at `key`.

@@ -1,20 +1,23 @@
 //! `release current`: what a host runs, read from its install directory.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 use serde_json::json;
 
 use super::Context;
 use super::install::default_dir;
 use crate::cli::CurrentArgs;
+use crate::error::Problem;
 use crate::install_dir::InstallView;
 use crate::manifest;
 use crate::output::Outcome;
 
 /// Runs `release current`.
 pub async fn run(ctx: &Context, args: CurrentArgs) -> Result<Outcome> {
-    let artifact = ctx.settings.artifact()?;
-    let dir = default_dir(args.dir.or(ctx.settings.file.install.dir.clone()), artifact);
+    let dir = install_dir(ctx, args.dir)?;
     let view = InstallView::new(&dir);
+    let artifact = artifact_of(ctx, &view, &dir)?;
     let releases = view.releases();
     let Some(number) = view.current() else {
         return Ok(Outcome {
@@ -24,9 +27,11 @@ pub async fn run(ctx: &Context, args: CurrentArgs) -> Result<Outcome> {
     };
     let manifest = view.manifest(number).unwrap_or_default();
     let field = |key| manifest.get(key).map(str::to_owned);
+    let artifact = artifact.or_else(|| field(manifest::MODULE));
     Ok(Outcome {
         text: format!(
-            "{artifact} {number} in {} (commit {}, sha256 {}); on disk: {}",
+            "{} {number} in {} (commit {}, sha256 {}); on disk: {}",
+            artifact.as_deref().unwrap_or("?"),
             dir.display(),
             field(manifest::GIT_COMMIT).unwrap_or_else(|| "?".into()),
             field(manifest::SHA256).unwrap_or_else(|| "?".into()),
@@ -46,4 +51,38 @@ pub async fn run(ctx: &Context, args: CurrentArgs) -> Result<Outcome> {
             "releases": releases,
         }),
     })
+}
+
+/// `--dir`, else `RELEASE_INSTALL_DIR`, else release.toml `[install] dir`, else
+/// `/opt/{artifact}` when an artifact is known; with none of them there is nothing to look at.
+fn install_dir(ctx: &Context, given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(dir) = given.or(ctx.settings.file.install.dir.clone()) {
+        return Ok(dir);
+    }
+    match ctx.settings.artifact.as_deref() {
+        Some(artifact) => Ok(default_dir(None, artifact)),
+        None => Err(Problem::Usage(
+            "which install directory? pass --dir DIR, set RELEASE_INSTALL_DIR, or put `dir` \
+             under [install] in release.toml (or give --artifact NAME for /opt/NAME)"
+                .into(),
+        )
+        .into()),
+    }
+}
+
+/// The artifact the directory holds (what an install wrote in it). `--artifact` (or ARTIFACT,
+/// release.toml) is only checked against it, so a wrong one cannot make `current` misname a
+/// host's service.
+fn artifact_of(ctx: &Context, view: &InstallView, dir: &std::path::Path) -> Result<Option<String>> {
+    let given = ctx.settings.artifact.as_deref();
+    match (view.artifact(), given) {
+        (Some(held), Some(given)) if held != given => Err(Problem::Usage(format!(
+            "`{}` holds artifact `{held}`, not `{given}`: drop --artifact (the directory knows \
+             its own) or give the directory of `{given}`",
+            dir.display()
+        ))
+        .into()),
+        (Some(held), _) => Ok(Some(held)),
+        (None, given) => Ok(given.map(str::to_owned)),
+    }
 }

@@ -24,7 +24,7 @@ use crate::cli::InstallArgs;
 use crate::error::Problem;
 use crate::extract::{self, Format, Unpacked};
 use crate::hooks::{HookEnv, Hooks};
-use crate::install_dir::{InstallDir, Pending};
+use crate::install_dir::{InstallDir, InstallView, Pending};
 use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
 use crate::output::{BytesProgress, Outcome};
@@ -77,6 +77,55 @@ impl InstallConfig {
     }
 }
 
+/// The directory says which artifact it holds: another one is refused before anything is read
+/// from the bucket, dry runs included (the locked install checks it again, `claim_for`).
+fn check_artifact(layout: &Layout, config: &InstallConfig) -> Result<()> {
+    match InstallView::new(&config.dir).artifact() {
+        Some(held) if held != layout.artifact() && !config.force => Err(Problem::Usage(format!(
+            "`{}` holds artifact `{held}`, not `{}`: use another --dir (one directory holds \
+             one artifact), or --force",
+            config.dir.display(),
+            layout.artifact()
+        ))
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// What an install would do, read from the directory without locking or changing it.
+fn dry_run(layout: &Layout, config: &InstallConfig, build: &Build) -> Outcome {
+    let number = build.number;
+    let view = InstallView::new(&config.dir);
+    let installed = view.current() == Some(number)
+        && view
+            .manifest(number)
+            .is_some_and(|m| same_build(&m, &build.manifest));
+    let text = if installed && !config.force {
+        format!(
+            "dry run: {} {number} is already installed in {}: install would change nothing \
+             (--force reinstalls it)",
+            layout.artifact(),
+            config.dir.display()
+        )
+    } else {
+        format!(
+            "dry run: would install {} {number} into {}; nothing was changed",
+            layout.artifact(),
+            config.dir.display()
+        )
+    };
+    Outcome {
+        text,
+        json: json!({
+            "dry_run": true,
+            "artifact": layout.artifact(),
+            "version": number,
+            "dir": config.dir,
+            "already_installed": installed,
+        }),
+    }
+}
+
 /// `--dir`, else `RELEASE_INSTALL_DIR` (clap's env twin), else release.toml, else `/opt/{artifact}`.
 pub fn default_dir(given: Option<PathBuf>, artifact: &str) -> PathBuf {
     given.unwrap_or_else(|| Path::new("/opt").join(artifact))
@@ -87,19 +136,12 @@ pub async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
     let started = Instant::now();
     let layout = ctx.layout()?;
     let config = InstallConfig::resolve(ctx, args)?;
+    check_artifact(&layout, &config)?;
     let store = ctx.store(None).await;
     let build = resolve::resolve(&store, &layout, &config.reference).await?;
     let number = build.number;
     if ctx.settings.dry_run {
-        let text = format!(
-            "dry run: would install {} {number} into {}; nothing was changed",
-            layout.artifact(),
-            config.dir.display()
-        );
-        return Ok(Outcome {
-            text,
-            json: json!({"dry_run": true, "artifact": layout.artifact(), "version": number, "dir": config.dir}),
-        });
+        return Ok(dry_run(&layout, &config, &build));
     }
 
     let dir = InstallDir::lock(&config.dir, || {

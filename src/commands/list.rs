@@ -113,7 +113,13 @@ pub async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
             row(&layout, *number, listing, known, marks)
         })
         .collect();
-    Ok(outcome(&layout, rows, marks))
+    let mut outcome = outcome(&layout, rows, marks);
+    if builds.is_empty() {
+        outcome
+            .text
+            .push_str(&resolve::other_artifacts(&store, &layout).await);
+    }
+    Ok(outcome)
 }
 
 /// A pointer's manifest if it exists and proves to be the build it names. A garbled or lying

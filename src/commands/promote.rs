@@ -99,6 +99,8 @@ fn non_empty(value: Option<String>) -> Option<String> {
 pub struct Stable {
     /// The build it names, if it names one.
     pub version: Option<u64>,
+    /// The archive name of that build (`{artifact}-{N}.tar` for an old job's build).
+    pub archive: Option<String>,
     /// The version tag to compare-and-swap against.
     pub etag: String,
 }
@@ -118,12 +120,21 @@ pub async fn read_stable(ctx: &Context, store: &Store, layout: &Layout) -> Resul
     let url = store.url(&key);
     // A pointer that does not prove to be the build it names (a lying VERSION, ARCHIVE or
     // MODULE) counts as naming none, so that promoting that very build still rewrites it.
+    let mut archive = None;
     let version = match Manifest::parse_build(&object.body) {
         Ok(manifest) => {
             let number = manifest.version().unwrap_or(0);
-            match manifest.check_is(layout.artifact(), number) {
-                Ok(_) => Some(number),
-                Err(mismatch) => {
+            match Build::checked(layout, number, manifest.clone(), Origin::Pointer, &url) {
+                Ok(build) => {
+                    archive = Some(build.archive_name(layout));
+                    Some(number)
+                }
+                Err(_) => {
+                    let mismatch = manifest
+                        .check_is(layout.artifact(), number)
+                        .err()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default();
                     ctx.printer.warn(&format!(
                         "`{url}` is not a manifest of build {number} of {}: {mismatch}; it \
                          will be replaced",
@@ -142,6 +153,7 @@ pub async fn read_stable(ctx: &Context, store: &Store, layout: &Layout) -> Resul
     };
     Ok(Some(Stable {
         version,
+        archive,
         etag: object.etag,
     }))
 }
@@ -156,6 +168,10 @@ pub struct Promotion<'a> {
     pub layout: &'a Layout,
     /// Git settings.
     pub tagging: &'a TagConfig,
+    /// This is a rollback: its history record says so.
+    pub rollback: bool,
+    /// `--allow-format-change`: the old boot scripts may break (see `check_format`).
+    pub allow_format_change: bool,
 }
 
 /// What happened, for the report (see docs/output.md).
@@ -188,6 +204,7 @@ enum TagFailure {
 pub async fn run(ctx: &Context, args: PromoteArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let reference: BuildRef = args.build.parse()?;
+    let allow_format_change = args.tag.allow_format_change;
     let tagging = TagConfig::resolve(args.tag, &ctx.settings.file.promote, layout.artifact())?;
     let store = ctx.store(None).await;
     let stable = read_stable(ctx, &store, &layout).await?;
@@ -197,6 +214,8 @@ pub async fn run(ctx: &Context, args: PromoteArgs) -> Result<Outcome> {
         store: &store,
         layout: &layout,
         tagging: &tagging,
+        rollback: false,
+        allow_format_change,
     };
     promotion.promote(build, stable).await
 }
@@ -205,6 +224,7 @@ impl Promotion<'_> {
     /// Checks, then moves the pointer (unless the build is already stable), records it, and
     /// moves and pushes the tag.
     pub async fn promote(&self, build: Build, stable: Option<Stable>) -> Result<Outcome> {
+        self.check_format(&build, stable.as_ref())?;
         let commit = self.commit_to_tag(&build)?;
         self.check_archive(&build).await?;
         if let Some(commit) = &commit {
@@ -266,6 +286,29 @@ impl Promotion<'_> {
             return Err(self.partial(&report, history_error, tag_error).into());
         }
         Ok(done(&report))
+    }
+
+    /// Boot scripts of the old jobs read latest-stable's VERSION and download `{artifact}-{N}.tar`:
+    /// while the stable build is such a `.tar`, making a build of another format stable would
+    /// break every instance that boots next, so it takes `--allow-format-change`.
+    fn check_format(&self, build: &Build, stable: Option<&Stable>) -> Result<()> {
+        let Some(stable_archive) = stable.and_then(|s| s.archive.as_deref()) else {
+            return Ok(());
+        };
+        let archive = build.archive_name(self.layout);
+        let tar = format!("{}-{}.tar", self.layout.artifact(), build.number);
+        if self.allow_format_change || !stable_archive.ends_with(".tar") || archive == tar {
+            return Ok(());
+        }
+        Err(Problem::Usage(format!(
+            "the stable build is `{stable_archive}`, a plain .tar, and build {} is `{archive}`: \
+             boot scripts of the old jobs download `{tar}` and untar it, so every instance that \
+             boots after this promotion would fail. Build with `--compression none` until the \
+             boot scripts run `release install` (docs/migration.md), or pass \
+             --allow-format-change once they do; nothing was changed",
+            build.number
+        ))
+        .into())
     }
 
     /// The commit to tag, or `None` with `--no-tag`; a build without one needs `--no-tag`.
@@ -419,6 +462,9 @@ impl Promotion<'_> {
         record.to_version = Some(build.number);
         record.tag = commit.map(|_| self.tagging.name.clone());
         record.commit = commit.map(str::to_owned);
+        if self.rollback {
+            record.extra.insert(history::ROLLBACK.into(), true.into());
+        }
         history::append(self.store, self.layout, &record).await
     }
 

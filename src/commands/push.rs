@@ -97,11 +97,7 @@ pub fn reach(args: &TargetArgs, file: &PushFile) -> Result<Reach> {
     Ok(Reach {
         source,
         ssh: SshOptions {
-            user: args
-                .ssh_user
-                .clone()
-                .or(file.ssh_user.clone())
-                .unwrap_or_else(|| "ec2-user".into()),
+            user: args.ssh_user.clone().or(file.ssh_user.clone()),
             port: args.ssh_port.or(file.ssh_port),
             config: args.ssh_config.clone().or(file.ssh_config.clone()),
             identity: args.identity.clone().or(file.identity.clone()),
@@ -331,10 +327,20 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
     } else if let Some(reason) = &report.stopped {
         format!("stopped: {reason}")
     } else if failed > rollout.max_failures {
-        format!(
-            "failures exceeded --max-failures {}: no new batch was started",
-            rollout.max_failures
-        )
+        let left = report
+            .hosts
+            .iter()
+            .filter(|h| h.result == "not-started")
+            .count();
+        if left > 0 {
+            format!(
+                "failures exceeded --max-failures {}: no new batch was started ({left} host(s) \
+                 left as they were)",
+                rollout.max_failures
+            )
+        } else {
+            format!("failures exceeded --max-failures {}", rollout.max_failures)
+        }
     } else {
         "some hosts are not on the build".to_owned()
     };
@@ -347,28 +353,40 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
 }
 
 fn table(report: &Report) -> String {
-    let mut out = format!(
-        "{:<16} {:<20} {:<10} {:<12} {:>6} {:>6} {:<12} {:>7}\n",
-        "HOST", "INSTANCE", "LIFECYCLE", "ZONE", "BEFORE", "AFTER", "RESULT", "SECONDS"
-    );
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let num = |v: Option<u64>| v.map_or("-".into(), |n| n.to_string());
-    for h in &report.hosts {
-        out.push_str(&format!(
-            "{:<16} {:<20} {:<10} {:<12} {:>6} {:>6} {:<12} {:>7.1}\n",
-            h.host,
+    let header = [
+        "HOST",
+        "INSTANCE",
+        "LIFECYCLE",
+        "ZONE",
+        "BEFORE",
+        "AFTER",
+        "RESULT",
+        "SECONDS",
+    ];
+    let mut rows = vec![header.map(str::to_owned).to_vec()];
+    rows.extend(report.hosts.iter().map(|h| {
+        vec![
+            h.host.clone(),
             dash(&h.instance),
             dash(&h.lifecycle),
             dash(&h.zone),
             num(h.before),
             num(h.after),
-            h.result,
-            h.seconds
-        ));
-        if let Some(error) = &h.error {
-            out.push_str(&format!("  {}: {error}\n", h.host));
-        }
-    }
+            h.result.clone(),
+            format!("{:.1}", h.seconds),
+        ]
+    }));
+    // Columns as wide as their widest cell, whatever the host names, so the header stays over
+    // its column.
+    let mut out = super::list::table(&rows);
+    let errors: Vec<String> = report
+        .hosts
+        .iter()
+        .filter_map(|h| h.error.as_ref().map(|e| format!("  {}: {e}\n", h.host)))
+        .collect();
+    out.push_str(&errors.concat());
     out
 }
 
@@ -401,5 +419,47 @@ fn plan_outcome(rollout: &Rollout, batches: &[Vec<Target>]) -> Outcome {
             "version": rollout.version,
             "batches": batches,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+    use crate::rollout::{HostReport, Report};
+
+    fn host(name: &str, result: &str) -> HostReport {
+        HostReport {
+            host: name.into(),
+            instance: Some("i-0123456789abcdef0".into()),
+            group: None,
+            lifecycle: Some("on-demand".into()),
+            zone: Some("eu-west-1a".into()),
+            before: Some(1),
+            after: Some(2),
+            result: result.into(),
+            error: None,
+            seconds: 12.5,
+        }
+    }
+
+    #[test]
+    fn the_report_header_stays_over_its_columns() {
+        let report = Report {
+            hosts: vec![
+                host("ip-10-0-1-23.eu-west-1.compute.internal", "ok"),
+                host("10.0.0.7", "not-started"),
+            ],
+            ..Report::default()
+        };
+        let text = table(&report);
+        let lines: Vec<&str> = text.lines().collect();
+        for column in ["INSTANCE", "ZONE", "RESULT"] {
+            let at = lines[0].find(column).unwrap();
+            for line in &lines[1..] {
+                // The cell starts exactly under its header.
+                assert_ne!(line.as_bytes()[at], b' ', "{column} in:\n{text}");
+                assert_eq!(line.as_bytes()[at - 1], b' ', "{column} in:\n{text}");
+            }
+        }
     }
 }

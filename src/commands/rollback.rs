@@ -1,8 +1,9 @@
 //! `release rollback`: promote the build that was stable before the current one.
 //!
-//! The history in the bucket says which builds were stable; the target is the most recent of
-//! them whose number is lower than the current stable build's, so a second rollback goes one
-//! further back instead of undoing the first.
+//! The history in the bucket says which builds were stable; the target is the build that was
+//! stable before the current one became stable, whatever its number (after promote 1, 2, 1 it
+//! is 2). A rollback's record is marked as one, so a second rollback goes one further back
+//! instead of undoing the first (see `history::previous_stable`).
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use crate::resolve::{self, BuildRef};
 /// Runs `release rollback`.
 pub async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
+    let allow_format_change = args.allow_format_change;
     let tagging = TagConfig::resolve(args, &ctx.settings.file.promote, layout.artifact())?;
     let store = Arc::new(ctx.store(None).await);
     let pointer = store.url(&layout.latest_stable());
@@ -41,9 +43,9 @@ pub async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
             ))
             .into());
         }
-        Previous::NoneLower => {
+        Previous::NoneBefore => {
             return Err(Problem::Usage(format!(
-                "the promotion history names no stable build older than {current}: run \
+                "the promotion history names no build that was stable before {current}: run \
                  `release promote N` with the build to roll back to (`release list` shows \
                  them); nothing was changed"
             ))
@@ -60,6 +62,8 @@ pub async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
         store: &store,
         layout: &layout,
         tagging: &tagging,
+        rollback: true,
+        allow_format_change,
     };
     promotion.promote(build, stable).await
 }

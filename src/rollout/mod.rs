@@ -432,6 +432,13 @@ async fn update(runner: &Runner, target: &Target, report: &mut HostReport) -> Re
     if let Some(log) = &mut log {
         let _ = log.write_all(finished.stdout.as_bytes());
     }
+    // A `--command`'s output is for people, like install's stderr; install's own stdout is the
+    // JSON document read below.
+    if rollout.template.is_some() {
+        for line in finished.stdout.lines().filter(|l| !l.trim().is_empty()) {
+            runner.printer.status(&format!("[{}] {line}", target.host));
+        }
+    }
     if finished.code != Some(0) {
         let _ = session.close().await;
         anyhow::bail!(

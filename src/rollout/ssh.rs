@@ -14,8 +14,9 @@ use crate::error::Problem;
 /// How to reach hosts.
 #[derive(Debug, Clone)]
 pub struct SshOptions {
-    /// Login user.
-    pub user: String,
+    /// Login user, if one was given; otherwise the ssh config's `User` (or ssh's own default,
+    /// the local user) decides, as it does by hand.
+    pub user: Option<String>,
     /// Port, if not the config's.
     pub port: Option<u16>,
     /// An ssh config file in place of ~/.ssh/config.
@@ -44,8 +45,10 @@ pub fn host_key_policy(text: &str) -> Result<KnownHosts, Problem> {
 /// sockets allow about 100 bytes.
 pub async fn connect(options: &SshOptions, address: &str, control_dir: &Path) -> Result<Session> {
     let mut builder = SessionBuilder::default();
+    if let Some(user) = &options.user {
+        builder.user(user.clone());
+    }
     builder
-        .user(options.user.clone())
         .known_hosts_check(options.host_keys.clone())
         .connect_timeout(options.connect_timeout)
         .server_alive_interval(Duration::from_secs(15))

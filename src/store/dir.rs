@@ -43,6 +43,27 @@ impl DirStore {
         self.root.join(key)
     }
 
+    /// The root, if it does not exist (a typo, or no build was ever made there).
+    pub fn missing_root(&self) -> Option<PathBuf> {
+        (!self.root.exists()).then(|| self.root.clone())
+    }
+
+    /// The directories at the root, sorted.
+    pub(super) fn top_level(&self) -> Result<Vec<String>, StoreError> {
+        let entries = match fs_err::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(self.fail(Op::List, "", err)),
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     fn location(&self) -> String {
         format!("file://{}", self.root.display())
     }

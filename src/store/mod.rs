@@ -307,6 +307,24 @@ impl Store {
         }
     }
 
+    /// The first level of names in the bucket (the artifacts), from one LIST with a delimiter:
+    /// at most one page, for a hint, never a full walk.
+    pub async fn top_level(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            Self::S3(s) => s.top_level().await,
+            Self::Dir(d) => d.top_level(),
+        }
+    }
+
+    /// A directory store whose root does not exist; `None` for S3 (a missing bucket is the
+    /// SDK's NoSuchBucket, already an error).
+    pub fn missing_root(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Self::S3(_) => None,
+            Self::Dir(d) => d.missing_root(),
+        }
+    }
+
     /// Writes a small object under a condition; a false condition is `PreconditionFailed`.
     ///
     /// A write whose answer was lost (and whose retry then met its own write) is recognised by

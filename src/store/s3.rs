@@ -162,6 +162,23 @@ impl S3Store {
         Ok(found)
     }
 
+    pub(super) async fn top_level(&self) -> Result<Vec<String>, StoreError> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .delimiter("/")
+            .send()
+            .await
+            .map_err(|err| self.error(Op::List, "", err))?;
+        Ok(page
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix())
+            .map(|p| p.trim_end_matches('/').to_owned())
+            .collect())
+    }
+
     pub(super) async fn put(
         &self,
         key: &str,

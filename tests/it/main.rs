@@ -10,6 +10,7 @@ mod hardening_unpack;
 mod harness_selftest;
 mod hosts_selftest;
 mod install;
+mod operator;
 mod pipelines;
 mod progress;
 mod promote;

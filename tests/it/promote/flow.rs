@@ -144,7 +144,7 @@ fn rollback_walks_back_through_the_history() {
     let before = w.snapshot();
     release()
         .args(["rollback"])
-        .stderr_contains("no stable build older than 1")
+        .stderr_contains("no build that was stable before 1")
         .stderr_contains("release promote N")
         .code(2);
     assert_eq!(w.snapshot(), before);
