@@ -1168,12 +1168,17 @@ fn an_interrupted_build_leaves_nothing() {
     let proxy = FaultProxy::new(&ctx.moto.endpoint());
     for signal in ["TERM", "INT"] {
         proxy.reset();
-        // Slow parts down so the signal lands mid-upload.
+        // Part 1 lands, the others are held until the build gives up on them, so the signal
+        // surely lands mid-upload however loaded the machine is.
         proxy.set_rule(|r| {
-            if r.target.contains("partNumber") {
-                std::thread::sleep(std::time::Duration::from_millis(400));
+            let part = r
+                .query()
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("partNumber="));
+            match part {
+                None | Some("1") => Action::Forward,
+                Some(_) => Action::Stall(std::time::Duration::from_secs(60)),
             }
-            Action::Forward
         });
         let running = ctx
             .release()
