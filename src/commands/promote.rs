@@ -192,6 +192,17 @@ pub async fn run(ctx: &Context, args: PromoteArgs) -> Result<Outcome> {
     let store = ctx.store(None).await;
     let stable = read_stable(ctx, &store, &layout).await?;
     let build = resolve::resolve(&store, &layout, &reference).await?;
+    let trusted =
+        crate::signing::configured(args.trusted_key, &ctx.settings.file.promote.trusted_keys)?;
+    let build = if trusted.is_empty() {
+        build
+    } else {
+        let number = build.number;
+        let (build, key_id) = crate::signing::verified(&store, &layout, number, &trusted).await?;
+        ctx.printer
+            .status(&format!("build {number} is signed by trusted key {key_id}"));
+        build
+    };
     let promotion = Promotion {
         ctx,
         store: &store,
