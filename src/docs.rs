@@ -27,6 +27,11 @@ const OTHER_ENV: &[(&str, &str)] = &[
         "`tracing` filter for logs on stderr, e.g. `release=debug` (overrides `-v`).",
     ),
     (
+        env_vars::SIGN_PASSWORD,
+        "Password of an encrypted minisign secret key given to `build --sign key:FILE` \
+         (docs/signing.md).",
+    ),
+    (
         env_vars::BUILD_NUMBER,
         "Jenkins: recorded as `BUILD` by `build` (else `manual`).",
     ),

@@ -455,3 +455,65 @@ fn push_installs_on_hosts_that_trust_the_key_and_names_the_one_that_does_not() {
     assert!(installed(good).is_some());
     assert!(installed(wrong).is_none());
 }
+
+#[test]
+fn promote_with_trusted_keys_refuses_an_unsigned_build_and_show_names_the_signer() {
+    let keys = TempDir::new().unwrap();
+    let (secret, public) = minisign_keys(keys.path(), "build");
+    let mut ctx = TestContext::new();
+    signed_builds(&mut ctx, 1, &format!("key:{}", secret.display()));
+    ctx.workspace.write("app/version.txt", "unsigned\n");
+    ctx.workspace.commit("unsigned");
+    ctx.release()
+        .args(["--artifact", ARTIFACT, "-q", "build", "app"])
+        .success();
+    let stable = format!("{ARTIFACT}/prod/latest-stable.txt");
+
+    let refused = ctx
+        .release()
+        .args(["--artifact", ARTIFACT, "promote", "2", "--no-tag"])
+        .env("RELEASE_TRUSTED_KEYS", &public)
+        .code(2);
+    assert!(
+        refused.stderr().contains("has no signature"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(
+        ctx.s3.get(&ctx.bucket, &stable).is_none(),
+        "latest-stable moved"
+    );
+
+    ctx.release()
+        .args([
+            "--artifact",
+            ARTIFACT,
+            "promote",
+            "1",
+            "--no-tag",
+            "--trusted-key",
+        ])
+        .arg(&public)
+        .success()
+        .stderr_contains("signed by trusted key");
+    assert!(ctx.s3.get(&ctx.bucket, &stable).is_some());
+
+    let shown = ctx
+        .release()
+        .args(["--artifact", ARTIFACT, "--output", "json", "show", "1"])
+        .success()
+        .stdout_json();
+    let id = shown["signed_by"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 16, "{shown}");
+    let pub_line = std::fs::read_to_string(&public).unwrap();
+    assert!(
+        pub_line.contains(&id),
+        "minisign names the key id in the comment: {pub_line}"
+    );
+    let unsigned = ctx
+        .release()
+        .args(["--artifact", ARTIFACT, "--output", "json", "show", "2"])
+        .success()
+        .stdout_json();
+    assert!(unsigned["signed_by"].is_null(), "{unsigned}");
+}
