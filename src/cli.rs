@@ -250,8 +250,8 @@ pub struct PromoteArgs {
 
     /// Promote only a build signed by this public key (minisign or PEM). Repeatable; env:
     /// comma-separated.
-    #[arg(long, env = env_vars::TRUSTED_KEYS, value_delimiter = ',', value_name = "FILE")]
-    pub trusted_key: Vec<PathBuf>,
+    #[arg(long = "trusted-key", env = env_vars::TRUSTED_KEYS, value_delimiter = ',', value_name = "FILE")]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 /// `release list` and `release history`.
@@ -301,8 +301,8 @@ pub struct InstallArgs {
 
     /// Install only builds signed by this public key (minisign or PEM). Repeatable; env:
     /// comma-separated.
-    #[arg(long, env = env_vars::TRUSTED_KEYS, value_delimiter = ',', value_name = "FILE")]
-    pub trusted_key: Vec<PathBuf>,
+    #[arg(long = "trusted-key", env = env_vars::TRUSTED_KEYS, value_delimiter = ',', value_name = "FILE")]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 /// `release current`.

@@ -394,3 +394,15 @@ pub fn named_signer(signature: &[u8]) -> Option<String> {
     let sig = minisign::SignatureBox::from_string(text).ok()?;
     Some(minisign_id(sig.keynum()))
 }
+
+/// The key id build `number`'s signature object names, if it has a readable one (for history
+/// records; unchecked here, checked before a promotion when trusted keys are configured). A
+/// failure to read it counts as none: the record is still written.
+pub async fn signer_of(
+    store: &crate::store::Store,
+    layout: &crate::layout::Layout,
+    number: u64,
+) -> Option<String> {
+    let object = store.get(&layout.signature(number)).await.ok()??;
+    named_signer(&object.body)
+}

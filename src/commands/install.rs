@@ -76,7 +76,7 @@ impl InstallConfig {
             run: args.run.or(file.run.clone()),
             force: args.force,
             health_file: args.health_file.or(file.health_file.clone()),
-            trusted_keys: signing::configured(args.trusted_key, &file.trusted_keys)?,
+            trusted_keys: signing::configured(args.trusted_keys, &file.trusted_keys)?,
         })
     }
 }

@@ -193,7 +193,7 @@ pub async fn run(ctx: &Context, args: PromoteArgs) -> Result<Outcome> {
     let stable = read_stable(ctx, &store, &layout).await?;
     let build = resolve::resolve(&store, &layout, &reference).await?;
     let trusted =
-        crate::signing::configured(args.trusted_key, &ctx.settings.file.promote.trusted_keys)?;
+        crate::signing::configured(args.trusted_keys, &ctx.settings.file.promote.trusted_keys)?;
     let build = if trusted.is_empty() {
         build
     } else {
@@ -430,6 +430,10 @@ impl Promotion<'_> {
         record.to_version = Some(build.number);
         record.tag = commit.map(|_| self.tagging.name.clone());
         record.commit = commit.map(str::to_owned);
+        if let Some(key_id) = crate::signing::signer_of(self.store, self.layout, build.number).await
+        {
+            record.extra.insert("signed_by".into(), key_id.into());
+        }
         history::append(self.store, self.layout, &record).await
     }
 

@@ -516,4 +516,16 @@ fn promote_with_trusted_keys_refuses_an_unsigned_build_and_show_names_the_signer
         .success()
         .stdout_json();
     assert!(unsigned["signed_by"].is_null(), "{unsigned}");
+
+    // The promotion's history record names the key.
+    let history = ctx
+        .release()
+        .args(["--artifact", ARTIFACT, "--output", "json", "history"])
+        .success()
+        .stdout();
+    assert!(
+        history.contains(&format!("\"signed_by\":\"{id}\""))
+            || history.contains(&format!("\"signed_by\": \"{id}\"")),
+        "{history}"
+    );
 }
