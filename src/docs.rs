@@ -446,7 +446,7 @@ mod tests {
         assert!(!tables.top.contains(&"build".to_owned()));
         let push = tables.table("push").expect("[push] table");
         assert!(push.contains(&"max_failures".to_owned()), "{push:?}");
-        assert_eq!(tables.table("promote").map(<[String]>::len), Some(4));
+        assert_eq!(tables.table("promote").map(<[String]>::len), Some(5));
     }
 
     #[test]

@@ -132,6 +132,15 @@ fn read_secret(path: &Path) -> Result<(minisign::SecretKey, minisign::PublicKey)
     Ok((secret, public))
 }
 
+/// Checks a `key:FILE` key before anything is uploaded, so that a bad key costs no build
+/// number and no upload (a KMS key is only known good when it signs).
+pub fn preflight(with: &SignWith) -> Result<(), Problem> {
+    match with {
+        SignWith::File(path) => read_secret(path).map(|_| ()),
+        SignWith::Kms(_) => Ok(()),
+    }
+}
+
 fn sign_minisign(path: &Path, manifest: &[u8], artifact: &str, number: u64) -> Result<Signed> {
     let (secret, public) = read_secret(path)?;
     let comment = format!("release {artifact} build {number}");

@@ -152,6 +152,9 @@ pub async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
     let start_time = jiff::Timestamp::now();
     let layout = ctx.layout()?;
     let config = BuildConfig::resolve(args, &ctx.settings.file.build)?;
+    if let Some(with) = &config.sign {
+        signing::preflight(with)?;
+    }
     let root = std::env::current_dir().context("cannot read the working directory")?;
     let source = Source::detect(&root)?;
     let selection = walk::select(&root, &config.paths, &config.exclude)?;
@@ -396,8 +399,8 @@ async fn publish(
         }
     };
     if result.is_err() {
-        let signature = layout.signature(number);
-        for doomed in [archive_key, signature.as_str()] {
+        let signature = sign.map(|_| layout.signature(number));
+        for doomed in std::iter::once(archive_key).chain(signature.as_deref()) {
             if let Err(err) = store.delete(doomed).await {
                 ctx.printer.warn(&format!(
                     "could not remove `{}` of the failed build: {err:#}",

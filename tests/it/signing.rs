@@ -529,3 +529,23 @@ fn promote_with_trusted_keys_refuses_an_unsigned_build_and_show_names_the_signer
         "{history}"
     );
 }
+
+#[test]
+fn a_bad_signing_key_stops_the_build_before_anything_is_written() {
+    let keys = TempDir::new().unwrap();
+    let garbage = keys.path().join("garbage.key");
+    std::fs::write(&garbage, "untrusted comment: not a key\nAAAA\n").unwrap();
+    let mut ctx = TestContext::new();
+    ctx.workspace.write("app/a.txt", "a\n");
+    ctx.workspace.commit("one");
+    for sign in [
+        format!("key:{}", garbage.display()),
+        format!("key:{}", keys.path().join("missing.key").display()),
+        "gpg:whatever".to_owned(),
+    ] {
+        ctx.release()
+            .args(["--artifact", ARTIFACT, "build", "app", "--sign", &sign])
+            .code(2);
+    }
+    assert_eq!(ctx.s3.keys(&ctx.bucket, ""), Vec::<String>::new());
+}
