@@ -415,3 +415,87 @@ pub async fn signer_of(
     let object = store.get(&layout.signature(number)).await.ok()??;
     named_signer(&object.body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_files(dir: &Path) -> (PathBuf, PathBuf) {
+        let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let secret = dir.join("k.key");
+        let public = dir.join("k.pub");
+        let sk_box = pair.sk.to_box(None).unwrap().into_string();
+        fs_err::write(&secret, sk_box).unwrap();
+        fs_err::write(&public, pair.pk.to_box().unwrap().into_string()).unwrap();
+        (secret, public)
+    }
+
+    #[test]
+    fn parses_signing_keys() {
+        assert_eq!(
+            "kms:alias/x".parse::<SignWith>().unwrap(),
+            SignWith::Kms("alias/x".into())
+        );
+        assert_eq!(
+            "key:/k".parse::<SignWith>().unwrap(),
+            SignWith::File("/k".into())
+        );
+        for bad in ["kms:", "key:", "alias/x", "gpg:x", ""] {
+            assert!(bad.parse::<SignWith>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_minisign_signature_verifies_only_over_the_bytes_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (secret, public) = key_files(dir.path());
+        let manifest = b"MODULE=web\nVERSION=3\n";
+        let signed = sign_minisign(&secret, manifest, "web", 3).unwrap();
+        let trusted = load_trusted(&[public]).unwrap();
+        assert_eq!(
+            verify(&trusted, manifest, signed.text.as_bytes()).unwrap(),
+            signed.key_id
+        );
+        assert_eq!(named_signer(signed.text.as_bytes()), Some(signed.key_id));
+        let changed = b"MODULE=web\nVERSION=4\n";
+        assert!(matches!(
+            verify(&trusted, changed, signed.text.as_bytes()),
+            Err(Refusal::Invalid(..))
+        ));
+        let half = &signed.text.as_bytes()[..signed.text.len() / 2];
+        assert!(matches!(
+            verify(&trusted, manifest, half),
+            Err(Refusal::Garbled(_))
+        ));
+        assert!(matches!(
+            verify(&[], manifest, signed.text.as_bytes()),
+            Err(Refusal::Untrusted(_))
+        ));
+    }
+
+    #[test]
+    fn a_kms_envelope_verifies_against_a_pem_key() {
+        use p256::ecdsa::signature::Signer as _;
+        let dir = tempfile::tempdir().unwrap();
+        let signing = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let pem = signing
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        let file = dir.path().join("k.pem");
+        fs_err::write(&file, pem).unwrap();
+        let trusted = load_trusted(&[file]).unwrap();
+        let manifest = b"MODULE=web\nVERSION=3\n";
+        let signature: p256::ecdsa::Signature = signing.sign(manifest);
+        let envelope = serde_json::json!({
+            "format": KMS_FORMAT,
+            "key_id": "arn:aws:kms:r:1:key/k",
+            "signature": base64::engine::general_purpose::STANDARD
+                .encode(signature.to_der().as_bytes()),
+        })
+        .to_string();
+        let id = verify(&trusted, manifest, envelope.as_bytes()).unwrap();
+        assert!(id.starts_with("arn:aws:kms:r:1:key/k (sha256:"), "{id}");
+        assert!(verify(&trusted, b"MODULE=web\nVERSION=4\n", envelope.as_bytes()).is_err());
+    }
+}

@@ -95,8 +95,10 @@ pub async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
     let build = resolve::resolve(&store, &layout, &config.reference).await?;
     let number = build.number;
     let build = if config.trusted_keys.is_empty() {
-        ctx.printer.warn(
-            "builds are not verified: no trusted key is configured (trusted_keys, \
+        // A note, not a warning: installing unsigned builds is today's normal, and `-q` (boot
+        // scripts, pushes) asks for silence unless something goes wrong.
+        ctx.printer.status(
+            "note: builds are not verified: no trusted key is configured (trusted_keys, \
              --trusted-key; docs/signing.md)",
         );
         build
