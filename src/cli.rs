@@ -159,6 +159,24 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff).
     Man,
+    /// Signing keys: print the public key to give hosts as a trusted key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// `release key`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Print the public key of `kms:KEY` (PEM) or `key:FILE` (minisign), for trusted_keys.
+    Export(KeyExportArgs),
+}
+
+/// `release key export`.
+#[derive(Debug, Args)]
+pub struct KeyExportArgs {
+    /// The signing key: `kms:alias/NAME` or `key:FILE`.
+    #[arg(value_name = "KEY")]
+    pub key: String,
 }
 
 /// `release build`.
@@ -193,6 +211,11 @@ pub struct BuildArgs {
     /// S3 storage class of the archive [default: STANDARD].
     #[arg(long)]
     pub storage_class: Option<String>,
+
+    /// Sign the manifest with this key: `kms:alias/NAME` (AWS KMS, ECC_NIST_P256) or
+    /// `key:FILE` (a minisign secret key); see docs/signing.md.
+    #[arg(long, env = env_vars::SIGN, value_name = "KEY")]
+    pub sign: Option<String>,
 }
 
 /// Options shared by promote and rollback.
@@ -229,6 +252,11 @@ pub struct PromoteArgs {
 
     #[command(flatten)]
     pub tag: TagArgs,
+
+    /// Promote only a build signed by this public key (minisign or PEM). Repeatable; env:
+    /// comma-separated.
+    #[arg(long = "trusted-key", env = env_vars::TRUSTED_KEYS, value_delimiter = ',', value_name = "FILE")]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 /// `release list` and `release history`.
@@ -275,6 +303,11 @@ pub struct InstallArgs {
     /// File written after a successful switch (e.g. what a load balancer health check reads).
     #[arg(long, value_name = "PATH")]
     pub health_file: Option<PathBuf>,
+
+    /// Install only builds signed by this public key (minisign or PEM). Repeatable; env:
+    /// comma-separated.
+    #[arg(long = "trusted-key", env = env_vars::TRUSTED_KEYS, value_delimiter = ',', value_name = "FILE")]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 /// `release current`.

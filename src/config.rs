@@ -118,6 +118,8 @@ pub struct BuildFile {
     pub storage_class: Option<String>,
     /// Local copy of the archive.
     pub keep_local: Option<PathBuf>,
+    /// `sign`: `kms:KEY` or `key:FILE`.
+    pub sign: Option<String>,
 }
 
 /// `[promote]` of release.toml (also read by rollback).
@@ -132,6 +134,8 @@ pub struct PromoteFile {
     pub repo: Option<PathBuf>,
     /// Skip git.
     pub no_tag: Option<bool>,
+    /// `trusted_keys`: promote only builds signed by one of these public keys.
+    pub trusted_keys: Option<Vec<PathBuf>>,
 }
 
 /// `[install]` of release.toml.
@@ -148,6 +152,8 @@ pub struct InstallFile {
     pub run: Option<String>,
     /// Health file.
     pub health_file: Option<PathBuf>,
+    /// `trusted_keys`: public key files; builds not signed by one are refused.
+    pub trusted_keys: Option<Vec<PathBuf>>,
 }
 
 /// `[push]` of release.toml.

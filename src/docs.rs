@@ -27,6 +27,11 @@ const OTHER_ENV: &[(&str, &str)] = &[
         "`tracing` filter for logs on stderr, e.g. `release=debug` (overrides `-v`).",
     ),
     (
+        env_vars::SIGN_PASSWORD,
+        "Password of an encrypted minisign secret key given to `build --sign key:FILE` \
+         (docs/signing.md).",
+    ),
+    (
         env_vars::BUILD_NUMBER,
         "Jenkins: recorded as `BUILD` by `build` (else `manual`).",
     ),
@@ -441,7 +446,7 @@ mod tests {
         assert!(!tables.top.contains(&"build".to_owned()));
         let push = tables.table("push").expect("[push] table");
         assert!(push.contains(&"max_failures".to_owned()), "{push:?}");
-        assert_eq!(tables.table("promote").map(<[String]>::len), Some(4));
+        assert_eq!(tables.table("promote").map(<[String]>::len), Some(5));
     }
 
     #[test]

@@ -29,6 +29,12 @@ pub const OPERATION_TIMEOUT: &str = "RELEASE_OPERATION_TIMEOUT";
 pub const LOG: &str = "RELEASE_LOG";
 /// Install directory on a host (default `/opt/{artifact}`).
 pub const INSTALL_DIR: &str = "RELEASE_INSTALL_DIR";
+/// The key builds are signed with (`kms:KEY` or `key:FILE`).
+pub const SIGN: &str = "RELEASE_SIGN";
+/// Password of an encrypted minisign secret key given as `key:FILE`.
+pub const SIGN_PASSWORD: &str = "RELEASE_SIGN_PASSWORD";
+/// Trusted public key files, comma-separated.
+pub const TRUSTED_KEYS: &str = "RELEASE_TRUSTED_KEYS";
 /// For tests only: the push lock's lifetime in seconds (default 7200), so that renewal can be
 /// proven without a two-hour push. A push warns when it is set.
 pub const TEST_LOCK_TTL: &str = "RELEASE_TEST_LOCK_TTL_SECONDS";

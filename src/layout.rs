@@ -51,6 +51,11 @@ impl Layout {
         format!("{}{}-{n}.release", self.prefix(), self.artifact)
     }
 
+    /// Key of build `n`'s manifest signature (docs/signing.md).
+    pub fn signature(&self, n: u64) -> String {
+        format!("{}.sig", self.manifest(n))
+    }
+
     /// Key of the pointer to the newest build.
     pub fn latest(&self) -> String {
         format!("{}latest.txt", self.prefix())

@@ -28,6 +28,7 @@ pub mod redact;
 pub mod resolve;
 pub mod rollout;
 pub mod signals;
+pub mod signing;
 pub mod store;
 pub mod walk;
 
@@ -129,6 +130,7 @@ fn default_step(command: &Command) -> signals::Step {
         Command::Push(_) => "push",
         Command::Status(_) => "status",
         Command::Unlock(_) => "unlock",
+        Command::Key(_) => "key",
     };
     signals::Step {
         doing: format!("`release {name}` was reading what it needs"),
@@ -153,6 +155,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<Outcome> {
         Command::Push(args) => commands::push::run(ctx, args).await,
         Command::Status(args) => commands::status::run(ctx, args).await,
         Command::Unlock(args) => commands::unlock::run(ctx, args).await,
+        Command::Key(args) => commands::key::run(ctx, args).await,
     }
 }
 

@@ -26,6 +26,7 @@ use crate::manifest::{self, Manifest};
 use crate::output::{BytesProgress, Outcome};
 use crate::pointers::{self, Moved};
 use crate::signals::{self, Cleanup};
+use crate::signing::{self, SignWith};
 use crate::store::{Precondition, Store, StoreError};
 use crate::walk;
 
@@ -43,6 +44,7 @@ struct BuildConfig {
     semver: Option<semver::Version>,
     keep_local: Option<PathBuf>,
     storage_class: Option<String>,
+    sign: Option<SignWith>,
 }
 
 impl BuildConfig {
@@ -81,6 +83,11 @@ impl BuildConfig {
             semver,
             keep_local: check_keep_local(args.keep_local.or(file.keep_local.clone()))?,
             storage_class: args.storage_class.or(file.storage_class.clone()),
+            sign: args
+                .sign
+                .or(file.sign.clone())
+                .map(|text| text.parse())
+                .transpose()?,
         })
     }
 }
@@ -177,6 +184,9 @@ pub async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
     let start_time = jiff::Timestamp::now();
     let layout = ctx.layout()?;
     let config = BuildConfig::resolve(args, &ctx.settings.file.build)?;
+    if let Some(with) = &config.sign {
+        signing::preflight(with)?;
+    }
     let root = std::env::current_dir().context("cannot read the working directory")?;
     let source = Source::detect(&root)?;
     let selection = walk::select(&root, &config.paths, &config.exclude)?;
@@ -250,7 +260,15 @@ pub async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
     );
     manifest.set(manifest::SHA256, &packed.sha256);
     manifest.set(manifest::SIZE, &packed.size.to_string());
-    publish(ctx, &store, &layout, &archive_key, &manifest).await?;
+    let signed = publish(
+        ctx,
+        &store,
+        &layout,
+        &archive_key,
+        &manifest,
+        config.sign.as_ref(),
+    )
+    .await?;
     signals::step(
         "moving latest.txt",
         format!("build {number} is stored; latest.txt may still name an older build"),
@@ -270,7 +288,7 @@ pub async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
             "latest.txt already names build {newer}, newer than {number}: left as it is"
         ));
     }
-    Ok(report(
+    let mut outcome = report(
         &store,
         &archive_key,
         &manifest,
@@ -278,7 +296,12 @@ pub async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
         config.compression,
         moved,
         started,
-    ))
+    );
+    outcome.json["signed_by"] = json!(signed);
+    if let Some(key_id) = signed {
+        outcome.text.push_str(&format!(", signed by key {key_id}"));
+    }
+    Ok(outcome)
 }
 
 /// The RELEASE manifest of build `number`, before the archive's own keys are known.
@@ -406,34 +429,74 @@ fn counted(mut parts: mpsc::Receiver<Bytes>, progress: BytesProgress) -> mpsc::R
     rx
 }
 
-/// Writes the manifest; an interruption or failure here deletes the archive again, so that a
-/// build is only visible complete.
+/// Writes the signature (if signing), then the manifest; an interruption or failure here
+/// deletes what was written again, so that a build is only visible complete, and signed
+/// before its manifest is visible.
 async fn publish(
     ctx: &Context,
     store: &Store,
     layout: &Layout,
     archive_key: &str,
     manifest: &Manifest,
-) -> Result<()> {
+    sign: Option<&SignWith>,
+) -> Result<Option<String>> {
     let number = manifest.version().unwrap_or(0);
     let key = layout.manifest(number);
+    let body = Bytes::from(manifest.to_text());
     let result = if ctx.cancel.is_cancelled() {
         Err(interrupted(store, archive_key))
     } else {
-        let body = Bytes::from(manifest.to_text());
-        store
-            .put(&key, body, Precondition::IfAbsent)
-            .await
-            .with_context(|| format!("writing the manifest `{}`", store.url(&key)))
+        let signed = match sign {
+            Some(with) => write_signature(ctx, store, layout, number, with, &body).await,
+            None => Ok(None),
+        };
+        match signed {
+            Ok(signed) => store
+                .put(&key, body, Precondition::IfAbsent)
+                .await
+                .with_context(|| format!("writing the manifest `{}`", store.url(&key)))
+                .map(|()| signed),
+            Err(e) => Err(e),
+        }
     };
-    if result.is_err()
-        && let Err(err) = store.delete(archive_key).await
-    {
-        ctx.printer.warn(&format!(
-            "could not remove the archive of the failed build: {err:#}"
-        ));
+    if result.is_err() {
+        let signature = sign.map(|_| layout.signature(number));
+        for doomed in std::iter::once(archive_key).chain(signature.as_deref()) {
+            if let Err(err) = store.delete(doomed).await {
+                ctx.printer.warn(&format!(
+                    "could not remove `{}` of the failed build: {err:#}",
+                    store.url(doomed)
+                ));
+            }
+        }
     }
     result
+}
+
+/// Signs the manifest's bytes and stores the signature; the signing key's id.
+async fn write_signature(
+    ctx: &Context,
+    store: &Store,
+    layout: &Layout,
+    number: u64,
+    with: &SignWith,
+    manifest: &[u8],
+) -> Result<Option<String>> {
+    let signed = signing::sign(
+        with,
+        async || ctx.aws_config().await,
+        manifest,
+        layout.artifact(),
+        number,
+    )
+    .await
+    .with_context(|| format!("signing build {number}; nothing of it was published"))?;
+    let key = layout.signature(number);
+    store
+        .put(&key, Bytes::from(signed.text), Precondition::IfAbsent)
+        .await
+        .with_context(|| format!("writing the signature `{}`", store.url(&key)))?;
+    Ok(Some(signed.key_id))
 }
 
 fn interrupted(store: &Store, key: &str) -> anyhow::Error {

@@ -30,6 +30,7 @@ use crate::manifest::{self, Manifest};
 use crate::output::{BytesProgress, Outcome};
 use crate::resolve::{self, Build, BuildRef};
 use crate::signals::{self, Cleanup};
+use crate::signing;
 use crate::store::Store;
 
 /// Downloaded chunks waiting for the unpacker: bounds memory whatever the archive's size.
@@ -48,6 +49,8 @@ struct InstallConfig {
     run: Option<String>,
     force: bool,
     health_file: Option<PathBuf>,
+    /// Builds must be signed by one of these; none: builds are not verified.
+    trusted_keys: Vec<signing::TrustedKey>,
 }
 
 impl InstallConfig {
@@ -73,6 +76,7 @@ impl InstallConfig {
             run: args.run.or(file.run.clone()),
             force: args.force,
             health_file: args.health_file.or(file.health_file.clone()),
+            trusted_keys: signing::configured(args.trusted_keys, &file.trusted_keys)?,
         })
     }
 }
@@ -140,6 +144,21 @@ pub async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
     let store = ctx.store(None).await;
     let build = resolve::resolve(&store, &layout, &config.reference).await?;
     let number = build.number;
+    let build = if config.trusted_keys.is_empty() {
+        // A note, not a warning: installing unsigned builds is today's normal, and `-q` (boot
+        // scripts, pushes) asks for silence unless something goes wrong.
+        ctx.printer.status(
+            "note: builds are not verified: no trusted key is configured (trusted_keys, \
+             --trusted-key; docs/signing.md)",
+        );
+        build
+    } else {
+        let (build, key_id) =
+            signing::verified(&store, &layout, number, &config.trusted_keys).await?;
+        ctx.printer
+            .status(&format!("build {number} is signed by trusted key {key_id}"));
+        build
+    };
     if ctx.settings.dry_run {
         return Ok(dry_run(&layout, &config, &build));
     }

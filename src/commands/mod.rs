@@ -4,6 +4,7 @@ pub mod build;
 pub mod current;
 pub mod history;
 pub mod install;
+pub mod key;
 pub mod list;
 pub mod promote;
 pub mod push;

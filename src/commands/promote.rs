@@ -209,6 +209,17 @@ pub async fn run(ctx: &Context, args: PromoteArgs) -> Result<Outcome> {
     let store = ctx.store(None).await;
     let stable = read_stable(ctx, &store, &layout).await?;
     let build = resolve::resolve(&store, &layout, &reference).await?;
+    let trusted =
+        crate::signing::configured(args.trusted_keys, &ctx.settings.file.promote.trusted_keys)?;
+    let build = if trusted.is_empty() {
+        build
+    } else {
+        let number = build.number;
+        let (build, key_id) = crate::signing::verified(&store, &layout, number, &trusted).await?;
+        ctx.printer
+            .status(&format!("build {number} is signed by trusted key {key_id}"));
+        build
+    };
     let promotion = Promotion {
         ctx,
         store: &store,
@@ -464,6 +475,10 @@ impl Promotion<'_> {
         record.commit = commit.map(str::to_owned);
         if self.rollback {
             record.extra.insert(history::ROLLBACK.into(), true.into());
+        }
+        if let Some(key_id) = crate::signing::signer_of(self.store, self.layout, build.number).await
+        {
+            record.extra.insert("signed_by".into(), key_id.into());
         }
         history::append(self.store, self.layout, &record).await
     }

@@ -20,12 +20,28 @@ pub async fn run(ctx: &Context, args: ShowArgs) -> Result<Outcome> {
         .into_iter()
         .map(|(key, value)| (key, serde_json::Value::String(value)))
         .collect();
+    // Who signed, as the signature object says (checked by install and promote, not here).
+    let signed_by = store
+        .get(&layout.signature(build.number))
+        .await?
+        .map(|sig| crate::signing::named_signer(&sig.body).unwrap_or_else(|| "unreadable".into()));
+    match &signed_by {
+        Some(key) => ctx.printer.status(&format!(
+            "build {} is signed by key {key} (not verified by show; install and promote with \
+             trusted keys check it)",
+            build.number
+        )),
+        None => ctx
+            .printer
+            .status(&format!("build {} is not signed", build.number)),
+    }
     Ok(Outcome {
         text: build.manifest.to_text(),
         json: json!({
             "version": build.number,
             "origin": build.origin,
             "manifest": fields,
+            "signed_by": signed_by,
         }),
     })
 }

@@ -15,4 +15,5 @@ mod pipelines;
 mod progress;
 mod promote;
 mod push;
+mod signing;
 mod stalled;

@@ -5,6 +5,8 @@
 
 use aws_sdk_autoscaling::error::DisplayErrorContext;
 
+pub mod kms;
+
 /// One instance of a group, as Auto Scaling reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {

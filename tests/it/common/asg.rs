@@ -315,7 +315,7 @@ pub(crate) fn parse_instances(answer: Value) -> Vec<Instance> {
 
 /// The Python that runs `moto_server` (from its `#!` line), which has boto3 since moto needs
 /// it; else `python3`. Returns the program and its leading arguments (`#!/usr/bin/env python3`).
-fn python() -> (PathBuf, Vec<String>) {
+pub(crate) fn python() -> (PathBuf, Vec<String>) {
     let server = std::env::var_os("MOTO_SERVER")
         .map(PathBuf::from)
         .or_else(|| find_in_path("moto_server"));

@@ -60,6 +60,8 @@ pub struct Hosts {
     /// The environment every host gets, the caller's values already merged in.
     env: Vec<(String, String)>,
     hosts: Mutex<Vec<Host>>,
+    /// Variables of one host only, `(address, key, value)`, set by [`Hosts::set_env_of`].
+    own_env: Mutex<Vec<(String, String, String)>>,
 }
 
 /// One address's `sshd`.
@@ -108,6 +110,7 @@ impl Hosts {
             user,
             env: host_env(env),
             hosts: Mutex::new(Vec::new()),
+            own_env: Mutex::new(Vec::new()),
             dir,
         };
         hosts.listen_all(addresses);
@@ -210,6 +213,17 @@ impl Hosts {
                 self.port
             );
         }
+    }
+
+    /// Gives one host's remote commands `key=value` (over the shared values), restarting its
+    /// `sshd` so that new sessions see it.
+    pub fn set_env_of(&self, address: &str, key: &str, value: &str) {
+        check_env_value(key, value);
+        self.own_env
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((address.to_owned(), key.to_owned(), value.to_owned()));
+        self.restart(address);
     }
 
     /// Whether the host's `sshd` is running (not stopped, and has not died).
@@ -402,6 +416,12 @@ impl Hosts {
             .map(|(key, path)| (key.to_owned(), path.to_string_lossy().into_owned()))
             .collect();
         env.extend(self.env.iter().cloned());
+        let own = self.own_env.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, key, value) in own.iter().filter(|(a, _, _)| a == address) {
+            env.retain(|(k, _)| k != key);
+            env.push((key.clone(), value.clone()));
+        }
+        drop(own);
         for (key, value) in &env {
             check_env_value(key, value);
         }
