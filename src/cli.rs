@@ -241,6 +241,11 @@ pub struct TagArgs {
     /// boot scripts that download `{artifact}-{N}.tar` cannot read.
     #[arg(long)]
     pub allow_format_change: bool,
+
+    /// Make stable only a build signed by this public key (minisign or PEM). Repeatable; env:
+    /// comma-separated.
+    #[arg(long = "trusted-key", env = env_vars::TRUSTED_KEYS, value_delimiter = ',', value_name = "FILE")]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 /// `release promote`.
@@ -252,11 +257,6 @@ pub struct PromoteArgs {
 
     #[command(flatten)]
     pub tag: TagArgs,
-
-    /// Promote only a build signed by this public key (minisign or PEM). Repeatable; env:
-    /// comma-separated.
-    #[arg(long = "trusted-key", env = env_vars::TRUSTED_KEYS, value_delimiter = ',', value_name = "FILE")]
-    pub trusted_keys: Vec<PathBuf>,
 }
 
 /// `release list` and `release history`.

@@ -205,21 +205,15 @@ pub async fn run(ctx: &Context, args: PromoteArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let reference: BuildRef = args.build.parse()?;
     let allow_format_change = args.tag.allow_format_change;
+    let trusted = crate::signing::configured(
+        args.tag.trusted_keys.clone(),
+        &ctx.settings.file.promote.trusted_keys,
+    )?;
     let tagging = TagConfig::resolve(args.tag, &ctx.settings.file.promote, layout.artifact())?;
     let store = ctx.store(None).await;
     let stable = read_stable(ctx, &store, &layout).await?;
     let build = resolve::resolve(&store, &layout, &reference).await?;
-    let trusted =
-        crate::signing::configured(args.trusted_keys, &ctx.settings.file.promote.trusted_keys)?;
-    let build = if trusted.is_empty() {
-        build
-    } else {
-        let number = build.number;
-        let (build, key_id) = crate::signing::verified(&store, &layout, number, &trusted).await?;
-        ctx.printer
-            .status(&format!("build {number} is signed by trusted key {key_id}"));
-        build
-    };
+    let build = signed_if_required(ctx, &store, &layout, build, &trusted).await?;
     let promotion = Promotion {
         ctx,
         store: &store,
@@ -229,6 +223,25 @@ pub async fn run(ctx: &Context, args: PromoteArgs) -> Result<Outcome> {
         allow_format_change,
     };
     promotion.promote(build, stable).await
+}
+
+/// With trusted keys configured, the build as its signed manifest says, or the refusal (exit
+/// 2): latest-stable never points at a build that no trusted key signed. Shared by rollback.
+pub async fn signed_if_required(
+    ctx: &Context,
+    store: &Store,
+    layout: &Layout,
+    build: Build,
+    trusted: &[crate::signing::TrustedKey],
+) -> Result<Build> {
+    if trusted.is_empty() {
+        return Ok(build);
+    }
+    let number = build.number;
+    let (build, key_id) = crate::signing::verified(store, layout, number, trusted).await?;
+    ctx.printer
+        .status(&format!("build {number} is signed by trusted key {key_id}"));
+    Ok(build)
 }
 
 impl Promotion<'_> {

@@ -21,6 +21,10 @@ use crate::resolve::{self, BuildRef};
 pub async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let allow_format_change = args.allow_format_change;
+    let trusted = crate::signing::configured(
+        args.trusted_keys.clone(),
+        &ctx.settings.file.promote.trusted_keys,
+    )?;
     let tagging = TagConfig::resolve(args, &ctx.settings.file.promote, layout.artifact())?;
     let store = Arc::new(ctx.store(None).await);
     let pointer = store.url(&layout.latest_stable());
@@ -57,6 +61,7 @@ pub async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
         layout.artifact()
     ));
     let build = resolve::resolve(&store, &layout, &BuildRef::Number(target)).await?;
+    let build = promote::signed_if_required(ctx, &store, &layout, build, &trusted).await?;
     let promotion = Promotion {
         ctx,
         store: &store,

@@ -531,6 +531,30 @@ fn promote_with_trusted_keys_refuses_an_unsigned_build_and_show_names_the_signer
             || history.contains(&format!("\"signed_by\": \"{id}\"")),
         "{history}"
     );
+
+    // Rollback moves latest-stable too: with trusted keys it refuses an unsigned target.
+    ctx.release()
+        .args(["--artifact", ARTIFACT, "promote", "2", "--no-tag"])
+        .success();
+    ctx.release()
+        .args(["--artifact", ARTIFACT, "promote", "1", "--no-tag"])
+        .env("RELEASE_TRUSTED_KEYS", &public)
+        .success();
+    let refused = ctx
+        .release()
+        .args(["--artifact", ARTIFACT, "rollback", "--no-tag"])
+        .env("RELEASE_TRUSTED_KEYS", &public)
+        .code(2);
+    assert!(
+        refused.stderr().contains("has no signature"),
+        "{}",
+        refused.stderr()
+    );
+    let pointer = ctx.s3.get(&ctx.bucket, &stable).expect("latest-stable");
+    assert!(
+        String::from_utf8_lossy(&pointer).contains("VERSION=1\n"),
+        "latest-stable moved to the unsigned build"
+    );
 }
 
 #[test]
