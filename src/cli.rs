@@ -193,6 +193,25 @@ pub struct BuildArgs {
     /// S3 storage class of the archive [default: STANDARD].
     #[arg(long)]
     pub storage_class: Option<String>,
+
+    /// Also archive files that git ignores (.gitignore, .git/info/exclude) when building the
+    /// whole working directory. Named PATHs are always taken whole.
+    #[arg(long)]
+    pub include_ignored: bool,
+
+    /// Build even when nothing but directories would be archived.
+    #[arg(long)]
+    pub allow_empty: bool,
+
+    /// Refuse (exit 2) when files in the archive differ from GIT_COMMIT (modified or not
+    /// committed, and not ignored), instead of warning: for CI.
+    #[arg(long)]
+    pub require_clean: bool,
+
+    /// Print the paths that would be archived (directories end in `/`) and stop; needs no
+    /// bucket.
+    #[arg(long)]
+    pub list: bool,
 }
 
 /// Git tag options shared by promote and rollback.
