@@ -471,7 +471,12 @@ fn check_clean(
     let mut dirty: Vec<String> = changed
         .into_iter()
         .filter(|path| members.contains(path))
-        .map(|path| path.strip_prefix(&prefix).unwrap_or(&path).display().to_string())
+        .map(|path| {
+            path.strip_prefix(&prefix)
+                .unwrap_or(&path)
+                .display()
+                .to_string()
+        })
         .collect();
     if dirty.is_empty() {
         return Ok(());

@@ -100,9 +100,7 @@ fn a_named_path_is_taken_whole_even_when_git_ignores_it() {
     let mut ws = Workspace::new();
     checkout_with_ignored_files(&mut ws);
     let store = tempfile::tempdir().unwrap();
-    release(&ws, store.path())
-        .args(["build", "dist"])
-        .success();
+    release(&ws, store.path()).args(["build", "dist"]).success();
     assert!(
         members(store.path(), 1).contains(&"dist/app.min.js".to_owned()),
         "{:?}",
@@ -148,7 +146,9 @@ fn a_dirty_tree_is_named_and_refused_with_require_clean() {
     let stderr = out.stderr();
     assert!(stderr.contains("warning"), "{stderr}");
     assert!(
-        stderr.contains("2 file(s)") && stderr.contains("src/app.js") && stderr.contains("src/new.js"),
+        stderr.contains("2 file(s)")
+            && stderr.contains("src/app.js")
+            && stderr.contains("src/new.js"),
         "{stderr}"
     );
     // Ignored files are not dirt: the .env is not in the archive, and named ignored output is
@@ -161,7 +161,12 @@ fn a_dirty_tree_is_named_and_refused_with_require_clean() {
         .stderr_contains("src/app.js")
         .stderr_contains("--require-clean");
     assert!(
-        !store.path().join(ARTIFACT).join("prod").join(format!("{ARTIFACT}-2.tar.gz")).exists(),
+        !store
+            .path()
+            .join(ARTIFACT)
+            .join("prod")
+            .join(format!("{ARTIFACT}-2.tar.gz"))
+            .exists(),
         "a refused build writes nothing"
     );
 
@@ -169,5 +174,9 @@ fn a_dirty_tree_is_named_and_refused_with_require_clean() {
     let out = release(&ws, store.path())
         .args(["build", "--require-clean"])
         .success();
-    assert!(!out.stderr().contains("differ from commit"), "{}", out.stderr());
+    assert!(
+        !out.stderr().contains("differ from commit"),
+        "{}",
+        out.stderr()
+    );
 }
