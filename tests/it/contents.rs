@@ -39,7 +39,8 @@ fn members(store: &Path, n: u64) -> Vec<String> {
 
 /// A service checkout with the usual untracked secrets and dependencies, ignored by git.
 fn checkout_with_ignored_files(ws: &mut Workspace) {
-    ws.write(".gitignore", ".env\nnode_modules/\ndist/\n");
+    // `*.min.js` also matches inside a named `dist`, where it must not apply.
+    ws.write(".gitignore", ".env\nnode_modules/\ndist/\n*.min.js\n");
     ws.write("src/app.js", "console.log('app')\n");
     ws.write(".config/app.json", "{}\n");
     ws.commit("sources");
@@ -112,9 +113,10 @@ fn a_named_path_is_taken_whole_even_when_git_ignores_it() {
 fn list_prints_the_members_and_writes_nothing() {
     let mut ws = Workspace::new();
     checkout_with_ignored_files(&mut ws);
-    // No bucket at all: listing needs none.
+    // No bucket at all, and nothing listens at the endpoint: listing needs neither.
     let out = Release::new()
         .current_dir(ws.path())
+        .endpoint("http://127.0.0.1:9")
         .args(["--artifact", ARTIFACT, "build", "--list"])
         .success();
     assert_eq!(
@@ -129,6 +131,7 @@ fn list_prints_the_members_and_writes_nothing() {
     );
     let out = Release::new()
         .current_dir(ws.path())
+        .endpoint("http://127.0.0.1:9")
         .args(["--artifact", ARTIFACT, "--output", "json", "build"])
         .args(["--list", "--include-ignored", "src"])
         .success();
