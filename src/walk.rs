@@ -304,4 +304,17 @@ mod tests {
         let err = select(dir.path(), &[], &rules).unwrap_err();
         assert!(err.to_string().contains("a/["), "{err}");
     }
+
+    #[test]
+    fn git_ignore_rules_apply_to_the_whole_directory_only() {
+        let dir = tree();
+        fs_err::write(dir.path().join(".gitignore"), "*.log\n").unwrap();
+        let whole = selected(dir.path(), &[], &[]);
+        assert!(whole.contains(&".gitignore".to_owned()), "{whole:?}");
+        assert!(!whole.iter().any(|n| n.ends_with(".log")), "{whole:?}");
+        // Named, `a` is taken whole.
+        assert!(selected(dir.path(), &["a"], &[]).contains(&"a/x.log".to_owned()));
+        let all = select(dir.path(), &[], &Rules::default()).unwrap();
+        assert!(names(&all.entries).contains(&OsString::from("a/x.log")));
+    }
 }

@@ -433,12 +433,20 @@ fn check_not_empty(root: &Path, config: &BuildConfig, entries: &[walk::Entry]) -
     } else {
         "--exclude and .gitignore"
     };
+    let what = if config.paths.is_empty() {
+        format!("`{}`", root.display())
+    } else {
+        let names: Vec<String> = config
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        format!("{} in `{}`", names.join(", "), root.display())
+    };
     Err(Problem::Usage(format!(
-        "nothing to archive: no file or link in `{}` (paths {:?}, after {rules}); nothing \
-         was written. Check the working directory and PATHs (`release build --list` shows \
-         the members), or pass --allow-empty to build it anyway",
-        root.display(),
-        config.paths
+        "nothing to archive: no file or link in {what} after {rules}; nothing was written. \
+         Check the working directory and PATHs (`release build --list` shows the members), \
+         or pass --allow-empty to build it anyway"
     ))
     .into())
 }

@@ -113,12 +113,16 @@ fn a_named_path_is_taken_whole_even_when_git_ignores_it() {
 fn list_prints_the_members_and_writes_nothing() {
     let mut ws = Workspace::new();
     checkout_with_ignored_files(&mut ws);
-    // No bucket at all, and nothing listens at the endpoint: listing needs neither.
-    let out = Release::new()
+    // No bucket at all, and nothing listens at the endpoint: listing needs neither. The user's
+    // global excludes file is not read (the same commit builds the same archive anywhere).
+    let run = Release::new()
         .current_dir(ws.path())
         .endpoint("http://127.0.0.1:9")
-        .args(["--artifact", ARTIFACT, "build", "--list"])
-        .success();
+        .args(["--artifact", ARTIFACT, "build", "--list"]);
+    let global = run.home().join(".config/git/ignore");
+    fs_err::create_dir_all(global.parent().unwrap()).unwrap();
+    fs_err::write(&global, "*.json\n").unwrap();
+    let out = run.success();
     assert_eq!(
         out.stdout().lines().collect::<Vec<_>>(),
         [
