@@ -199,37 +199,6 @@ where
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tag_names_follow_ref_format() {
-        for ok in [
-            "web-stable",
-            "obelix-appengine-stable",
-            "release/prod",
-            "v1.2.3",
-        ] {
-            assert!(check_tag_name(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "", "a b", "a..b", "a~1", "a^", "a:b", "a?", "a*", "a[", "-x", "a.lock", "a/", "@{x",
-            "a\\b",
-        ] {
-            assert!(check_tag_name(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn commit_ids_are_full_hex() {
-        assert!(check_commit_id(&"a".repeat(40)));
-        assert!(check_commit_id(&"0".repeat(64)));
-        assert!(!check_commit_id("abc123"));
-        assert!(!check_commit_id(&format!("-{}", "a".repeat(39))));
-    }
-}
-
 /// Work-tree paths whose content differs from `commit`: modified, added, retyped or untracked
 /// files that git does not ignore. Ignored files are not listed: a build that includes them asked
 /// for them (build output, `--include-ignored`). `None` when the repository lacks the commit or
@@ -259,4 +228,35 @@ pub fn changed_since(repo: &git2::Repository, commit: &str) -> Result<Option<Vec
         .filter_map(|delta| delta.new_file().path().map(Path::to_owned))
         .collect();
     Ok(Some(paths))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_names_follow_ref_format() {
+        for ok in [
+            "web-stable",
+            "obelix-appengine-stable",
+            "release/prod",
+            "v1.2.3",
+        ] {
+            assert!(check_tag_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "a b", "a..b", "a~1", "a^", "a:b", "a?", "a*", "a[", "-x", "a.lock", "a/", "@{x",
+            "a\\b",
+        ] {
+            assert!(check_tag_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn commit_ids_are_full_hex() {
+        assert!(check_commit_id(&"a".repeat(40)));
+        assert!(check_commit_id(&"0".repeat(64)));
+        assert!(!check_commit_id("abc123"));
+        assert!(!check_commit_id(&format!("-{}", "a".repeat(39))));
+    }
 }
