@@ -460,10 +460,21 @@ fn check_clean(
     config: &BuildConfig,
     entries: &[walk::Entry],
 ) -> Result<()> {
-    let Some(repo) = git::discover(root) else {
-        return Ok(());
+    let repo = git::discover(root);
+    let changed = match &repo {
+        Some(repo) => git::changed_since(repo, &source.commit)?,
+        None => None,
     };
-    let Some(changed) = git::changed_since(&repo, &source.commit)? else {
+    let (Some(repo), Some(changed)) = (repo, changed) else {
+        if config.require_clean {
+            return Err(Problem::Usage(format!(
+                "--require-clean cannot check the tree: no git work tree containing `{}` has \
+                 commit {}; nothing was written. Build in a checkout of that commit",
+                root.display(),
+                short(&source.commit)
+            ))
+            .into());
+        }
         return Ok(());
     };
     let workdir = repo.workdir().map(fs_err::canonicalize).transpose()?;

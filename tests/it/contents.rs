@@ -181,6 +181,12 @@ fn a_dirty_tree_is_named_and_refused_with_require_clean() {
     let out = release(&ws, store.path())
         .args(["build", "--require-clean"])
         .success();
+    // A commit the checkout lacks cannot be compared with: --require-clean refuses.
+    release(&ws, store.path())
+        .env("GIT_COMMIT", "1111111111111111111111111111111111111111")
+        .args(["build", "--require-clean"])
+        .code(2)
+        .stderr_contains("cannot check the tree");
     assert!(
         !out.stderr().contains("differ from commit"),
         "{}",
