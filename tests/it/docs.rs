@@ -382,3 +382,31 @@ fn which_man() -> Option<PathBuf> {
             .find(|candidate| candidate.is_file())
     })
 }
+
+/// scripts/glibc-requirement.sh reads the binary's newest glibc symbol version and, given a
+/// ceiling, fails when the binary needs more (issue 13 item 11).
+#[test]
+fn glibc_requirement_script_reads_the_binary() {
+    let script = repo_file("scripts/glibc-requirement.sh");
+    let binary = env!("CARGO_BIN_EXE_release");
+    let run = |extra: &[&str]| {
+        std::process::Command::new("bash")
+            .arg(&script)
+            .arg(binary)
+            .args(extra)
+            .output()
+            .expect("run the script")
+    };
+    let output = run(&[]);
+    let said = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(output.status.success(), "{output:?}");
+    assert!(said.starts_with("GLIBC_2."), "{said}");
+    let version = said.trim_start_matches("GLIBC_").to_owned();
+    assert!(
+        run(&[&version]).status.success(),
+        "its own version is enough"
+    );
+    let too_old = run(&["2.0"]);
+    assert_eq!(too_old.status.code(), Some(1), "{too_old:?}");
+    assert!(String::from_utf8_lossy(&too_old.stderr).contains("newer than the allowed glibc 2.0"));
+}
