@@ -19,8 +19,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command takes.
+/// Options every command takes. Under their own heading, so that a command's help lists its own
+/// options first.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Artifact (service) name, e.g. `obelix-appengine`.
     #[arg(long, global = true, env = env_vars::ARTIFACT)]
@@ -47,11 +49,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = env_vars::SSE_KMS_KEY_ID)]
     pub sse_kms_key_id: Option<String>,
 
-    /// Output format: `text` for people, `json` for scripts (one document on stdout).
+    /// Output format: `text` for people, `json` for scripts (one document on stdout)
+    /// [default: text].
     #[arg(long, global = true, env = env_vars::OUTPUT)]
     pub output: Option<OutputFormat>,
 
-    /// Resolve and print the plan, but write nothing (`--dry-run=false` to turn it off).
+    /// Resolve and print the plan, but write nothing (`--dry-run=false` to turn it off)
+    /// [default: false].
     // `require_equals`: otherwise `--dry-run promote 1` would take `promote` as the value.
     #[arg(
         long,
@@ -157,8 +161,8 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Print shell completions.
     Completions(CompletionsArgs),
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or one command's, or write them all with --dir.
+    Man(ManArgs),
     /// Signing keys: print the public key to give hosts as a trusted key.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -216,6 +220,25 @@ pub struct BuildArgs {
     /// `key:FILE` (a minisign secret key); see docs/signing.md.
     #[arg(long, env = env_vars::SIGN, value_name = "KEY")]
     pub sign: Option<String>,
+
+    /// Also archive files that git ignores (.gitignore, .git/info/exclude) when building the
+    /// whole working directory. Named PATHs are always taken whole.
+    #[arg(long)]
+    pub include_ignored: bool,
+
+    /// Build even when nothing but directories would be archived.
+    #[arg(long)]
+    pub allow_empty: bool,
+
+    /// Refuse (exit 2) when files in the archive differ from GIT_COMMIT (modified or not
+    /// committed, and not ignored), instead of warning: for CI.
+    #[arg(long)]
+    pub require_clean: bool,
+
+    /// Print the paths that would be archived (directories end in `/`) and stop; needs no
+    /// bucket.
+    #[arg(long)]
+    pub list: bool,
 }
 
 /// Options shared by promote and rollback.
@@ -349,7 +372,7 @@ pub struct TargetArgs {
     #[arg(long, value_name = "yes|accept-new|no")]
     pub strict_host_keys: Option<String>,
 
-    /// At most this many new SSH connections at once.
+    /// At most this many new SSH connections at once [default: 8].
     #[arg(long)]
     pub max_connections: Option<usize>,
 
@@ -371,7 +394,7 @@ pub struct PushArgs {
     #[arg(long, value_name = "N|P%")]
     pub batch: Option<String>,
 
-    /// Hosts in a first, separate batch.
+    /// Hosts in a first, separate batch [default: 0, none].
     #[arg(long, value_name = "N")]
     pub canary: Option<usize>,
 
@@ -387,7 +410,7 @@ pub struct PushArgs {
     #[arg(long, value_name = "CMD")]
     pub health_command: Option<String>,
 
-    /// Seconds to wait for a host to become healthy.
+    /// Seconds to wait for a host to become healthy [default: 60].
     #[arg(long, value_name = "SECS")]
     pub health_timeout: Option<u64>,
 
@@ -435,6 +458,19 @@ pub struct UnlockArgs {
     /// Remove the lock even if it has not expired.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `release man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Print this command's page (`release-COMMAND(1)`) instead of the main page.
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+
+    /// Write the main page and every command's page (release.1, release-build.1, ...) into
+    /// this directory instead of printing one.
+    #[arg(long, value_name = "DIR", conflicts_with = "command")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `release completions`.

@@ -21,7 +21,7 @@ const SHARED_TABLES: &[(&str, &str)] = &[
 ];
 
 /// Variables read without a flag of their own, with what they do.
-const OTHER_ENV: &[(&str, &str)] = &[
+pub(crate) const OTHER_ENV: &[(&str, &str)] = &[
     (
         env_vars::LOG,
         "`tracing` filter for logs on stderr, e.g. `release=debug` (overrides `-v`).",
@@ -249,6 +249,17 @@ fn section_environment(out: &mut String, cli: &clap::Command) {
         "\n## Environment variables\n\nThe twins of the flags above (a flag wins over its \
          variable):\n\n| variable | flag |\n|---|---|\n",
     );
+    for (env, flags) in &env_twins(cli) {
+        let _ = writeln!(out, "| `{env}` | {flags} |");
+    }
+    out.push_str("\nRead without a flag of their own:\n\n| variable | meaning |\n|---|---|\n");
+    for (name, meaning) in OTHER_ENV {
+        let _ = writeln!(out, "| `{name}` | {} |", cell(meaning));
+    }
+}
+
+/// Each variable that is a flag's twin, with the flags it stands for and where.
+pub(crate) fn env_twins(cli: &clap::Command) -> Vec<(String, String)> {
     let mut twins: Vec<(String, String)> = Vec::new();
     let commands = std::iter::once(cli).chain(cli.get_subcommands());
     for command in commands {
@@ -271,13 +282,7 @@ fn section_environment(out: &mut String, cli: &clap::Command) {
             }
         }
     }
-    for (env, flags) in &twins {
-        let _ = writeln!(out, "| `{env}` | {flags} |");
-    }
-    out.push_str("\nRead without a flag of their own:\n\n| variable | meaning |\n|---|---|\n");
-    for (name, meaning) in OTHER_ENV {
-        let _ = writeln!(out, "| `{name}` | {} |", cell(meaning));
-    }
+    twins
 }
 
 fn section_file(out: &mut String, tables: &FileTables) {

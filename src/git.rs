@@ -210,6 +210,37 @@ where
     )
 }
 
+/// Work-tree paths whose content differs from `commit`: modified, added, retyped or untracked
+/// files that git does not ignore. Ignored files are not listed: a build that includes them asked
+/// for them (build output, `--include-ignored`). `None` when the repository lacks the commit or
+/// has no work tree.
+pub fn changed_since(repo: &git2::Repository, commit: &str) -> Result<Option<Vec<PathBuf>>> {
+    let Some(commit) = git2::Oid::from_str(commit)
+        .ok()
+        .and_then(|id| repo.find_commit(id).ok())
+    else {
+        return Ok(None);
+    };
+    if repo.workdir().is_none() {
+        return Ok(None);
+    }
+    let tree = commit.tree().context("cannot read the commit's tree")?;
+    let mut options = git2::DiffOptions::new();
+    options
+        .include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_typechange(true);
+    let diff = repo
+        .diff_tree_to_workdir_with_index(Some(&tree), Some(&mut options))
+        .context("cannot compare the work tree with its commit")?;
+    let paths = diff
+        .deltas()
+        .filter(|delta| delta.status() != git2::Delta::Deleted)
+        .filter_map(|delta| delta.new_file().path().map(Path::to_owned))
+        .collect();
+    Ok(Some(paths))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ pub mod install_dir;
 pub mod layout;
 pub mod legacy;
 pub mod links;
+pub mod man;
 pub mod manifest;
 pub mod names;
 pub mod output;
@@ -119,7 +120,7 @@ async fn until_signal(ctx: &Context, command: Command) -> Result<Outcome> {
 fn default_step(command: &Command) -> signals::Step {
     let name = match command {
         Command::Build(_) => "build",
-        Command::Completions(_) | Command::Man => "help",
+        Command::Completions(_) | Command::Man(_) => "help",
         Command::Promote(_) => "promote",
         Command::Rollback(_) => "rollback",
         Command::List(_) => "list",
@@ -144,7 +145,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<Outcome> {
     match command {
         Command::Build(args) => commands::build::run(ctx, args).await,
         Command::Completions(args) => Ok(completions(args.shell)),
-        Command::Man => man_page(),
+        Command::Man(args) => man_page(args),
         Command::Promote(args) => commands::promote::run(ctx, args).await,
         Command::Rollback(args) => commands::rollback::run(ctx, args).await,
         Command::List(args) => commands::list::run(ctx, args).await,
@@ -165,7 +166,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<Outcome> {
 fn check_store_exists(ctx: &Context, command: &Command) -> Result<()> {
     let reads = !matches!(
         command,
-        Command::Build(_) | Command::Completions(_) | Command::Man | Command::Current(_)
+        Command::Build(_) | Command::Completions(_) | Command::Man(_) | Command::Current(_)
     );
     let config::StoreLocation::Dir { root } = &ctx.settings.store else {
         return Ok(());
@@ -191,10 +192,15 @@ fn completions(shell: clap_complete::Shell) -> Outcome {
     }
 }
 
-fn man_page() -> Result<Outcome> {
-    let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
-    let text = String::from_utf8_lossy(&page).into_owned();
+fn man_page(args: cli::ManArgs) -> Result<Outcome> {
+    if let Some(dir) = args.dir {
+        let pages = man::write_all(&dir)?;
+        return Ok(Outcome {
+            text: format!("wrote {} man pages to {}", pages.len(), dir.display()),
+            json: serde_json::json!({ "dir": dir, "pages": pages }),
+        });
+    }
+    let text = man::page(args.command.as_deref())?;
     Ok(Outcome {
         json: serde_json::json!({ "man": text }),
         text,

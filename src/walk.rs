@@ -4,6 +4,12 @@
 //! leaves one behind; the tool writes its own). `--exclude` globs match paths relative to the
 //! working directory: `*` stays within a directory, `**` crosses them; an excluded directory is
 //! not entered. Links are stored as links, never followed.
+//!
+//! Building the whole working directory inside a git work tree honours git's ignore rules
+//! (`.gitignore` files, the repository's `.git/info/exclude`), so that `.env` or `node_modules/`
+//! never ship by accident; the user's global excludes file is not read, so the same commit builds
+//! the same archive on every machine. PATHs named explicitly are taken whole: they are usually
+//! build output, which is git-ignored by design. `--include-ignored` turns the rules off.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -49,9 +55,18 @@ pub struct Selection {
     pub warnings: Vec<String>,
 }
 
+/// What to leave out besides `.git` and the top-level `RELEASE`.
+#[derive(Debug, Default)]
+pub struct Rules {
+    /// `--exclude` globs.
+    pub excludes: Vec<String>,
+    /// Honour git's ignore rules when walking the whole working directory.
+    pub gitignore: bool,
+}
+
 /// Walks `paths` (all of `root` when empty) below `root`.
-pub fn select(root: &Path, paths: &[PathBuf], excludes: &[String]) -> Result<Selection> {
-    let excludes = compile_excludes(excludes)?;
+pub fn select(root: &Path, paths: &[PathBuf], rules: &Rules) -> Result<Selection> {
+    let excludes = compile_excludes(&rules.excludes)?;
     let starts = if paths.is_empty() {
         vec![PathBuf::new()]
     } else {
@@ -71,17 +86,38 @@ pub fn select(root: &Path, paths: &[PathBuf], excludes: &[String]) -> Result<Sel
             ))
             .into());
         }
-        let walker = walkdir::WalkDir::new(&full)
+        let whole = start.as_os_str().is_empty();
+        let walker = ignore::WalkBuilder::new(&full)
+            .standard_filters(false)
+            .git_ignore(whole && rules.gitignore)
+            .git_exclude(whole && rules.gitignore)
+            .parents(true)
+            .require_git(true)
             .follow_links(false)
-            .follow_root_links(false)
-            .min_depth(usize::from(start.as_os_str().is_empty()))
-            .into_iter()
-            .filter_entry(|e| {
-                let rel = e.path().strip_prefix(root).unwrap_or(e.path());
-                !is_always_left_out(rel) && !excludes.is_match(rel)
-            });
+            .filter_entry({
+                let root = root.to_owned();
+                let excludes = excludes.clone();
+                move |e| {
+                    let rel = e.path().strip_prefix(&root).unwrap_or(e.path());
+                    !is_always_left_out(rel) && !excludes.is_match(rel)
+                }
+            })
+            .build();
         for item in walker {
-            let item = item.with_context(|| format!("cannot read `{}`", full.display()))?;
+            let item = match item {
+                Ok(item) => item,
+                // A bad line in a .gitignore: git skips it too.
+                Err(err) if err.is_partial() => {
+                    selection.warnings.push(format!("{err}"));
+                    continue;
+                }
+                Err(err) => {
+                    return Err(err).with_context(|| format!("cannot read `{}`", full.display()));
+                }
+            };
+            if whole && item.depth() == 0 {
+                continue;
+            }
             let rel = item.path().strip_prefix(root).unwrap_or(item.path());
             collect(&mut selection, item.path(), rel)?;
         }
@@ -193,8 +229,11 @@ mod tests {
 
     fn selected(root: &Path, paths: &[&str], excludes: &[&str]) -> Vec<String> {
         let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
-        let excludes: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
-        let selection = select(root, &paths, &excludes).unwrap();
+        let rules = Rules {
+            excludes: excludes.iter().map(|s| s.to_string()).collect(),
+            gitignore: true,
+        };
+        let selection = select(root, &paths, &rules).unwrap();
         names(&selection.entries)
             .into_iter()
             .map(|n| n.into_string().unwrap())
@@ -242,7 +281,7 @@ mod tests {
     #[test]
     fn links_are_kept_as_links() {
         let dir = tree();
-        let selection = select(dir.path(), &[PathBuf::from("z")], &[]).unwrap();
+        let selection = select(dir.path(), &[PathBuf::from("z")], &Rules::default()).unwrap();
         let link = selection
             .entries
             .iter()
@@ -255,10 +294,27 @@ mod tests {
     fn bad_paths_are_usage_errors() {
         let dir = tree();
         for bad in ["missing", "../x", "/etc"] {
-            let err = select(dir.path(), &[PathBuf::from(bad)], &[]).unwrap_err();
+            let err = select(dir.path(), &[PathBuf::from(bad)], &Rules::default()).unwrap_err();
             assert!(err.downcast_ref::<Problem>().is_some(), "{bad}: {err}");
         }
-        let err = select(dir.path(), &[], &["a/[".into()]).unwrap_err();
+        let rules = Rules {
+            excludes: vec!["a/[".into()],
+            gitignore: true,
+        };
+        let err = select(dir.path(), &[], &rules).unwrap_err();
         assert!(err.to_string().contains("a/["), "{err}");
+    }
+
+    #[test]
+    fn git_ignore_rules_apply_to_the_whole_directory_only() {
+        let dir = tree();
+        fs_err::write(dir.path().join(".gitignore"), "*.log\n").unwrap();
+        let whole = selected(dir.path(), &[], &[]);
+        assert!(whole.contains(&".gitignore".to_owned()), "{whole:?}");
+        assert!(!whole.iter().any(|n| n.ends_with(".log")), "{whole:?}");
+        // Named, `a` is taken whole.
+        assert!(selected(dir.path(), &["a"], &[]).contains(&"a/x.log".to_owned()));
+        let all = select(dir.path(), &[], &Rules::default()).unwrap();
+        assert!(names(&all.entries).contains(&OsString::from("a/x.log")));
     }
 }

@@ -45,6 +45,10 @@ struct BuildConfig {
     keep_local: Option<PathBuf>,
     storage_class: Option<String>,
     sign: Option<SignWith>,
+    include_ignored: bool,
+    allow_empty: bool,
+    require_clean: bool,
+    list: bool,
 }
 
 impl BuildConfig {
@@ -88,6 +92,10 @@ impl BuildConfig {
                 .or(file.sign.clone())
                 .map(|text| text.parse())
                 .transpose()?,
+            include_ignored: args.include_ignored,
+            allow_empty: args.allow_empty,
+            require_clean: args.require_clean,
+            list: args.list,
         })
     }
 }
@@ -188,12 +196,21 @@ pub async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
         signing::preflight(with)?;
     }
     let root = std::env::current_dir().context("cannot read the working directory")?;
-    let source = Source::detect(&root)?;
-    let selection = walk::select(&root, &config.paths, &config.exclude)?;
-    check_links(&root, &selection.entries)?;
+    let rules = walk::Rules {
+        excludes: config.exclude.clone(),
+        gitignore: !config.include_ignored,
+    };
+    let selection = walk::select(&root, &config.paths, &rules)?;
     for warning in &selection.warnings {
         ctx.printer.warn(warning);
     }
+    if config.list {
+        return Ok(listing(&selection.entries));
+    }
+    check_not_empty(&root, &config, &selection.entries)?;
+    check_links(&root, &selection.entries)?;
+    let source = Source::detect(&root)?;
+    check_clean(ctx, &root, &source, &config, &selection.entries)?;
 
     let store = ctx.store(config.storage_class.clone()).await;
     let candidate = pointers::next_candidate(&store, &layout).await?;
@@ -505,6 +522,135 @@ fn interrupted(store: &Store, key: &str) -> anyhow::Error {
          latest.txt was written",
         signals::received(),
         store.url(key)
+    )
+}
+
+/// `--list`: the members, one a line, directories ending in `/`.
+fn listing(entries: &[walk::Entry]) -> Outcome {
+    let paths: Vec<String> = entries
+        .iter()
+        .map(|entry| {
+            let path = entry.path.to_string_lossy();
+            match entry.kind {
+                walk::EntryKind::Dir => format!("{path}/"),
+                _ => path.into_owned(),
+            }
+        })
+        .collect();
+    Outcome {
+        text: paths.join("\n"),
+        json: json!(paths),
+    }
+}
+
+/// An archive of nothing (or of empty directories) would become `latest` and install an empty
+/// service: almost always a wrong directory, PATH or exclude.
+fn check_not_empty(root: &Path, config: &BuildConfig, entries: &[walk::Entry]) -> Result<()> {
+    let has_content = entries
+        .iter()
+        .any(|e| !matches!(e.kind, walk::EntryKind::Dir));
+    if has_content || config.allow_empty {
+        return Ok(());
+    }
+    let rules = if config.include_ignored {
+        "--exclude"
+    } else {
+        "--exclude and .gitignore"
+    };
+    let what = if config.paths.is_empty() {
+        format!("`{}`", root.display())
+    } else {
+        let names: Vec<String> = config
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        format!("{} in `{}`", names.join(", "), root.display())
+    };
+    Err(Problem::Usage(format!(
+        "nothing to archive: no file or link in {what} after {rules}; nothing was written. \
+         Check the working directory and PATHs (`release build --list` shows the members), \
+         or pass --allow-empty to build it anyway"
+    ))
+    .into())
+}
+
+/// Warns (or with `--require-clean` refuses) when members differ from the recorded commit: the
+/// manifest would name a commit that does not hold what was shipped.
+fn check_clean(
+    ctx: &Context,
+    root: &Path,
+    source: &Source,
+    config: &BuildConfig,
+    entries: &[walk::Entry],
+) -> Result<()> {
+    let repo = git::discover(root);
+    let changed = match &repo {
+        Some(repo) => git::changed_since(repo, &source.commit)?,
+        None => None,
+    };
+    let (Some(repo), Some(changed)) = (repo, changed) else {
+        if config.require_clean {
+            return Err(Problem::Usage(format!(
+                "--require-clean cannot check the tree: no git work tree containing `{}` has \
+                 commit {}; nothing was written. Build in a checkout of that commit",
+                root.display(),
+                short(&source.commit)
+            ))
+            .into());
+        }
+        return Ok(());
+    };
+    let workdir = repo.workdir().map(fs_err::canonicalize).transpose()?;
+    let root = fs_err::canonicalize(root)?;
+    let Some(prefix) = workdir.and_then(|w| root.strip_prefix(w).ok().map(Path::to_owned)) else {
+        return Ok(());
+    };
+    let members: std::collections::HashSet<PathBuf> = entries
+        .iter()
+        .filter(|e| !matches!(e.kind, walk::EntryKind::Dir))
+        .map(|e| prefix.join(&e.path))
+        .collect();
+    let mut dirty: Vec<String> = changed
+        .into_iter()
+        .filter(|path| members.contains(path))
+        .map(|path| {
+            path.strip_prefix(&prefix)
+                .unwrap_or(&path)
+                .display()
+                .to_string()
+        })
+        .collect();
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    dirty.sort();
+    let message = dirty_message(&dirty, &source.commit);
+    if config.require_clean {
+        return Err(Problem::Usage(format!(
+            "{message}; --require-clean refuses such a build: nothing was written. Commit \
+             them, or ignore them in .gitignore"
+        ))
+        .into());
+    }
+    ctx.printer.warn(&format!(
+        "{message}; the build records that commit all the same (--require-clean makes this \
+         an error)"
+    ));
+    Ok(())
+}
+
+/// "3 files differ from commit abc: a, b, c" with at most five names.
+fn dirty_message(dirty: &[String], commit: &str) -> String {
+    const SHOWN: usize = 5;
+    let mut names = dirty[..dirty.len().min(SHOWN)].join(", ");
+    if dirty.len() > SHOWN {
+        names.push_str(&format!(" and {} more", dirty.len() - SHOWN));
+    }
+    format!(
+        "{} file(s) in the archive differ from commit {} (modified or not committed): {names}",
+        dirty.len(),
+        short(commit)
     )
 }
 

@@ -2,6 +2,7 @@ mod common;
 
 mod build;
 mod config;
+mod contents;
 mod docs;
 mod hardening_bucket;
 mod hardening_install;
