@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
+use crate::common::host_dir::{current, install, releases};
 use crate::common::{Release, TestContext};
 
 const ARTIFACT: &str = "web";
@@ -34,27 +35,6 @@ fn builds(n: u64) -> TestContext {
             .success();
     }
     ctx
-}
-
-fn install(ctx: &TestContext, dir: &Path) -> Release {
-    ctx.release()
-        .args(["--artifact", ARTIFACT, "install", "--dir"])
-        .arg(dir)
-}
-
-fn current(dir: &Path) -> Option<String> {
-    std::fs::read_link(dir.join("current"))
-        .ok()
-        .map(|p| p.display().to_string())
-}
-
-fn releases(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("releases"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
 }
 
 fn chmod(path: &Path, mode: u32) {

@@ -8,76 +8,15 @@ use std::time::{Duration, Instant};
 
 use crate::common::asg::{self, Market};
 use crate::common::proxy::{self, RequestInfo};
-use crate::common::{Action, Asg, FaultProxy, Hosts, Release, S3, Workspace, unique_bucket};
+use crate::common::{Action, Hosts, Release, S3};
+use crate::push::{World, current, results};
 
 const ARTIFACT: &str = "web";
 const LOCK: &str = "web/prod/push.lock";
 /// The test-only lifetime of the push lock (src/env_vars.rs).
 const TTL_VARIABLE: &str = "RELEASE_TEST_LOCK_TTL_SECONDS";
 
-/// A private moto with builds 1 and 2 (1 promoted); the binary under test talks to it through
-/// a fault proxy, the hosts directly.
-struct World {
-    asg: Asg,
-    proxy: FaultProxy,
-    s3: S3,
-    bucket: String,
-    workspace: Workspace,
-}
-
 impl World {
-    fn new() -> World {
-        let asg = Asg::start();
-        let proxy = FaultProxy::new(&asg.endpoint());
-        let s3 = S3::new(&asg.endpoint());
-        let bucket = unique_bucket("hardpush");
-        s3.create_bucket(&bucket);
-        let mut workspace = Workspace::new();
-        for n in 1..=2 {
-            workspace.write("app/version.txt", format!("{n}\n"));
-            workspace.commit(&format!("build {n}"));
-            Release::new()
-                .current_dir(workspace.path())
-                .endpoint(&asg.endpoint())
-                .env("RELEASE_BUCKET", &bucket)
-                .args(["--artifact", ARTIFACT, "-q", "build", "app"])
-                .success();
-        }
-        Release::new()
-            .current_dir(workspace.path())
-            .endpoint(&asg.endpoint())
-            .env("RELEASE_BUCKET", &bucket)
-            .args(["--artifact", ARTIFACT, "-q", "promote", "1", "--no-tag"])
-            .success();
-        World {
-            asg,
-            proxy,
-            s3,
-            bucket,
-            workspace,
-        }
-    }
-
-    fn hosts(&self, addresses: &[&str]) -> Hosts {
-        Hosts::start(addresses, &[("AWS_ENDPOINT_URL", &self.asg.endpoint())])
-    }
-
-    /// The binary on the controller (through the proxy), with the hosts' ssh options after a
-    /// `push` or `status` subcommand.
-    fn cmd(&self, hosts: &Hosts, args: &[&str]) -> Release {
-        let release = Release::new()
-            .current_dir(self.workspace.path())
-            .endpoint(&self.proxy.endpoint())
-            .env("RELEASE_BUCKET", &self.bucket)
-            .args(["--artifact", ARTIFACT])
-            .args(args);
-        if args.iter().any(|a| *a == "push" || *a == "status") {
-            release.args(hosts.release_args())
-        } else {
-            release
-        }
-    }
-
     fn lock(&self) -> Option<serde_json::Value> {
         let body = self.s3.get(&self.bucket, LOCK)?;
         Some(serde_json::from_slice(&body).expect("the push lock is JSON"))
@@ -97,26 +36,6 @@ impl World {
             .cloned()
             .collect()
     }
-}
-
-fn current(hosts: &Hosts, address: &str) -> Option<String> {
-    std::fs::read_link(hosts.install_dir(address).join("current"))
-        .ok()
-        .map(|p| p.display().to_string())
-}
-
-fn results(doc: &serde_json::Value) -> Vec<(String, String)> {
-    doc["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h["host"].as_str().unwrap().to_owned(),
-                h["result"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -9,77 +9,10 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{Release, TestContext};
+use crate::common::TestContext;
+use crate::common::host_dir::{Member, archive, current, install, publish, publish_as, releases};
 
 const ARTIFACT: &str = "web";
-
-/// One raw member: name, type, mode, link target, data.
-struct Member<'a>(&'a str, tar::EntryType, u32, &'a str, &'a [u8]);
-
-/// A tar of `members`, written header by header (the tar crate's setters refuse hostile names).
-fn archive(members: &[Member<'_>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for Member(name, kind, mode, link, data) in members {
-        let mut header = tar::Header::new_gnu();
-        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
-        header.set_entry_type(*kind);
-        header.set_mode(*mode);
-        header.set_size(data.len() as u64);
-        header.set_cksum();
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.resize(out.len() + 1024, 0);
-    out
-}
-
-/// Uploads `object` as build `n` (`web-{n}{ext}`) with a manifest giving `sha256` and `size`.
-fn publish_as(ctx: &TestContext, n: u64, ext: &str, object: &[u8], sha256: &str, size: u64) {
-    let name = format!("{ARTIFACT}-{n}{ext}");
-    ctx.s3.put(
-        &ctx.bucket,
-        &format!("{ARTIFACT}/prod/{name}"),
-        object.to_vec(),
-    );
-    let manifest = format!(
-        "MODULE={ARTIFACT}\nVERSION={n}\nBUILD=manual\nGIT_COMMIT=0000\nTIMESTAMP=now\n\
-         ARCHIVE={name}\nSHA256={sha256}\nSIZE={size}\n"
-    );
-    ctx.s3.put(
-        &ctx.bucket,
-        &format!("{ARTIFACT}/prod/{ARTIFACT}-{n}.release"),
-        manifest,
-    );
-}
-
-/// Uploads `object` with a correct manifest, so that only the unpacker can refuse it.
-fn publish(ctx: &TestContext, n: u64, ext: &str, object: &[u8]) {
-    let sha256 = hex::encode(Sha256::digest(object));
-    publish_as(ctx, n, ext, object, &sha256, object.len() as u64);
-}
-
-fn install(ctx: &TestContext, dir: &Path) -> Release {
-    ctx.release()
-        .args(["--artifact", ARTIFACT, "install", "--dir"])
-        .arg(dir)
-}
-
-fn current(dir: &Path) -> Option<String> {
-    std::fs::read_link(dir.join("current"))
-        .ok()
-        .map(|p| p.display().to_string())
-}
-
-fn releases(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("releases"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
-}
 
 /// A host with build 1 installed, to check that refused builds switch nothing.
 fn host_with_build_1(ctx: &TestContext) -> (tempfile::TempDir, std::path::PathBuf) {

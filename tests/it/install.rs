@@ -1,12 +1,13 @@
 //! `release install` and `release current`: the real binary installing from moto into temp
 //! directories, with hostile archives, corrupted objects, cut downloads and kills.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{Action, FaultProxy, Release, TestContext, noise, proxy};
+use crate::common::host_dir::{self, Member, archive, current, install, releases};
+use crate::common::{Action, FaultProxy, TestContext, noise, proxy};
 
 const ARTIFACT: &str = "web";
 
@@ -28,27 +29,6 @@ fn with_builds(n: u64) -> TestContext {
             .success();
     }
     ctx
-}
-
-fn install(ctx: &TestContext, dir: &Path) -> Release {
-    ctx.release()
-        .args(["--artifact", ARTIFACT, "install", "--dir"])
-        .arg(dir)
-}
-
-fn current(dir: &Path) -> Option<String> {
-    std::fs::read_link(dir.join("current"))
-        .ok()
-        .map(|p| p.display().to_string())
-}
-
-fn releases(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("releases"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]
@@ -437,40 +417,9 @@ fn dry_run_changes_nothing() {
 mod hostile {
     use super::*;
 
-    /// One raw member: name, type, mode, link target, data.
-    struct Member<'a>(&'a str, tar::EntryType, u32, &'a str, &'a [u8]);
-
-    fn archive(members: &[Member<'_>]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for Member(name, kind, mode, link, data) in members {
-            let mut header = tar::Header::new_old();
-            // Raw bytes: the tar crate's setters refuse `..` and absolute paths, as they should.
-            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-            header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
-            header.set_entry_type(*kind);
-            header.set_mode(*mode);
-            header.set_size(data.len() as u64);
-            header.set_cksum();
-            out.extend_from_slice(header.as_bytes());
-            out.extend_from_slice(data);
-            out.resize(out.len().div_ceil(512) * 512, 0);
-        }
-        out.resize(out.len() + 1024, 0);
-        out
-    }
-
-    /// Uploads `tar` as build `n` with a correct manifest, so only the unpacker can refuse it.
+    /// A build of `tar` (`web-{n}.tar`) with a correct manifest.
     fn publish(ctx: &TestContext, n: u64, tar: &[u8]) {
-        let name = format!("web-{n}.tar");
-        ctx.s3
-            .put(&ctx.bucket, &format!("web/prod/{name}"), tar.to_vec());
-        let manifest = format!(
-            "MODULE=web\nVERSION={n}\nBUILD=manual\nGIT_COMMIT=0000\nTIMESTAMP=now\nARCHIVE={name}\nSHA256={}\nSIZE={}\n",
-            hex::encode(Sha256::digest(tar)),
-            tar.len()
-        );
-        ctx.s3
-            .put(&ctx.bucket, &format!("web/prod/web-{n}.release"), manifest);
+        host_dir::publish(ctx, n, ".tar", tar);
     }
 
     #[test]

@@ -5,21 +5,25 @@ use std::time::{Duration, Instant};
 
 use crate::common::asg::{self, Market};
 use crate::common::hosts::{DEBIAN_SECURE_PATH, sudo_calls, sudo_stand_in_with_path};
-use crate::common::{Asg, Hosts, Release, S3, Workspace, unique_bucket};
+use crate::common::{Asg, FaultProxy, Hosts, Release, S3, Workspace, unique_bucket};
 
 const ARTIFACT: &str = "web";
 
-/// A private moto with a bucket holding builds 1 and 2 (1 promoted), and a workspace.
-struct World {
-    asg: Asg,
-    s3: S3,
-    bucket: String,
-    workspace: Workspace,
+/// A private moto with a bucket holding builds 1 and 2 (1 promoted), and a workspace. The
+/// binary under test talks to moto through a fault proxy (forwarding everything unless a test
+/// sets a rule), the hosts directly. Shared with hardening_push.rs and signing.rs.
+pub(crate) struct World {
+    pub(crate) asg: Asg,
+    pub(crate) proxy: FaultProxy,
+    pub(crate) s3: S3,
+    pub(crate) bucket: String,
+    pub(crate) workspace: Workspace,
 }
 
 impl World {
-    fn new() -> World {
+    pub(crate) fn new() -> World {
         let asg = Asg::start();
+        let proxy = FaultProxy::new(&asg.endpoint());
         let s3 = S3::new(&asg.endpoint());
         let bucket = unique_bucket("push");
         s3.create_bucket(&bucket);
@@ -41,6 +45,7 @@ impl World {
             .success();
         World {
             asg,
+            proxy,
             s3,
             bucket,
             workspace,
@@ -48,16 +53,16 @@ impl World {
     }
 
     /// sshd on every address, talking to this world's moto.
-    fn hosts(&self, addresses: &[&str]) -> Hosts {
+    pub(crate) fn hosts(&self, addresses: &[&str]) -> Hosts {
         Hosts::start(addresses, &[("AWS_ENDPOINT_URL", &self.asg.endpoint())])
     }
 
     /// The binary on the controller running `args`, with the hosts' ssh options after a
     /// `push` or `status` subcommand.
-    fn cmd(&self, hosts: &Hosts, args: &[&str]) -> Release {
+    pub(crate) fn cmd(&self, hosts: &Hosts, args: &[&str]) -> Release {
         let release = Release::new()
             .current_dir(self.workspace.path())
-            .endpoint(&self.asg.endpoint())
+            .endpoint(&self.proxy.endpoint())
             .env("RELEASE_BUCKET", &self.bucket)
             .args(["--artifact", ARTIFACT])
             .args(args);
@@ -69,13 +74,15 @@ impl World {
     }
 }
 
-fn current(hosts: &Hosts, address: &str) -> Option<String> {
+/// Where `current` of the host at `address` points, if anywhere.
+pub(crate) fn current(hosts: &Hosts, address: &str) -> Option<String> {
     std::fs::read_link(hosts.install_dir(address).join("current"))
         .ok()
         .map(|p| p.display().to_string())
 }
 
-fn results(doc: &serde_json::Value) -> Vec<(String, String)> {
+/// (host, result) of each line of a push report.
+pub(crate) fn results(doc: &serde_json::Value) -> Vec<(String, String)> {
     doc["hosts"]
         .as_array()
         .unwrap()
