@@ -27,7 +27,7 @@ impl From<ExitStatus> for std::process::ExitCode {
 
 /// Errors that carry their own exit status, raised by commands.
 #[derive(Debug, Error)]
-pub enum Problem {
+pub(crate) enum Problem {
     /// Bad input: a flag, a name, a build that does not exist, a path that is not there.
     #[error("{0}")]
     Usage(String),
@@ -43,17 +43,16 @@ pub enum Problem {
 /// as usual, the message as the error, and the process exits with `status`.
 #[derive(Debug, Error)]
 #[error("{message}")]
-pub struct Reported {
-    /// The exit status.
-    pub status: ExitStatus,
+pub(crate) struct Reported {
+    pub(crate) status: ExitStatus,
     /// What went wrong, in one sentence.
-    pub message: String,
+    pub(crate) message: String,
     /// The result to print all the same.
-    pub outcome: crate::output::Outcome,
+    pub(crate) outcome: crate::output::Outcome,
 }
 
 /// The exit status for an error: the first cause in the chain that decides one.
-pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
+pub(crate) fn exit_status(err: &anyhow::Error) -> ExitStatus {
     for cause in err.chain() {
         if let Some(reported) = cause.downcast_ref::<Reported>() {
             return reported.status;
@@ -78,7 +77,7 @@ pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
 }
 
 /// The message and its causes, outermost first, without repeats.
-pub fn messages(err: &anyhow::Error) -> Vec<String> {
+pub(crate) fn messages(err: &anyhow::Error) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for cause in err.chain() {
         let text = cause.to_string();

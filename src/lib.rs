@@ -3,35 +3,35 @@
 //! `run` is the whole program: resolve settings, dispatch to a command, print its outcome or
 //! its error, and map that to an exit status.
 
-pub mod archive;
-pub mod aws;
-pub mod batch;
+mod archive;
+mod aws;
+mod batch;
 pub mod cli;
-pub mod commands;
-pub mod config;
+mod commands;
+mod config;
 pub mod docs;
-pub mod env_vars;
-pub mod error;
-pub mod extract;
-pub mod git;
-pub mod history;
-pub mod hooks;
-pub mod install_dir;
-pub mod layout;
-pub mod legacy;
-pub mod links;
-pub mod man;
-pub mod manifest;
-pub mod names;
-pub mod output;
-pub mod pointers;
-pub mod redact;
-pub mod resolve;
-pub mod rollout;
-pub mod signals;
-pub mod signing;
-pub mod store;
-pub mod walk;
+mod env_vars;
+mod error;
+mod extract;
+mod git;
+mod history;
+mod hooks;
+mod install_dir;
+mod layout;
+mod legacy;
+mod links;
+mod man;
+mod manifest;
+mod names;
+mod output;
+mod pointers;
+mod redact;
+mod resolve;
+mod rollout;
+mod signals;
+mod signing;
+mod store;
+mod walk;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -39,7 +39,7 @@ use clap::CommandFactory;
 use cli::{Cli, Command, OutputFormat};
 use commands::Context;
 use config::Settings;
-use error::ExitStatus;
+pub use error::ExitStatus;
 use output::{Outcome, Printer};
 
 /// Runs the parsed command line and reports; returns the exit status.

@@ -24,89 +24,57 @@ use crate::redact;
 
 /// What a command produced: a line (or a few) for people and a document for scripts.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Text for `--output text`.
-    pub text: String,
+    pub(crate) text: String,
     /// Document for `--output json`.
-    pub json: serde_json::Value,
+    pub(crate) json: serde_json::Value,
 }
 
 /// Prints results, progress and warnings.
 #[derive(Debug)]
-pub struct Printer {
+pub(crate) struct Printer {
     format: OutputFormat,
     quiet: bool,
     terminal: bool,
-    last_progress: Mutex<Option<Instant>>,
-}
-
-/// One error line on stderr, now, from anywhere (a second signal ending the process): no
-/// printer needed, and a closed stderr is ignored.
-pub fn error_now(message: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(io::stderr(), "error: {message}");
 }
 
 /// Off a terminal, progress lines come at most this often.
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
+/// One error line on stderr, now, from anywhere (a second signal ending the process): no
+/// printer needed, and a closed stderr is ignored.
+pub(crate) fn error_now(message: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(io::stderr(), "error: {message}");
+}
+
 impl Printer {
     /// A printer for the chosen format.
-    pub fn new(format: OutputFormat, quiet: bool) -> Self {
+    pub(crate) fn new(format: OutputFormat, quiet: bool) -> Self {
         Self {
             format,
             quiet,
             terminal: std::io::stderr().is_terminal(),
-            last_progress: Mutex::new(None),
         }
     }
 
-    /// The output format.
-    pub fn format(&self) -> OutputFormat {
-        self.format
-    }
-
     /// A step starts or ends: always shown unless `-q`.
-    pub fn status(&self, message: &str) {
+    pub(crate) fn status(&self, message: &str) {
         let message = redact::urls(message);
         if !self.quiet {
             around_bars(|| to_stderr(format_args!("{message}\n")));
         }
     }
 
-    /// Progress within a long step: on a terminal, rewritten in place; elsewhere, a plain line
-    /// at most every few seconds.
-    pub fn progress(&self, message: &str) {
-        let message = redact::urls(message);
-        if self.quiet {
-            return;
-        }
-        if self.terminal {
-            to_stderr(format_args!("\r\x1b[2K{message}"));
-            return;
-        }
-        let mut last = self.last_progress.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_none_or(|at| at.elapsed() >= PLAIN_PROGRESS_EVERY) {
-            *last = Some(Instant::now());
-            to_stderr(format_args!("{message}\n"));
-        }
-    }
-
-    /// Ends an in-place progress line on a terminal.
-    pub fn progress_done(&self) {
-        if self.terminal && !self.quiet {
-            to_stderr(format_args!("\r\x1b[2K"));
-        }
-    }
-
     /// A warning: always shown, even with `-q`.
-    pub fn warn(&self, message: &str) {
+    pub(crate) fn warn(&self, message: &str) {
         let message = redact::urls(message);
         around_bars(|| to_stderr(format_args!("warning: {message}\n")));
     }
 
     /// The command's result.
-    pub fn outcome(&self, outcome: &Outcome) {
+    pub(crate) fn outcome(&self, outcome: &Outcome) {
         let outcome = &redacted(outcome);
         match self.format {
             OutputFormat::Text => {
@@ -119,13 +87,13 @@ impl Printer {
     }
 
     /// One error line on stderr, whatever the format (the result went to stdout already).
-    pub fn error_line(&self, message: &str) {
+    pub(crate) fn error_line(&self, message: &str) {
         let message = redact::urls(message);
         to_stderr(format_args!("error: {message}\n"));
     }
 
     /// The command's error: `error: …` and `Caused by:` lines, or a JSON document.
-    pub fn error(&self, messages: &[String], exit_code: u8) {
+    pub(crate) fn error(&self, messages: &[String], exit_code: u8) {
         let messages: Vec<String> = messages.iter().map(|m| redact::urls(m).into()).collect();
         match self.format {
             OutputFormat::Text => {
@@ -178,13 +146,13 @@ fn around_bars<R>(print: impl FnOnce() -> R) -> R {
 
 /// The writer of `tracing` logs: stderr, with any progress bar hidden while a line is written,
 /// so that logs never land inside a bar.
-pub fn log_writer() -> redact::Writer<LogWriter> {
+pub(crate) fn log_writer() -> redact::Writer<LogWriter> {
     redact::Writer(LogWriter)
 }
 
 /// See [`log_writer`].
 #[derive(Debug)]
-pub struct LogWriter;
+pub(crate) struct LogWriter;
 
 // Failures are swallowed: tracing-subscriber reports a failed write with `eprintln!`, which
 // panics when stderr is a broken pipe.
@@ -202,7 +170,7 @@ impl io::Write for LogWriter {
 
 /// Copies a hook's output to stderr (around any bar). An error means stderr is gone; the
 /// caller stops forwarding and keeps only its log.
-pub fn forward_to_stderr(bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn forward_to_stderr(bytes: &[u8]) -> io::Result<()> {
     around_bars(|| {
         let mut err = io::stderr().lock();
         err.write_all(bytes)?;
@@ -224,7 +192,7 @@ fn to_stdout(args: fmt::Arguments<'_>) {
 impl Printer {
     /// Progress of a transfer of `total` bytes (if known) named `label`: a bar on a terminal,
     /// a plain line every few seconds elsewhere (a Jenkins console), nothing with `-q`.
-    pub fn bytes_progress(&self, label: &str, total: Option<u64>) -> BytesProgress {
+    pub(crate) fn bytes_progress(&self, label: &str, total: Option<u64>) -> BytesProgress {
         let inner = if self.quiet {
             Progress::Off
         } else if self.terminal {
@@ -269,7 +237,7 @@ impl Printer {
 /// A running byte count (see [`Printer::bytes_progress`]); clones count into the same total,
 /// from any thread.
 #[derive(Debug, Clone)]
-pub struct BytesProgress(Arc<Progress>);
+pub(crate) struct BytesProgress(Arc<Progress>);
 
 #[derive(Debug)]
 enum Progress {
@@ -280,7 +248,7 @@ enum Progress {
 
 impl BytesProgress {
     /// `n` more bytes went through.
-    pub fn inc(&self, n: u64) {
+    pub(crate) fn inc(&self, n: u64) {
         match &*self.0 {
             Progress::Off => {}
             Progress::Bar(bar) => bar.inc(n),
@@ -293,7 +261,7 @@ impl BytesProgress {
     }
 
     /// The transfer ended: the bar is removed (the command's result says the rest).
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Progress::Bar(bar) = &*self.0 {
             bar.finish_and_clear();
         }

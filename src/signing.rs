@@ -21,13 +21,13 @@ use sha2::{Digest as _, Sha256};
 use crate::error::Problem;
 
 /// The `format` of the KMS envelope.
-pub const KMS_FORMAT: &str = "release-kms-ecdsa-p256-sha256";
+pub(crate) const KMS_FORMAT: &str = "release-kms-ecdsa-p256-sha256";
 /// KMS signs at most this many bytes with MessageType RAW.
 const KMS_RAW_LIMIT: usize = 4096;
 
 /// A signing key as `--sign` names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SignWith {
+pub(crate) enum SignWith {
     /// `kms:KEY` (key id, ARN or `alias/…`).
     Kms(String),
     /// `key:FILE`: a minisign secret key file.
@@ -53,15 +53,15 @@ impl std::str::FromStr for SignWith {
 
 /// A signature as stored: its text and the id of the key that made it.
 #[derive(Debug, Clone)]
-pub struct Signed {
+pub(crate) struct Signed {
     /// The `.release.sig` object's body.
-    pub text: String,
+    pub(crate) text: String,
     /// The key id (minisign's 16 hex digits, or the KMS key's ARN).
-    pub key_id: String,
+    pub(crate) key_id: String,
 }
 
 /// Signs `manifest` (the bytes that will be stored) as build `number` of `artifact`.
-pub async fn sign(
+pub(crate) async fn sign(
     with: &SignWith,
     aws: impl AsyncFnOnce() -> aws_config::SdkConfig,
     manifest: &[u8],
@@ -134,7 +134,7 @@ fn read_secret(path: &Path) -> Result<(minisign::SecretKey, minisign::PublicKey)
 
 /// Checks a `key:FILE` key before anything is uploaded, so that a bad key costs no build
 /// number and no upload (a KMS key is only known good when it signs).
-pub fn preflight(with: &SignWith) -> Result<(), Problem> {
+pub(crate) fn preflight(with: &SignWith) -> Result<(), Problem> {
     match with {
         SignWith::File(path) => read_secret(path).map(|_| ()),
         SignWith::Kms(_) => Ok(()),
@@ -172,16 +172,14 @@ enum PublicKey {
 
 /// A trusted key and its id.
 #[derive(Debug, Clone)]
-pub struct TrustedKey {
+pub(crate) struct TrustedKey {
     key: PublicKey,
     /// minisign's key id, or `sha256:` + 16 hex digits of the PEM key's DER.
-    pub id: String,
-    /// Where it was read from.
-    pub file: PathBuf,
+    pub(crate) id: String,
 }
 
 /// The trusted keys of the flags (or their env twin), else of release.toml.
-pub fn configured(
+pub(crate) fn configured(
     flags: Vec<PathBuf>,
     file: &Option<Vec<PathBuf>>,
 ) -> Result<Vec<TrustedKey>, Problem> {
@@ -193,7 +191,7 @@ pub fn configured(
 }
 
 /// Reads trusted keys: minisign public key files or PEM public keys (from `release key export`).
-pub fn load_trusted(files: &[PathBuf]) -> Result<Vec<TrustedKey>, Problem> {
+pub(crate) fn load_trusted(files: &[PathBuf]) -> Result<Vec<TrustedKey>, Problem> {
     files.iter().map(|file| load_one(file)).collect()
 }
 
@@ -215,7 +213,6 @@ fn load_one(file: &Path) -> Result<TrustedKey, Problem> {
         return Ok(TrustedKey {
             key: PublicKey::P256(key),
             id,
-            file: file.to_owned(),
         });
     } else if text.trim_start().starts_with("untrusted comment:") {
         minisign::PublicKeyBox::from_string(&text).and_then(|b| b.into_public_key())
@@ -226,7 +223,6 @@ fn load_one(file: &Path) -> Result<TrustedKey, Problem> {
     Ok(TrustedKey {
         id: minisign_id(key.keynum()),
         key: PublicKey::Minisign(key),
-        file: file.to_owned(),
     })
 }
 
@@ -236,7 +232,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Why a signature was not accepted.
 #[derive(Debug, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The signature object could not be read as a signature.
     #[error("the signature is not readable ({0})")]
     Garbled(String),
@@ -249,7 +245,7 @@ pub enum Refusal {
 }
 
 /// Checks `signature` over `manifest`; the id of the trusted key that signed it.
-pub fn verify(
+pub(crate) fn verify(
     trusted: &[TrustedKey],
     manifest: &[u8],
     signature: &[u8],
@@ -316,7 +312,7 @@ fn verify_kms(trusted: &[TrustedKey], manifest: &[u8], text: &str) -> Result<Str
 }
 
 /// `release key export`: the public key of a signing key, as trusted keys are given.
-pub async fn export(
+pub(crate) async fn export(
     with: &SignWith,
     aws: impl AsyncFnOnce() -> aws_config::SdkConfig,
 ) -> Result<String> {
@@ -346,7 +342,7 @@ pub async fn export(
 /// as its signed manifest describes it, and the signing key's id. Anything else is an input
 /// error (exit 2) naming the build, the key ids and the fix; only the manifest and the
 /// signature are read.
-pub async fn verified(
+pub(crate) async fn verified(
     store: &crate::store::Store,
     layout: &crate::layout::Layout,
     number: u64,
@@ -394,7 +390,7 @@ pub async fn verified(
 
 /// The key id a signature object names, unchecked (for `show`): minisign's key id or the KMS
 /// key's ARN; `None` if it is not a signature.
-pub fn named_signer(signature: &[u8]) -> Option<String> {
+pub(crate) fn named_signer(signature: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(signature).ok()?;
     if text.trim_start().starts_with('{') {
         let envelope: Envelope = serde_json::from_str(text).ok()?;
@@ -407,7 +403,7 @@ pub fn named_signer(signature: &[u8]) -> Option<String> {
 /// The key id build `number`'s signature object names, if it has a readable one (for history
 /// records; unchecked here, checked before a promotion when trusted keys are configured). A
 /// failure to read it counts as none: the record is still written.
-pub async fn signer_of(
+pub(crate) async fn signer_of(
     store: &crate::store::Store,
     layout: &crate::layout::Layout,
     number: u64,

@@ -187,7 +187,7 @@ fn non_empty_env(name: &str) -> Option<String> {
 }
 
 /// Runs `release build`.
-pub async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
     let started = Instant::now();
     let start_time = jiff::Timestamp::now();
     let layout = ctx.layout()?;
@@ -731,7 +731,7 @@ fn hostname() -> String {
 }
 
 /// `12.3 MiB`.
-pub fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

@@ -14,7 +14,7 @@ use crate::manifest;
 use crate::output::Outcome;
 
 /// Runs `release current`.
-pub async fn run(ctx: &Context, args: CurrentArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: CurrentArgs) -> Result<Outcome> {
     let dir = install_dir(ctx, args.dir)?;
     let view = InstallView::new(&dir);
     let artifact = artifact_of(ctx, &view, &dir)?;

@@ -8,11 +8,11 @@ use serde_json::json;
 use super::Context;
 use super::list::{DEFAULT_LIMIT, short, table};
 use crate::cli::ListArgs;
-use crate::history::{self, Event};
+use crate::history::{self, Record};
 use crate::output::Outcome;
 
 /// Runs `release history`.
-pub async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let store = Arc::new(ctx.store(None).await);
     let events = history::newest(&store, &layout, args.limit.unwrap_or(DEFAULT_LIMIT)).await?;
@@ -24,14 +24,14 @@ pub async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
     } else {
         text(&events)
     };
-    let records: Vec<_> = events.iter().map(|event| &event.record).collect();
+    let records: Vec<_> = events.iter().collect();
     Ok(Outcome {
         text,
         json: json!({ "events": records }),
     })
 }
 
-fn text(events: &[Event]) -> String {
+fn text(events: &[Record]) -> String {
     let mut rows = vec![
         [
             "TIME", "KIND", "FROM", "TO", "USER", "HOST", "TAG", "COMMIT",
@@ -41,7 +41,7 @@ fn text(events: &[Event]) -> String {
     ];
     let number = |n: Option<u64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
     for event in events {
-        let r = &event.record;
+        let r = event;
         rows.push(vec![
             r.time.clone(),
             r.kind.clone(),

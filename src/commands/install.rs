@@ -131,12 +131,12 @@ fn dry_run(layout: &Layout, config: &InstallConfig, build: &Build) -> Outcome {
 }
 
 /// `--dir`, else `RELEASE_INSTALL_DIR` (clap's env twin), else release.toml, else `/opt/{artifact}`.
-pub fn default_dir(given: Option<PathBuf>, artifact: &str) -> PathBuf {
+pub(crate) fn default_dir(given: Option<PathBuf>, artifact: &str) -> PathBuf {
     given.unwrap_or_else(|| Path::new("/opt").join(artifact))
 }
 
 /// Runs `release install`.
-pub async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
     let started = Instant::now();
     let layout = ctx.layout()?;
     let config = InstallConfig::resolve(ctx, args)?;

@@ -23,7 +23,7 @@ use crate::resolve::{self, Listing};
 use crate::store::{Object, Store};
 
 /// Entries shown when `--limit` is not given.
-pub const DEFAULT_LIMIT: usize = 20;
+pub(crate) const DEFAULT_LIMIT: usize = 20;
 
 /// One build as listed (field names are documented in docs/output.md).
 #[derive(Debug, Serialize)]
@@ -44,7 +44,7 @@ struct Row {
 }
 
 /// Runs `release list`.
-pub async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let limit = args.limit.unwrap_or(DEFAULT_LIMIT);
     let store = Arc::new(ctx.store(None).await);
@@ -234,7 +234,7 @@ fn outcome(
 }
 
 /// The first 12 characters of a commit id.
-pub fn short(commit: &str) -> String {
+pub(crate) fn short(commit: &str) -> String {
     commit.chars().take(12).collect()
 }
 
@@ -243,7 +243,7 @@ fn dash(value: Option<&str>) -> String {
 }
 
 /// Left-aligned columns two spaces apart; trailing spaces trimmed.
-pub fn table(rows: &[Vec<String>]) -> String {
+pub(crate) fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {

@@ -33,32 +33,32 @@ use crate::signals::{self, Cleanup};
 use crate::store::{Precondition, Store, StoreError};
 
 /// Remote the tag is pushed to when none is given.
-pub const DEFAULT_REMOTE: &str = "origin";
+pub(crate) const DEFAULT_REMOTE: &str = "origin";
 
 /// Git settings of promote and rollback after merging flags, env and release.toml.
 #[derive(Debug, Clone)]
-pub struct TagConfig {
+pub(crate) struct TagConfig {
     /// The tag's name.
-    pub name: String,
+    pub(crate) name: String,
     /// The remote to fetch from and push to.
-    pub remote: String,
+    pub(crate) remote: String,
     /// The repository, if git is used (`None` with `--no-tag`).
-    pub repo: Option<RepoPaths>,
+    pub(crate) repo: Option<RepoPaths>,
 }
 
 /// Where the repository is: for libgit2 and for the `git` program.
 #[derive(Debug, Clone)]
-pub struct RepoPaths {
+pub(crate) struct RepoPaths {
     /// The repository itself (`.git`, or the bare repository).
-    pub git_dir: PathBuf,
+    pub(crate) git_dir: PathBuf,
     /// Where the `git` program runs.
-    pub workdir: PathBuf,
+    pub(crate) workdir: PathBuf,
 }
 
 impl TagConfig {
     /// Flag (or its env twin) > release.toml `[promote]` > default; names are checked and the
     /// repository is found before any request is made.
-    pub fn resolve(args: TagArgs, file: &PromoteFile, artifact: &str) -> Result<Self> {
+    pub(crate) fn resolve(args: TagArgs, file: &PromoteFile, artifact: &str) -> Result<Self> {
         let name = non_empty(args.tag)
             .or_else(|| non_empty(file.tag.clone()))
             .unwrap_or_else(|| format!("{artifact}-stable"));
@@ -96,19 +96,23 @@ fn non_empty(value: Option<String>) -> Option<String> {
 
 /// latest-stable.txt as read at the start.
 #[derive(Debug, Clone)]
-pub struct Stable {
+pub(crate) struct Stable {
     /// The build it names, if it names one.
-    pub version: Option<u64>,
+    pub(crate) version: Option<u64>,
     /// The archive name of that build (`{artifact}-{N}.tar` for an old job's build).
-    pub archive: Option<String>,
+    pub(crate) archive: Option<String>,
     /// The version tag to compare-and-swap against.
-    pub etag: String,
+    pub(crate) etag: String,
 }
 
 /// Reads latest-stable.txt. A garbled or lying one does not block a promotion (it will be
 /// replaced by compare-and-swap like any other); it only has no build number. A failure to
 /// read it is an error: only a missing pointer means "nothing is stable".
-pub async fn read_stable(ctx: &Context, store: &Store, layout: &Layout) -> Result<Option<Stable>> {
+pub(crate) async fn read_stable(
+    ctx: &Context,
+    store: &Store,
+    layout: &Layout,
+) -> Result<Option<Stable>> {
     let key = layout.latest_stable();
     let Some(object) = store
         .get(&key)
@@ -159,19 +163,17 @@ pub async fn read_stable(ctx: &Context, store: &Store, layout: &Layout) -> Resul
 }
 
 /// What one promotion works with.
-pub struct Promotion<'a> {
+pub(crate) struct Promotion<'a> {
     /// The command's context.
-    pub ctx: &'a Context,
-    /// The bucket.
-    pub store: &'a Store,
-    /// Its keys.
-    pub layout: &'a Layout,
+    pub(crate) ctx: &'a Context,
+    pub(crate) store: &'a Store,
+    pub(crate) layout: &'a Layout,
     /// Git settings.
-    pub tagging: &'a TagConfig,
+    pub(crate) tagging: &'a TagConfig,
     /// This is a rollback: its history record says so.
-    pub rollback: bool,
+    pub(crate) rollback: bool,
     /// `--allow-format-change`: the old boot scripts may break (see `check_format`).
-    pub allow_format_change: bool,
+    pub(crate) allow_format_change: bool,
 }
 
 /// What happened, for the report (see docs/output.md).
@@ -201,7 +203,7 @@ enum TagFailure {
 }
 
 /// Runs `release promote`.
-pub async fn run(ctx: &Context, args: PromoteArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: PromoteArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let reference: BuildRef = args.build.parse()?;
     let allow_format_change = args.tag.allow_format_change;
@@ -227,7 +229,7 @@ pub async fn run(ctx: &Context, args: PromoteArgs) -> Result<Outcome> {
 
 /// With trusted keys configured, the build as its signed manifest says, or the refusal (exit
 /// 2): latest-stable never points at a build that no trusted key signed. Shared by rollback.
-pub async fn signed_if_required(
+pub(crate) async fn signed_if_required(
     ctx: &Context,
     store: &Store,
     layout: &Layout,
@@ -247,7 +249,7 @@ pub async fn signed_if_required(
 impl Promotion<'_> {
     /// Checks, then moves the pointer (unless the build is already stable), records it, and
     /// moves and pushes the tag.
-    pub async fn promote(&self, build: Build, stable: Option<Stable>) -> Result<Outcome> {
+    pub(crate) async fn promote(&self, build: Build, stable: Option<Stable>) -> Result<Outcome> {
         self.check_format(&build, stable.as_ref())?;
         let commit = self.commit_to_tag(&build)?;
         self.check_archive(&build).await?;

@@ -30,17 +30,17 @@ const DEFAULT_HEALTH_TIMEOUT: u64 = 60;
 const DEFAULT_MAX_CONNECTIONS: usize = 8;
 
 /// Where the hosts are and how to reach them, merged from flags and `[push]`.
-pub struct Reach {
+pub(crate) struct Reach {
     /// Where targets come from.
-    pub source: Source,
+    pub(crate) source: Source,
     /// SSH options.
-    pub ssh: SshOptions,
+    pub(crate) ssh: SshOptions,
     /// New-connection cap.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
 }
 
 /// Resolves `--asg`/`--hosts` and the SSH options (shared with `status`).
-pub fn reach(args: &TargetArgs, file: &PushFile) -> Result<Reach> {
+pub(crate) fn reach(args: &TargetArgs, file: &PushFile) -> Result<Reach> {
     let groups = if args.asg.is_empty() {
         file.asg.clone().unwrap_or_default()
     } else {
@@ -112,7 +112,7 @@ pub fn reach(args: &TargetArgs, file: &PushFile) -> Result<Reach> {
 }
 
 /// `--sudo`, `--remote-binary`, `--dir` merged with `[push]` (shared with `status`).
-pub fn remote(args: &RemoteArgs, file: &PushFile) -> Remote {
+pub(crate) fn remote(args: &RemoteArgs, file: &PushFile) -> Remote {
     Remote {
         sudo: args.sudo || file.sudo.unwrap_or(false),
         binary: args
@@ -125,7 +125,7 @@ pub fn remote(args: &RemoteArgs, file: &PushFile) -> Remote {
 }
 
 /// Resolves the targets once, saying which instances were left out.
-pub async fn resolve_targets(
+pub(crate) async fn resolve_targets(
     ctx: &Context,
     source: &Source,
 ) -> Result<(Vec<Target>, Option<Fleet>, Vec<targets::Skipped>)> {
@@ -153,7 +153,7 @@ pub async fn resolve_targets(
 }
 
 /// Runs `release push`.
-pub async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
     let file = &ctx.settings.file.push;
     let layout = ctx.layout()?;
     let reach = reach(&args.target, file)?;
@@ -207,7 +207,6 @@ pub async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
         ),
         max_failures: args.max_failures.or(file.max_failures).unwrap_or(0),
         batch,
-        canary,
         ssh: reach.ssh,
         max_connections: reach.max_connections,
         log_dir: args.log_dir.or(file.log_dir.clone()),

@@ -18,7 +18,7 @@ use crate::output::Outcome;
 use crate::resolve::{self, BuildRef};
 
 /// Runs `release rollback`.
-pub async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let allow_format_change = args.allow_format_change;
     let trusted = crate::signing::configured(

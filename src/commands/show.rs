@@ -9,7 +9,7 @@ use crate::output::Outcome;
 use crate::resolve::{self, BuildRef};
 
 /// Runs `release show`.
-pub async fn run(ctx: &Context, args: ShowArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: ShowArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let reference: BuildRef = args.build.parse()?;
     let store = ctx.store(None).await;

@@ -17,7 +17,7 @@ use crate::rollout::ssh::{self, RemoteCommand, SshOptions};
 use crate::rollout::targets::Target;
 
 /// Runs `release status`.
-pub async fn run(ctx: &Context, args: StatusArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: StatusArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let reach = reach(&args.target, &ctx.settings.file.push)?;
     let store = ctx.store(None).await;

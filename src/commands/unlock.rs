@@ -13,7 +13,7 @@ use crate::signals::{self, Cleanup};
 use crate::store::StoreError;
 
 /// Runs `release unlock`.
-pub async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let store = ctx.store(None).await;
     let key = layout.push_lock();

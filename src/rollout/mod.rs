@@ -4,12 +4,12 @@
 //! before each batch and swept at the end, so instances that joined meanwhile are not left
 //! behind.
 
-pub mod health;
-pub mod lock;
-pub mod plan;
-pub mod ssh;
-pub mod targets;
-pub mod template;
+pub(crate) mod health;
+pub(crate) mod lock;
+pub(crate) mod plan;
+pub(crate) mod ssh;
+pub(crate) mod targets;
+pub(crate) mod template;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -33,86 +33,80 @@ use targets::{Skipped, Source, Target};
 
 /// Everything a push needs to know, resolved.
 #[derive(Debug, Clone)]
-pub struct Rollout {
-    /// The artifact.
-    pub artifact: String,
+pub(crate) struct Rollout {
+    pub(crate) artifact: String,
     /// The build number every host gets.
-    pub version: u64,
+    pub(crate) version: u64,
     /// The bucket as the controller was given it (passed on to the hosts).
-    pub bucket: String,
-    /// The stage.
-    pub stage: String,
+    pub(crate) bucket: String,
+    pub(crate) stage: String,
     /// How `release` runs on the hosts.
-    pub remote: Remote,
+    pub(crate) remote: Remote,
     /// `--command` template, instead of `release install`.
-    pub template: Option<String>,
+    pub(crate) template: Option<String>,
     /// Health check.
-    pub health: HealthCheck,
-    /// Health timeout.
-    pub health_timeout: Duration,
+    pub(crate) health: HealthCheck,
+    pub(crate) health_timeout: Duration,
     /// Failures tolerated over the whole push.
-    pub max_failures: usize,
+    pub(crate) max_failures: usize,
     /// Batch size.
-    pub batch: BatchSize,
-    /// Canary hosts.
-    pub canary: usize,
+    pub(crate) batch: BatchSize,
     /// SSH options.
-    pub ssh: SshOptions,
+    pub(crate) ssh: SshOptions,
     /// New connections at once.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Per-host logs.
-    pub log_dir: Option<PathBuf>,
+    pub(crate) log_dir: Option<PathBuf>,
 }
 
 /// How one host ended.
 #[derive(Debug, Clone, Serialize)]
-pub struct HostReport {
+pub(crate) struct HostReport {
     /// Host name (its address).
-    pub host: String,
+    pub(crate) host: String,
     /// Instance id.
-    pub instance: Option<String>,
-    /// Group.
-    pub group: Option<String>,
+    pub(crate) instance: Option<String>,
+    pub(crate) group: Option<String>,
     /// spot / on-demand.
-    pub lifecycle: Option<String>,
+    pub(crate) lifecycle: Option<String>,
     /// Availability zone.
-    pub zone: Option<String>,
+    pub(crate) zone: Option<String>,
     /// Build before.
-    pub before: Option<u64>,
+    pub(crate) before: Option<u64>,
     /// Build after.
-    pub after: Option<u64>,
+    pub(crate) after: Option<u64>,
     /// `ok`, `failed`, `not-started` or `left` (the instance left its group before its batch).
-    pub result: String,
+    pub(crate) result: String,
     /// Why it failed.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Seconds spent on it.
-    pub seconds: f64,
+    pub(crate) seconds: f64,
 }
 
 /// The whole push.
 #[derive(Debug, Default, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// One entry per host, in the order they were planned.
-    pub hosts: Vec<HostReport>,
+    pub(crate) hosts: Vec<HostReport>,
     /// Instances left out of the groups, and why.
-    pub skipped: Vec<Skipped>,
+    pub(crate) skipped: Vec<Skipped>,
     /// Batches run.
-    pub batches: usize,
+    pub(crate) batches: usize,
     /// Whether a signal stopped it.
-    pub interrupted: bool,
+    pub(crate) interrupted: bool,
     /// Why it stopped before its end although no host failed beyond the limit: an AWS error
     /// re-reading the groups, or a push lock that was lost.
-    pub stopped: Option<String>,
+    pub(crate) stopped: Option<String>,
 }
 
 impl Report {
     /// Hosts that failed.
-    pub fn failed(&self) -> usize {
+    pub(crate) fn failed(&self) -> usize {
         self.hosts.iter().filter(|h| h.result == "failed").count()
     }
 
     /// Hosts that are on the build and healthy.
-    pub fn ok(&self) -> usize {
+    pub(crate) fn ok(&self) -> usize {
         self.hosts.iter().filter(|h| h.result == "ok").count()
     }
 }
@@ -120,23 +114,23 @@ impl Report {
 /// Why no new batch may start, set from outside the batch loop (the lock's renewal) or by it
 /// (an AWS error): the first reason set wins.
 #[derive(Debug, Clone, Default)]
-pub struct Halt(Arc<Mutex<Option<String>>>);
+pub(crate) struct Halt(Arc<Mutex<Option<String>>>);
 
 impl Halt {
     /// Stops new batches for `reason`, unless a reason was already given.
-    pub fn set(&self, reason: String) {
+    pub(crate) fn set(&self, reason: String) {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         slot.get_or_insert(reason);
     }
 
     /// The reason, if set.
-    pub fn reason(&self) -> Option<String> {
+    pub(crate) fn reason(&self) -> Option<String> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
 /// Shared by the hosts of a push.
-pub struct Runner {
+pub(crate) struct Runner {
     rollout: Rollout,
     connects: Semaphore,
     control_dir: tempfile::TempDir,
@@ -146,7 +140,7 @@ pub struct Runner {
 impl Runner {
     /// Prepares what the hosts share (the control-socket and log directories), before the lock
     /// is taken and any host touched, so that a failure here changes nothing.
-    pub fn new(rollout: Rollout, printer: Arc<Printer>) -> Result<Runner> {
+    pub(crate) fn new(rollout: Rollout, printer: Arc<Printer>) -> Result<Runner> {
         // Short: the control sockets live here, and Unix sockets allow about 100 bytes.
         let control_dir = tempfile::Builder::new().prefix("rls").tempdir_in("/tmp")?;
         if let Some(dir) = &rollout.log_dir {
@@ -163,7 +157,7 @@ impl Runner {
 
 /// Runs the batches; never fails: every host planned gets a line in the report, and an error
 /// after the first host was touched (re-reading the groups) stops new batches instead.
-pub async fn run(
+pub(crate) async fn run(
     runner: Runner,
     batches: Vec<Vec<Target>>,
     source: &Source,
@@ -496,19 +490,19 @@ fn remote_command(rollout: &Rollout, target: &Target) -> Result<RemoteCommand> {
 
 /// How `release` runs on the hosts: `[sudo -n] BINARY SUBCOMMAND … --output json [--dir D]`.
 #[derive(Debug, Clone)]
-pub struct Remote {
+pub(crate) struct Remote {
     /// `sudo -n` in front.
-    pub sudo: bool,
+    pub(crate) sudo: bool,
     /// `release` on the hosts.
-    pub binary: String,
+    pub(crate) binary: String,
     /// `--dir` for the hosts, if given; else each host's own default.
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
 }
 
 impl Remote {
     /// The remote `release SUBCOMMAND POSITIONAL… OPTIONS… --output json [--dir D]`, each word
     /// quoted on its own.
-    pub fn command(
+    pub(crate) fn command(
         &self,
         subcommand: &str,
         positional: &[&str],

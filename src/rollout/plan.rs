@@ -5,7 +5,7 @@ use crate::error::Problem;
 
 /// A batch size as given: `5` or `25%`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BatchSize {
+pub(crate) enum BatchSize {
     /// This many hosts.
     Hosts(usize),
     /// This percentage of all hosts.
@@ -37,7 +37,7 @@ impl std::str::FromStr for BatchSize {
 
 impl BatchSize {
     /// Hosts per batch for `total` hosts.
-    pub fn hosts(self, total: usize) -> usize {
+    pub(crate) fn hosts(self, total: usize) -> usize {
         match self {
             Self::Hosts(n) => n,
             Self::Percent(p) => (total * usize::from(p)).div_ceil(100),
@@ -47,7 +47,7 @@ impl BatchSize {
 }
 
 /// Cuts `items` into batches, keeping their order.
-pub fn batches<T: Clone>(items: &[T], size: BatchSize, canary: usize) -> Vec<Vec<T>> {
+pub(crate) fn batches<T: Clone>(items: &[T], size: BatchSize, canary: usize) -> Vec<Vec<T>> {
     let canary = canary.min(items.len());
     let mut out = Vec::new();
     if canary > 0 {

@@ -31,7 +31,7 @@ const CONFLICT_ATTEMPTS: usize = 5;
 
 /// An S3 bucket.
 #[derive(Debug)]
-pub struct S3Store {
+pub(crate) struct S3Store {
     client: Client,
     bucket: String,
     policy: WritePolicy,
@@ -44,7 +44,7 @@ impl S3Store {
     ///
     /// A custom endpoint (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`) means an S3-compatible
     /// store, which wants path-style addressing.
-    pub fn new(
+    pub(crate) fn new(
         shared: &aws_config::SdkConfig,
         timeouts: Timeouts,
         bucket: String,
@@ -63,8 +63,7 @@ impl S3Store {
         }
     }
 
-    /// The bucket name.
-    pub fn bucket(&self) -> &str {
+    pub(crate) fn bucket(&self) -> &str {
         &self.bucket
     }
 
@@ -82,7 +81,6 @@ impl S3Store {
     ) -> Result<Option<Bytes>, StoreError> {
         let header = match range {
             ByteRange::Tail(n) => format!("bytes=-{n}"),
-            ByteRange::Span { start, end } => format!("bytes={start}-{}", end.saturating_sub(1)),
         };
         Ok(self.read(key, Some(header)).await?.map(|(body, _)| body))
     }
