@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::batch;
-use crate::env_vars;
+use crate::identity;
 use crate::layout::Layout;
 use crate::redact;
 use crate::store::{Precondition, Store, StoreError};
@@ -55,8 +55,8 @@ impl Record {
         Self {
             kind: kind.to_owned(),
             time: rfc3339_millis(time),
-            user: user(),
-            host: hostname(),
+            user: identity::user(),
+            host: identity::hostname(),
             artifact: layout.artifact().to_owned(),
             stage: layout.stage().to_owned(),
             from_version: None,
@@ -219,40 +219,6 @@ pub(crate) async fn previous_stable(
     })
 }
 
-/// Who runs the tool: Jenkins' BUILD_USER_ID, else USER, else the name of the process's uid
-/// (cron jobs and systemd units often have no USER), else `unknown`.
-pub(crate) fn user() -> String {
-    [env_vars::BUILD_USER_ID, env_vars::USER]
-        .iter()
-        .filter_map(|name| std::env::var(name).ok())
-        .map(|value| value.trim().to_owned())
-        .find(|value| !value.is_empty())
-        .or_else(|| {
-            let passwd = fs_err::read_to_string("/etc/passwd").ok()?;
-            name_of_uid(&passwd, rustix::process::getuid().as_raw())
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-/// The user name of `uid` in a passwd file (`name:password:uid:...` lines).
-fn name_of_uid(passwd: &str, uid: u32) -> Option<String> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?.trim();
-        let listed: u32 = fields.nth(1)?.trim().parse().ok()?;
-        (listed == uid && !name.is_empty()).then(|| name.to_owned())
-    })
-}
-
-/// This machine's host name.
-pub(crate) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".into())
-}
-
 /// `2026-11-23T10:15:00.123Z`.
 fn rfc3339_millis(time: jiff::Timestamp) -> String {
     time.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
@@ -269,14 +235,6 @@ fn key_stamp(time: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uid_names_come_from_passwd() {
-        let passwd = "# comment\nroot:x:0:0:root:/root:/bin/bash\njenkins:x:1001:1001::/var/lib/jenkins:/bin/sh\n";
-        assert_eq!(name_of_uid(passwd, 1001).as_deref(), Some("jenkins"));
-        assert_eq!(name_of_uid(passwd, 0).as_deref(), Some("root"));
-        assert_eq!(name_of_uid(passwd, 7), None);
-    }
 
     fn promotion(from: Option<u64>, to: u64, rollback: bool) -> Record {
         let mut record = Record::now(PROMOTE, &Layout::new("web", "prod"));

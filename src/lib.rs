@@ -16,6 +16,7 @@ mod extract;
 mod git;
 mod history;
 mod hooks;
+mod identity;
 mod install_dir;
 mod layout;
 mod legacy;

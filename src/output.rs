@@ -299,23 +299,88 @@ impl PlainProgress {
             return None;
         }
         *next = elapsed + PLAIN_PROGRESS_EVERY;
-        let rate = HumanBytes((done as f64 / elapsed.as_secs_f64().max(0.001)) as u64);
+        let rate = human_bytes((done as f64 / elapsed.as_secs_f64().max(0.001)) as u64);
         Some(match self.total {
             Some(total) if total > 0 => format!(
                 "{}: {} of {} ({}%, {rate}/s)",
                 self.label,
-                HumanBytes(done),
-                HumanBytes(total),
+                human_bytes(done),
+                human_bytes(total),
                 done.saturating_mul(100) / total
             ),
-            _ => format!("{}: {} ({rate}/s)", self.label, HumanBytes(done)),
+            _ => format!("{}: {} ({rate}/s)", self.label, human_bytes(done)),
         })
     }
+}
+
+/// A size for people, as the progress bars print it (`12.30 MiB`, `512 B`).
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    HumanBytes(bytes).to_string()
+}
+
+/// The first 12 characters of a commit id: enough to be unique in any real repository.
+pub(crate) fn short_commit(commit: &str) -> &str {
+    commit
+        .char_indices()
+        .nth(12)
+        .map_or(commit, |(end, _)| &commit[..end])
+}
+
+/// Seconds since `started`, to the millisecond, for JSON documents.
+pub(crate) fn seconds_since(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// Left-aligned columns two spaces apart, each as wide as its widest cell; trailing spaces
+/// trimmed.
+pub(crate) fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| format!("{cell:<width$}", width = widths[c]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let rows = vec![
+            vec!["A".to_owned(), "BB".to_owned(), "".to_owned()],
+            vec!["ccc".to_owned(), "d".to_owned(), "x".to_owned()],
+        ];
+        assert_eq!(table(&rows), "A    BB\nccc  d   x\n");
+    }
+
+    #[test]
+    fn sizes_read_like_the_progress_bars() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 20), "3.00 MiB");
+    }
+
+    #[test]
+    fn short_commits_keep_twelve_characters() {
+        assert_eq!(short_commit("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short_commit("abc"), "abc");
+    }
 
     #[test]
     fn plain_progress_prints_every_few_seconds_only() {

@@ -20,10 +20,11 @@ use crate::config::BuildFile;
 use crate::env_vars;
 use crate::error::Problem;
 use crate::git;
+use crate::identity::{self, non_empty_env};
 use crate::layout::Layout;
 use crate::links::{self, LinkError};
 use crate::manifest::{self, Manifest};
-use crate::output::{BytesProgress, Outcome};
+use crate::output::{self, BytesProgress, Outcome, human_bytes, short_commit};
 use crate::pointers::{self, Moved};
 use crate::signals::{self, Cleanup};
 use crate::signing::{self, SignWith};
@@ -179,13 +180,6 @@ fn link_refused(path: &Path, err: &LinkError) -> anyhow::Error {
     .into()
 }
 
-fn non_empty_env(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
-
 /// Runs `release build`.
 pub(crate) async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
     let started = Instant::now();
@@ -228,7 +222,7 @@ pub(crate) async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
     let token = format!(
         "{}@{} {}",
         std::process::id(),
-        hostname(),
+        identity::hostname(),
         uuid::Uuid::new_v4()
     );
     signals::step(
@@ -249,7 +243,7 @@ pub(crate) async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
         "building {} {number} from {} entries at {}",
         layout.artifact(),
         selection.entries.len(),
-        short(&source.commit)
+        short_commit(&source.commit)
     ));
 
     let mut manifest = release_manifest(ctx, &layout, number, &source, &config, start_time);
@@ -595,7 +589,7 @@ fn check_clean(
                 "--require-clean cannot check the tree: no git work tree containing `{}` has \
                  commit {}; nothing was written. Build in a checkout of that commit",
                 root.display(),
-                short(&source.commit)
+                short_commit(&source.commit)
             ))
             .into());
         }
@@ -650,7 +644,7 @@ fn dirty_message(dirty: &[String], commit: &str) -> String {
     format!(
         "{} file(s) in the archive differ from commit {} (modified or not committed): {names}",
         dirty.len(),
-        short(commit)
+        short_commit(commit)
     )
 }
 
@@ -669,7 +663,7 @@ fn plan(
              nothing was written",
             layout.artifact(),
             entries.len(),
-            short(&source.commit)
+            short_commit(&source.commit)
         ),
         json: json!({
             "dry_run": true,
@@ -715,33 +709,7 @@ fn report(
             "git_branch": manifest.get(manifest::GIT_BRANCH),
             "build": manifest.get(manifest::BUILD),
             "latest_moved": moved == Moved::Yes,
-            "seconds": (seconds * 1000.0).round() / 1000.0,
+            "seconds": output::seconds_since(started),
         }),
-    }
-}
-
-fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(12)]
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown-host".into())
-}
-
-/// `12.3 MiB`.
-pub(crate) fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }

@@ -6,10 +6,10 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Context;
-use super::list::{DEFAULT_LIMIT, short, table};
+use super::list::DEFAULT_LIMIT;
 use crate::cli::ListArgs;
 use crate::history::{self, Record};
-use crate::output::Outcome;
+use crate::output::{Outcome, short_commit, table};
 
 /// Runs `release history`.
 pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
@@ -50,7 +50,7 @@ fn text(events: &[Record]) -> String {
             r.user.clone(),
             r.host.clone(),
             r.tag.clone().unwrap_or_else(|| "-".to_owned()),
-            r.commit.as_deref().map_or_else(|| "-".to_owned(), short),
+            r.commit.as_deref().map_or("-", short_commit).to_owned(),
         ]);
     }
     table(&rows)

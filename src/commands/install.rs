@@ -27,7 +27,7 @@ use crate::hooks::{HookEnv, Hooks};
 use crate::install_dir::{InstallDir, InstallView, Pending};
 use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
-use crate::output::{BytesProgress, Outcome};
+use crate::output::{self, BytesProgress, Outcome};
 use crate::resolve::{self, Build, BuildRef};
 use crate::signals::{self, Cleanup};
 use crate::signing;
@@ -634,7 +634,7 @@ fn outcome(
             "downloaded": unpacked.is_some(),
             "files": unpacked.map(|u| u.files),
             "sha256": sha256,
-            "seconds": (seconds * 1000.0).round() / 1000.0,
+            "seconds": output::seconds_since(started),
         }),
     }
 }

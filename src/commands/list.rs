@@ -13,12 +13,11 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::Context;
-use super::build::human_bytes;
 use crate::batch;
 use crate::cli::ListArgs;
 use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
-use crate::output::Outcome;
+use crate::output::{Outcome, human_bytes, short_commit, table};
 use crate::resolve::{self, Listing};
 use crate::store::{Object, Store};
 
@@ -219,7 +218,7 @@ fn outcome(
                 r.version.to_string(),
                 dash(r.build.as_deref()),
                 dash(r.branch.as_deref()),
-                dash(r.commit.as_deref().map(short).as_deref()),
+                dash(r.commit.as_deref().map(short_commit)),
                 dash(r.timestamp.as_deref()),
                 r.size.map_or_else(|| "-".to_owned(), human_bytes),
                 marks.join(" "),
@@ -233,50 +232,6 @@ fn outcome(
     }
 }
 
-/// The first 12 characters of a commit id.
-pub(crate) fn short(commit: &str) -> String {
-    commit.chars().take(12).collect()
-}
-
 fn dash(value: Option<&str>) -> String {
     value.unwrap_or("-").to_owned()
-}
-
-/// Left-aligned columns two spaces apart; trailing spaces trimmed.
-pub(crate) fn table(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|cell| cell.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(c, cell)| format!("{cell:<width$}", width = widths[c]))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::table;
-
-    #[test]
-    fn tables_align_columns() {
-        let rows = vec![
-            vec!["A".to_owned(), "BB".to_owned(), "".to_owned()],
-            vec!["ccc".to_owned(), "d".to_owned(), "x".to_owned()],
-        ];
-        assert_eq!(table(&rows), "A    BB\nccc  d   x\n");
-    }
 }

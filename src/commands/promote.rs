@@ -25,9 +25,10 @@ use crate::config::PromoteFile;
 use crate::error::Problem;
 use crate::git;
 use crate::history::{self, Record};
+use crate::identity::{self, non_empty};
 use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
-use crate::output::Outcome;
+use crate::output::{Outcome, short_commit};
 use crate::resolve::{self, Build, BuildRef, Origin};
 use crate::signals::{self, Cleanup};
 use crate::store::{Precondition, Store, StoreError};
@@ -88,10 +89,6 @@ impl TagConfig {
             }),
         })
     }
-}
-
-fn non_empty(value: Option<String>) -> Option<String> {
-    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 /// latest-stable.txt as read at the start.
@@ -510,7 +507,7 @@ impl Promotion<'_> {
             if git::tag_commit(&repo, name).as_deref() == Some(commit) {
                 return Ok(false);
             }
-            let (user, host) = (history::user(), history::hostname());
+            let (user, host) = (identity::user(), identity::hostname());
             let tagger = git::tagger(&repo, (&user, &format!("{user}@{host}")))?;
             let message = tag_message(self.layout, build, commit, &user, &host);
             git::force_tag(&repo, name, commit, &message, &tagger)?;
@@ -613,7 +610,7 @@ fn plan(report: &Report) -> Outcome {
     let git = match (&report.tag, &report.commit) {
         (Some(tag), Some(commit)) => format!(
             "would tag {} with {tag} and push it to {}",
-            short(commit),
+            short_commit(commit),
             report.remote.as_deref().unwrap_or(DEFAULT_REMOTE)
         ),
         _ => "git not touched (--no-tag)".to_owned(),
@@ -649,7 +646,7 @@ fn done(report: &Report) -> Outcome {
             } else {
                 "already at"
             },
-            short(commit),
+            short_commit(commit),
             report.remote.as_deref().unwrap_or(DEFAULT_REMOTE)
         ),
         _ => "git not touched (--no-tag)".to_owned(),
@@ -662,8 +659,4 @@ fn done(report: &Report) -> Outcome {
 
 fn describe(version: Option<u64>) -> String {
     version.map_or_else(|| "none".to_owned(), |v| v.to_string())
-}
-
-fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(12)]
 }

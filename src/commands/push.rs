@@ -15,7 +15,8 @@ use crate::config::PushFile;
 use crate::env_vars;
 use crate::error::{ExitStatus, Problem, Reported};
 use crate::history::{self, Record};
-use crate::output::Outcome;
+use crate::identity;
+use crate::output::{self, Outcome};
 use crate::resolve::{self, BuildRef};
 use crate::rollout::health::HealthCheck;
 use crate::rollout::plan::{self, BatchSize};
@@ -227,7 +228,7 @@ pub(crate) async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
         rollout.version,
         found.len()
     );
-    let holder = format!("{}@{}", history::user(), history::hostname());
+    let holder = format!("{}@{}", identity::user(), identity::hostname());
     let (ttl, ttl_overridden) = lock::lifetime()?;
     if ttl_overridden {
         ctx.printer.warn(&format!(
@@ -379,7 +380,7 @@ fn table(report: &Report) -> String {
     }));
     // Columns as wide as their widest cell, whatever the host names, so the header stays over
     // its column.
-    let mut out = super::list::table(&rows);
+    let mut out = output::table(&rows);
     let errors: Vec<String> = report
         .hosts
         .iter()

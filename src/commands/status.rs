@@ -1,19 +1,17 @@
 //! `release status`: which build each host runs, against latest-stable; drift is flagged.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use serde_json::json;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use super::Context;
 use super::push::{reach, remote, resolve_targets};
 use crate::cli::StatusArgs;
-use crate::output::Outcome;
+use crate::output::{self, Outcome};
 use crate::resolve;
-use crate::rollout::ssh::{self, RemoteCommand, SshOptions};
+use crate::rollout::fan_out::{self, Connections};
+use crate::rollout::ssh::{self, RemoteCommand};
 use crate::rollout::targets::Target;
 
 /// Runs `release status`.
@@ -34,49 +32,26 @@ pub(crate) async fn run(ctx: &Context, args: StatusArgs) -> Result<Outcome> {
         &[],
         &["--artifact", layout.artifact()],
     );
-    let control_dir = tempfile::Builder::new().prefix("rls").tempdir_in("/tmp")?;
-    let shared = Arc::new((
-        reach.ssh,
-        command,
-        Semaphore::new(reach.max_connections.max(1)),
-        control_dir,
-    ));
-    let mut running = JoinSet::new();
-    let mut tasks = HashMap::new();
-    for (index, target) in found.into_iter().enumerate() {
-        let shared = Arc::clone(&shared);
-        let task_target = target.clone();
-        let handle = running.spawn(async move {
-            let (options, command, connects, dir) = &*shared;
-            let version = current_on(options, command, connects, dir.path(), &task_target).await;
-            (index, task_target, version)
-        });
-        tasks.insert(handle.id(), (index, target));
-    }
-    let mut rows = Vec::new();
-    while let Some(joined) = running.join_next().await {
-        match joined {
-            Ok(row) => rows.push(row),
-            // A host whose task died still gets its line: a missing host would read as fine.
-            Err(err) => {
-                if let Some((index, target)) = tasks.remove(&err.id()) {
-                    rows.push((
-                        index,
-                        target,
-                        Err(anyhow::anyhow!("status task failed: {err}")),
-                    ));
-                }
-            }
-        }
-    }
-    rows.sort_by_key(|(index, _, _)| *index);
-    let mut text = format!(
-        "{:<16} {:<20} {:>8} {:<8}\n",
-        "HOST", "INSTANCE", "BUILD", "STATE"
-    );
+    let connections = Arc::new(Connections::new(reach.ssh, reach.max_connections)?);
+    let command = Arc::new(command);
+    let versions = fan_out::each_host(
+        found.clone(),
+        |target| {
+            let (connections, command) = (Arc::clone(&connections), Arc::clone(&command));
+            async move { current_on(&connections, &command, &target).await }
+        },
+        // A host whose task died still gets its line: a missing host would read as fine.
+        |_, why| Err(anyhow::anyhow!("status task failed: {why}")),
+    )
+    .await;
+    let mut rows = vec![
+        ["HOST", "INSTANCE", "BUILD", "STATE"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
     let mut hosts = Vec::new();
     let mut drifted = 0;
-    for (_, target, version) in rows {
+    for (target, version) in found.into_iter().zip(versions) {
         let (build, state) = match &version {
             Ok(Some(n)) if Some(*n) == stable => (Some(*n), "stable".to_owned()),
             Ok(Some(n)) => (Some(*n), "DRIFT".to_owned()),
@@ -86,15 +61,15 @@ pub(crate) async fn run(ctx: &Context, args: StatusArgs) -> Result<Outcome> {
         if state != "stable" {
             drifted += 1;
         }
-        text.push_str(&format!(
-            "{:<16} {:<20} {:>8} {}\n",
-            target.host,
+        rows.push(vec![
+            target.host.clone(),
             target.instance.clone().unwrap_or_else(|| "-".into()),
             build.map_or("-".into(), |n| n.to_string()),
-            state
-        ));
+            state.clone(),
+        ]);
         hosts.push(json!({"host": target.host, "instance": target.instance, "group": target.group, "version": build, "drift": state != "stable", "state": state}));
     }
+    let mut text = output::table(&rows);
     text.push_str(&format!(
         "latest-stable: {}; {drifted} host(s) not on it",
         stable.map_or("none".into(), |n| n.to_string())
@@ -106,16 +81,11 @@ pub(crate) async fn run(ctx: &Context, args: StatusArgs) -> Result<Outcome> {
 }
 
 async fn current_on(
-    options: &SshOptions,
+    connections: &Connections,
     command: &RemoteCommand,
-    connects: &Semaphore,
-    control_dir: &std::path::Path,
     target: &Target,
 ) -> Result<Option<u64>> {
-    let session = {
-        let _permit = connects.acquire().await?;
-        ssh::connect(options, &target.address, control_dir).await?
-    };
+    let session = connections.connect(target).await?;
     let finished = ssh::run(&session, command, |_| {}).await;
     let _ = session.close().await;
     let finished = finished?;

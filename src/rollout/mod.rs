@@ -4,6 +4,7 @@
 //! before each batch and swept at the end, so instances that joined meanwhile are not left
 //! behind.
 
+pub(crate) mod fan_out;
 pub(crate) mod health;
 pub(crate) mod lock;
 pub(crate) mod plan;
@@ -11,7 +12,7 @@ pub(crate) mod ssh;
 pub(crate) mod targets;
 pub(crate) mod template;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -21,11 +22,10 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use release_fleet::Fleet;
 use serde::Serialize;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::output::Printer;
+use crate::output::{self, Printer};
+use fan_out::Connections;
 use health::HealthCheck;
 use plan::BatchSize;
 use ssh::{RemoteCommand, SshOptions};
@@ -132,8 +132,7 @@ impl Halt {
 /// Shared by the hosts of a push.
 pub(crate) struct Runner {
     rollout: Rollout,
-    connects: Semaphore,
-    control_dir: tempfile::TempDir,
+    connections: Connections,
     printer: Arc<Printer>,
 }
 
@@ -141,15 +140,13 @@ impl Runner {
     /// Prepares what the hosts share (the control-socket and log directories), before the lock
     /// is taken and any host touched, so that a failure here changes nothing.
     pub(crate) fn new(rollout: Rollout, printer: Arc<Printer>) -> Result<Runner> {
-        // Short: the control sockets live here, and Unix sockets allow about 100 bytes.
-        let control_dir = tempfile::Builder::new().prefix("rls").tempdir_in("/tmp")?;
+        let connections = Connections::new(rollout.ssh.clone(), rollout.max_connections)?;
         if let Some(dir) = &rollout.log_dir {
             fs_err::create_dir_all(dir)?;
         }
         Ok(Runner {
-            connects: Semaphore::new(rollout.max_connections.max(1)),
             rollout,
-            control_dir,
+            connections,
             printer,
         })
     }
@@ -317,57 +314,21 @@ async fn run_batch(runner: &Arc<Runner>, batch: Vec<Target>) -> Vec<HostReport> 
 /// How the report words a host task that panicked.
 const INTERNAL: &str = "internal error";
 
-/// Runs `host` for every target at once and returns one line per target, in the batch's
-/// order: a task that panicked (or vanished) is a failed line saying so, never a missing one.
+/// Runs `host` for every target at once; a task that panicked (or vanished) is a failed line
+/// saying so, in its place.
 async fn join_hosts<F, Fut>(batch: Vec<Target>, host: F) -> Vec<HostReport>
 where
     F: Fn(Target) -> Fut,
     Fut: Future<Output = HostReport> + Send + 'static,
 {
-    let mut running = JoinSet::new();
-    let mut planned: HashMap<tokio::task::Id, (usize, Target)> = HashMap::new();
-    for (index, target) in batch.into_iter().enumerate() {
-        let handle = running.spawn(host(target.clone()));
-        planned.insert(handle.id(), (index, target));
-    }
-    let mut done: BTreeMap<usize, HostReport> = BTreeMap::new();
-    while let Some(joined) = running.join_next_with_id().await {
-        let (id, outcome) = match joined {
-            Ok((id, report)) => (id, Ok(report)),
-            Err(err) => (err.id(), Err(err)),
-        };
-        let Some((index, target)) = planned.remove(&id) else {
-            continue;
-        };
-        let line = outcome.unwrap_or_else(|err| {
-            let why = if err.is_panic() {
-                panic_text(err.into_panic())
-            } else {
-                "its task was cancelled".to_owned()
-            };
-            let mut line = unstarted(&target, "failed");
-            line.error = Some(format!(
-                "{INTERNAL}: {why}; the host may be part-way through"
-            ));
-            line
-        });
-        done.insert(index, line);
-    }
-    for (index, target) in planned.into_values() {
-        let mut line = unstarted(&target, "failed");
-        line.error = Some(format!("{INTERNAL}: its task vanished"));
-        done.insert(index, line);
-    }
-    done.into_values().collect()
-}
-
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    match payload.downcast::<String>() {
-        Ok(text) => *text,
-        Err(payload) => payload
-            .downcast_ref::<&str>()
-            .map_or_else(|| "a panic".to_owned(), |text| (*text).to_owned()),
-    }
+    fan_out::each_host(batch, host, |target, why| {
+        let mut line = unstarted(target, "failed");
+        line.error = Some(format!(
+            "{INTERNAL}: {why}; the host may be part-way through"
+        ));
+        line
+    })
+    .await
 }
 
 /// One host: connect, run, check health. Never fails: failures go into the report.
@@ -375,7 +336,7 @@ async fn push_host(runner: &Runner, target: Target) -> HostReport {
     let started = Instant::now();
     let mut report = unstarted(&target, "failed");
     let outcome = update(runner, &target, &mut report).await;
-    report.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    report.seconds = output::seconds_since(started);
     match outcome {
         Ok(()) => {
             report.result = "ok".into();
@@ -396,10 +357,7 @@ async fn push_host(runner: &Runner, target: Target) -> HostReport {
 
 async fn update(runner: &Runner, target: &Target, report: &mut HostReport) -> Result<()> {
     let rollout = &runner.rollout;
-    let session = {
-        let _permit = runner.connects.acquire().await?;
-        ssh::connect(&rollout.ssh, &target.address, runner.control_dir.path()).await?
-    };
+    let session = { runner.connections.connect(target).await? };
     let command = remote_command(rollout, target)?;
     let mut log = match &rollout.log_dir {
         Some(dir) => Some(fs_err::File::create(
