@@ -11,8 +11,9 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::aws::Timeouts;
-use crate::cli::{CompressionArg, GlobalArgs, OutputFormat, Sse};
+use crate::cli::{CompressionArg, GlobalArgs, OutputFormat};
 use crate::names;
+use crate::store::{Sse, StoreLocation};
 
 /// The file read when `--config` is not given.
 pub(crate) const DEFAULT_CONFIG: &str = "release.toml";
@@ -191,30 +192,6 @@ pub(crate) struct PushFile {
     pub(crate) max_connections: Option<usize>,
     /// Address kind.
     pub(crate) address: Option<String>,
-}
-
-/// Where the builds are kept.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub(crate) enum StoreLocation {
-    /// An S3 bucket.
-    S3 {
-        /// Bucket name.
-        bucket: String,
-    },
-    /// A local directory (`file://DIR`).
-    Dir {
-        /// The directory.
-        root: PathBuf,
-    },
-}
-
-impl std::fmt::Display for StoreLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::S3 { bucket } => write!(f, "s3://{bucket}"),
-            Self::Dir { root } => write!(f, "file://{}", root.display()),
-        }
-    }
 }
 
 /// Resolved global settings.

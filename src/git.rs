@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result};
 
-use crate::error::Problem;
+use crate::error::ExitError;
 use crate::redact;
 
 /// The repository containing `dir`, if there is one.
@@ -23,7 +23,7 @@ pub(crate) fn discover(dir: &Path) -> Option<git2::Repository> {
 /// The repository at or containing `dir`, or an input error saying how to name one.
 pub(crate) fn open(dir: &Path) -> Result<git2::Repository> {
     git2::Repository::discover(dir).map_err(|err| {
-        Problem::Usage(format!(
+        ExitError::Usage(format!(
             "no git repository at or above `{}` ({}): pass --repo DIR to tag another \
              repository, or --no-tag to move the pointer only",
             dir.display(),
@@ -45,7 +45,7 @@ pub(crate) fn head_commit(repo: &git2::Repository) -> Result<String> {
         .head()
         .is_err_and(|e| e.code() == git2::ErrorCode::UnbornBranch)
     {
-        return Err(Problem::Usage(format!(
+        return Err(ExitError::Usage(format!(
             "the repository at `{}` has no commits yet: commit first, or set GIT_COMMIT",
             dir.display()
         ))
@@ -78,13 +78,13 @@ pub(crate) fn current_branch(repo: &git2::Repository) -> Option<String> {
 }
 
 /// Checks a tag name against git's ref-format rules (`git check-ref-format refs/tags/NAME`).
-pub(crate) fn check_tag_name(name: &str) -> Result<(), Problem> {
+pub(crate) fn check_tag_name(name: &str) -> Result<(), ExitError> {
     let valid =
         !name.starts_with('-') && git2::Reference::is_valid_name(&format!("refs/tags/{name}"));
     if valid {
         Ok(())
     } else {
-        Err(Problem::Usage(format!(
+        Err(ExitError::Usage(format!(
             "`{name}` is not a valid git tag name (see `git check-ref-format`: no spaces, `~`, \
              `^`, `:`, `?`, `*`, `[`, `\\`, `..`, `@{{`, no leading `-` or trailing `.lock`)"
         )))
@@ -92,12 +92,12 @@ pub(crate) fn check_tag_name(name: &str) -> Result<(), Problem> {
 }
 
 /// Checks a remote: a configured remote's name, or a URL or path that `git` accepts as one.
-pub(crate) fn check_remote(repo: &git2::Repository, remote: &str) -> Result<(), Problem> {
+pub(crate) fn check_remote(repo: &git2::Repository, remote: &str) -> Result<(), ExitError> {
     let looks_like_url = remote.contains(['/', ':']);
     if !remote.starts_with('-') && (looks_like_url || repo.find_remote(remote).is_ok()) {
         return Ok(());
     }
-    Err(Problem::Usage(format!(
+    Err(ExitError::Usage(format!(
         "the repository at `{}` has no remote `{remote}`: pass --remote NAME (see `git remote -v`), \
          or --no-tag to move the pointer only",
         dir_of(repo).display()

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
-use crate::error::Problem;
+use crate::error::ExitError;
 use crate::manifest::Manifest;
 
 const LOCK: &str = ".release.lock";
@@ -171,7 +171,7 @@ impl InstallDir {
         } else {
             "a file"
         };
-        Err(Problem::Usage(format!(
+        Err(ExitError::Usage(format!(
             "`{}` is {kind}, not a link: install points `current` at releases/N with a \
              symbolic link; move it out of the way and run the install again (nothing was \
              downloaded or changed)",
@@ -238,7 +238,7 @@ impl InstallDir {
         match fs_err::read_to_string(&mark) {
             Ok(owner) if owner.trim() == artifact => return Ok(()),
             Ok(owner) if !force => {
-                return Err(Problem::Usage(format!(
+                return Err(ExitError::Usage(format!(
                     "`{}` holds artifact `{}`, not `{artifact}`: use another --dir (one \
                      directory holds one artifact), or --force",
                     self.root.display(),

@@ -169,11 +169,11 @@ fn check_store_exists(ctx: &Context, command: &Command) -> Result<()> {
         command,
         Command::Build(_) | Command::Completions(_) | Command::Man(_) | Command::Current(_)
     );
-    let config::StoreLocation::Dir { root } = &ctx.settings.store else {
+    let store::StoreLocation::Dir { root } = &ctx.settings.store else {
         return Ok(());
     };
     if reads && !root.exists() {
-        return Err(error::Problem::Usage(format!(
+        return Err(error::ExitError::Usage(format!(
             "no such store `file://{}`: check --bucket (BUCKET, release.toml); `release build` \
              creates a store on its first build",
             root.display()
@@ -210,7 +210,7 @@ fn man_page(args: cli::ManArgs) -> Result<Outcome> {
 
 fn report_error(printer: &Printer, err: &anyhow::Error) -> ExitStatus {
     let status = error::exit_status(err);
-    if let Some(reported) = err.downcast_ref::<error::Reported>() {
+    if let Some(reported) = err.downcast_ref::<error::FailedWithOutcome>() {
         let mut outcome = reported.outcome.clone();
         if let Some(doc) = outcome.json.as_object_mut() {
             doc.insert(

@@ -12,7 +12,7 @@ use clap_mangen::roff::{Roff, bold, roman};
 
 use crate::cli::Cli;
 use crate::docs;
-use crate::error::Problem;
+use crate::error::ExitError;
 
 /// The exit codes, as every command uses them.
 const EXIT_STATUS: &[(&str, &str)] = &[
@@ -107,7 +107,7 @@ pub(crate) fn write_all(dir: &Path) -> Result<Vec<String>> {
 fn find<'a>(cli: &'a clap::Command, name: &str) -> Result<&'a clap::Command> {
     cli.find_subcommand(name).ok_or_else(|| {
         let known: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
-        Problem::Usage(format!(
+        ExitError::Usage(format!(
             "no command `{name}`: the man pages are for {}",
             known.join(", ")
         ))

@@ -10,7 +10,7 @@
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 
-use crate::error::Problem;
+use crate::error::ExitError;
 use crate::layout::Layout;
 use crate::manifest::Manifest;
 use crate::store::{Object, Precondition, Store, StoreError};
@@ -36,7 +36,7 @@ pub(crate) async fn read(store: &Store, key: &str) -> Result<Option<Pointer>> {
         return Ok(None);
     };
     let manifest = Manifest::parse_build(&body).map_err(|e| {
-        Problem::Usage(format!(
+        ExitError::Usage(format!(
             "`{}` is not a RELEASE manifest ({e}); nothing was changed: fix or delete it \
              (the next build number is computed from it and must not be guessed)",
             store.url(key)

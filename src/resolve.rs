@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use anyhow::{Context as _, Result};
 
-use crate::error::Problem;
+use crate::error::ExitError;
 use crate::layout::Layout;
 use crate::legacy;
 use crate::manifest::{self, Manifest, Shape};
@@ -33,9 +33,9 @@ pub(crate) enum BuildRef {
 }
 
 impl FromStr for BuildRef {
-    type Err = Problem;
+    type Err = ExitError;
 
-    fn from_str(text: &str) -> Result<Self, Problem> {
+    fn from_str(text: &str) -> Result<Self, ExitError> {
         let text = text.trim();
         match text {
             "latest" => return Ok(Self::Latest),
@@ -56,8 +56,8 @@ impl FromStr for BuildRef {
     }
 }
 
-fn bad_ref(text: &str) -> Problem {
-    Problem::Usage(format!(
+fn bad_ref(text: &str) -> ExitError {
+    ExitError::Usage(format!(
         "`{text}` is not a build: use `latest`, `latest-stable`, a build number (42), a \
          semantic version (2.3.1) or a requirement (^2.3)"
     ))
@@ -108,7 +108,7 @@ impl Build {
         manifest: Manifest,
         origin: Origin,
         object: &str,
-    ) -> Result<Self, Problem> {
+    ) -> Result<Self, ExitError> {
         let mismatch = match manifest.check_is(layout.artifact(), number) {
             Ok(shape) => {
                 return Ok(Self {
@@ -134,7 +134,7 @@ impl Build {
                 "delete or replace the archive, or use another build",
             ),
         };
-        Err(Problem::Usage(format!(
+        Err(ExitError::Usage(format!(
             "{what} is not a manifest of build {number} of {}: {mismatch}; it is not trusted and \
              nothing was changed: {fix}",
             layout.artifact()
@@ -254,7 +254,7 @@ pub(crate) async fn read_build(
             break; // The whole archive was read.
         }
     }
-    Err(Problem::Usage(format!(
+    Err(ExitError::Usage(format!(
         "`{url}` has no manifest beside it and no RELEASE as its last member"
     ))
     .into())
@@ -263,7 +263,7 @@ pub(crate) async fn read_build(
 async fn from_pointer(store: &Store, layout: &Layout, key: &str, none_yet: &str) -> Result<Build> {
     match pointer_build(store, layout, key).await? {
         Some(build) => Ok(build),
-        None => Err(Problem::Usage(format!(
+        None => Err(ExitError::Usage(format!(
             "`{}` does not exist: {none_yet}{}",
             store.url(key),
             other_artifacts(store, layout).await
@@ -347,7 +347,7 @@ async fn by_semver(store: &Store, layout: &Layout, reference: &BuildRef) -> Resu
             return Ok(build);
         }
     }
-    Err(Problem::Usage(format!(
+    Err(ExitError::Usage(format!(
         "no build of {} in {} has a SEMVER matching `{reference}`",
         layout.artifact(),
         store.url(&layout.prefix())
@@ -376,7 +376,7 @@ async fn not_found(store: &Store, layout: &Layout, number: u64) -> anyhow::Error
         // Said, not hidden: the build is reported missing, and why its neighbours are unknown.
         Err(err) => format!("the nearest builds are unknown (listing failed: {err:#})"),
     };
-    Problem::Usage(format!(
+    ExitError::Usage(format!(
         "build {number} of {} does not exist (no `{}`); {nearest}{}",
         layout.artifact(),
         store.url(&layout.manifest(number)),

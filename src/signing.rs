@@ -18,7 +18,7 @@ use p256::pkcs8::{DecodePublicKey as _, EncodePublicKey as _, LineEnding};
 use release_fleet::kms::Kms;
 use sha2::{Digest as _, Sha256};
 
-use crate::error::Problem;
+use crate::error::ExitError;
 
 /// The `format` of the KMS envelope.
 pub(crate) const KMS_FORMAT: &str = "release-kms-ecdsa-p256-sha256";
@@ -35,16 +35,16 @@ pub(crate) enum SignWith {
 }
 
 impl std::str::FromStr for SignWith {
-    type Err = Problem;
+    type Err = ExitError;
 
-    fn from_str(text: &str) -> Result<Self, Problem> {
+    fn from_str(text: &str) -> Result<Self, ExitError> {
         if let Some(key) = text.strip_prefix("kms:").filter(|k| !k.is_empty()) {
             return Ok(Self::Kms(key.to_owned()));
         }
         if let Some(file) = text.strip_prefix("key:").filter(|k| !k.is_empty()) {
             return Ok(Self::File(PathBuf::from(file)));
         }
-        Err(Problem::Usage(format!(
+        Err(ExitError::Usage(format!(
             "`{text}` is not a signing key: use `kms:alias/NAME` (an AWS KMS ECC_NIST_P256 \
              key) or `key:FILE` (a minisign secret key, e.g. from `minisign -G -W`)"
         )))
@@ -72,7 +72,7 @@ pub(crate) async fn sign(
         SignWith::File(path) => sign_minisign(path, manifest, artifact, number),
         SignWith::Kms(key) => {
             if manifest.len() > KMS_RAW_LIMIT {
-                return Err(Problem::Usage(format!(
+                return Err(ExitError::Usage(format!(
                     "the manifest of build {number} is {} bytes, more than the {KMS_RAW_LIMIT} \
                      KMS signs: shorten its values (e.g. BRANCH)",
                     manifest.len()
@@ -98,9 +98,9 @@ pub(crate) async fn sign(
 /// `SecretKey::from_bytes`, because minisign 0.11 (`minisign -G -W`) writes them with a zeroed
 /// checksum that the crate's box reader calls corrupted; signing with the public key given
 /// checks the key instead (a corrupt key cannot make a signature its public half verifies).
-fn read_secret(path: &Path) -> Result<(minisign::SecretKey, minisign::PublicKey), Problem> {
+fn read_secret(path: &Path) -> Result<(minisign::SecretKey, minisign::PublicKey), ExitError> {
     let bad = |why: String| {
-        Problem::Usage(format!(
+        ExitError::Usage(format!(
             "`{}` is not a usable minisign secret key ({why}): make one with `minisign -G -W -s \
              FILE -p FILE.pub`, or give the password of an encrypted one in {}",
             path.display(),
@@ -108,7 +108,7 @@ fn read_secret(path: &Path) -> Result<(minisign::SecretKey, minisign::PublicKey)
         ))
     };
     let text = fs_err::read_to_string(path).map_err(|e| {
-        Problem::Usage(format!(
+        ExitError::Usage(format!(
             "cannot read the signing key (--sign key:FILE): {e}"
         ))
     })?;
@@ -134,7 +134,7 @@ fn read_secret(path: &Path) -> Result<(minisign::SecretKey, minisign::PublicKey)
 
 /// Checks a `key:FILE` key before anything is uploaded, so that a bad key costs no build
 /// number and no upload (a KMS key is only known good when it signs).
-pub(crate) fn preflight(with: &SignWith) -> Result<(), Problem> {
+pub(crate) fn preflight(with: &SignWith) -> Result<(), ExitError> {
     match with {
         SignWith::File(path) => read_secret(path).map(|_| ()),
         SignWith::Kms(_) => Ok(()),
@@ -146,7 +146,7 @@ fn sign_minisign(path: &Path, manifest: &[u8], artifact: &str, number: u64) -> R
     let comment = format!("release {artifact} build {number}");
     let signature = minisign::sign(Some(&public), &secret, manifest, Some(&comment), None)
         .map_err(|e| {
-            Problem::Usage(format!(
+            ExitError::Usage(format!(
                 "`{}` cannot sign ({e}): the key is damaged; make a new one",
                 path.display()
             ))
@@ -182,7 +182,7 @@ pub(crate) struct TrustedKey {
 pub(crate) fn configured(
     flags: Vec<PathBuf>,
     file: &Option<Vec<PathBuf>>,
-) -> Result<Vec<TrustedKey>, Problem> {
+) -> Result<Vec<TrustedKey>, ExitError> {
     if flags.is_empty() {
         load_trusted(file.as_deref().unwrap_or_default())
     } else {
@@ -191,15 +191,15 @@ pub(crate) fn configured(
 }
 
 /// Reads trusted keys: minisign public key files or PEM public keys (from `release key export`).
-pub(crate) fn load_trusted(files: &[PathBuf]) -> Result<Vec<TrustedKey>, Problem> {
+pub(crate) fn load_trusted(files: &[PathBuf]) -> Result<Vec<TrustedKey>, ExitError> {
     files.iter().map(|file| load_one(file)).collect()
 }
 
-fn load_one(file: &Path) -> Result<TrustedKey, Problem> {
+fn load_one(file: &Path) -> Result<TrustedKey, ExitError> {
     let text = fs_err::read_to_string(file)
-        .map_err(|e| Problem::Usage(format!("cannot read the trusted key: {e}")))?;
+        .map_err(|e| ExitError::Usage(format!("cannot read the trusted key: {e}")))?;
     let bad = |why: String| {
-        Problem::Usage(format!(
+        ExitError::Usage(format!(
             "`{}` is not a trusted key ({why}): give a minisign public key or the PEM from \
              `release key export`",
             file.display()
@@ -325,7 +325,7 @@ pub(crate) async fn export(
             let kms = Kms::new(&aws().await);
             let public = kms.public_key(key).await?;
             let parsed = p256::PublicKey::from_public_key_der(&public.spki_der).map_err(|e| {
-                Problem::Usage(format!(
+                ExitError::Usage(format!(
                     "KMS key `{key}` ({}) is not an ECC_NIST_P256 key ({e}): create one with \
                      --key-spec ECC_NIST_P256 --key-usage SIGN_VERIFY",
                     public.key_spec
@@ -350,7 +350,7 @@ pub(crate) async fn verified(
 ) -> Result<(crate::resolve::Build, String)> {
     let ids: Vec<&str> = trusted.iter().map(|t| t.id.as_str()).collect();
     let refuse = |why: String| -> anyhow::Error {
-        Problem::Usage(format!(
+        ExitError::Usage(format!(
             "build {number} of {} is not trusted: {why}; the trusted keys are {}; nothing was \
              downloaded, switched or promoted: use a build signed by one of them (`release \
              build --sign`), or add its signer's public key to trusted_keys",

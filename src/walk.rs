@@ -18,7 +18,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context as _, Result};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::error::Problem;
+use crate::error::ExitError;
 
 /// One archive member.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +77,7 @@ pub(crate) fn select(root: &Path, paths: &[PathBuf], rules: &Rules) -> Result<Se
     for start in &starts {
         let full = root.join(start);
         if full.symlink_metadata().is_err() {
-            return Err(Problem::Usage(format!(
+            return Err(ExitError::Usage(format!(
                 "path `{}` does not exist in `{}`",
                 start.display(),
                 root.display()
@@ -169,7 +169,7 @@ fn normalize(path: &Path) -> Result<PathBuf> {
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
             _ => {
-                return Err(Problem::Usage(format!(
+                return Err(ExitError::Usage(format!(
                     "path `{}` must be relative to the working directory and stay inside it",
                     path.display()
                 ))
@@ -186,7 +186,7 @@ fn compile_excludes(globs: &[String]) -> Result<GlobSet> {
         let compiled = GlobBuilder::new(glob.trim_end_matches('/'))
             .literal_separator(true)
             .build()
-            .map_err(|e| Problem::Usage(format!("invalid --exclude glob `{glob}`: {e}")))?;
+            .map_err(|e| ExitError::Usage(format!("invalid --exclude glob `{glob}`: {e}")))?;
         set.add(compiled);
     }
     Ok(set.build()?)
@@ -294,7 +294,7 @@ mod tests {
         let dir = tree();
         for bad in ["missing", "../x", "/etc"] {
             let err = select(dir.path(), &[PathBuf::from(bad)], &Rules::default()).unwrap_err();
-            assert!(err.downcast_ref::<Problem>().is_some(), "{bad}: {err}");
+            assert!(err.downcast_ref::<ExitError>().is_some(), "{bad}: {err}");
         }
         let rules = Rules {
             excludes: vec!["a/[".into()],

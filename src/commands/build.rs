@@ -18,7 +18,7 @@ use crate::archive::{self, Compression, PackSpec, Packed};
 use crate::cli::{BuildArgs, CompressionArg};
 use crate::config::BuildFile;
 use crate::env_vars;
-use crate::error::Problem;
+use crate::error::ExitError;
 use crate::git;
 use crate::identity::{self, non_empty_env};
 use crate::layout::Layout;
@@ -65,12 +65,12 @@ impl BuildConfig {
             .unwrap_or(compression.default_level());
         compression
             .check_level(level)
-            .map_err(|e| Problem::Usage(format!("invalid --level: {e}")))?;
+            .map_err(|e| ExitError::Usage(format!("invalid --level: {e}")))?;
         let semver = args
             .semver
             .map(|text| {
                 semver::Version::parse(&text).map_err(|e| {
-                    Problem::Usage(format!("invalid --semver `{text}` ({e}): use X.Y.Z"))
+                    ExitError::Usage(format!("invalid --semver `{text}` ({e}): use X.Y.Z"))
                 })
             })
             .transpose()?;
@@ -118,7 +118,7 @@ impl Source {
             None => match &repo {
                 Some(repo) => git::head_commit(repo)?,
                 None => {
-                    return Err(Problem::Usage(format!(
+                    return Err(ExitError::Usage(format!(
                         "no git repository contains `{}` and GIT_COMMIT is not set: run the \
                          build in a clone, or set GIT_COMMIT",
                         dir.display()
@@ -132,7 +132,7 @@ impl Source {
             .or_else(|| repo.as_ref().and_then(git::current_branch));
         let mtime = match non_empty_env(env_vars::SOURCE_DATE_EPOCH) {
             Some(text) => text.parse().map_err(|_| {
-                Problem::Usage(format!(
+                ExitError::Usage(format!(
                     "SOURCE_DATE_EPOCH=`{text}` is not a number of seconds"
                 ))
             })?,
@@ -171,7 +171,7 @@ fn check_links(root: &Path, entries: &[walk::Entry]) -> Result<()> {
 
 fn link_refused(path: &Path, err: &LinkError) -> anyhow::Error {
     let glob = globset::escape(&path.to_string_lossy());
-    Problem::Usage(format!(
+    ExitError::Usage(format!(
         "`{}` is {err}, which every install refuses; nothing was built: leave it out with \
          `--exclude {}`, or make it a relative link that stays inside the tree",
         path.display(),
@@ -288,7 +288,7 @@ pub(crate) async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
     let moved = pointers::advance(&store, &layout.latest(), &manifest)
         .await
         .map_err(|e| {
-            Problem::Partial(format!(
+            ExitError::Partial(format!(
                 "build {number} is stored ({}) but `latest.txt` was not moved: {e:#}; \
                  the next build will still continue after {number}",
                 store.url(&archive_key)
@@ -360,7 +360,7 @@ fn check_keep_local(path: Option<PathBuf>) -> Result<Option<PathBuf>> {
         _ => Path::new("."),
     };
     if !parent.is_dir() {
-        return Err(Problem::Usage(format!(
+        return Err(ExitError::Usage(format!(
             "--keep-local `{}`: the directory `{}` does not exist; create it first (nothing was \
              built)",
             path.display(),
@@ -369,7 +369,7 @@ fn check_keep_local(path: Option<PathBuf>) -> Result<Option<PathBuf>> {
         .into());
     }
     if path.is_dir() {
-        return Err(Problem::Usage(format!(
+        return Err(ExitError::Usage(format!(
             "--keep-local `{}` is a directory: give a file name, e.g. `{}`",
             path.display(),
             path.join("build.tar.gz").display()
@@ -561,7 +561,7 @@ fn check_not_empty(root: &Path, config: &BuildConfig, entries: &[walk::Entry]) -
             .collect();
         format!("{} in `{}`", names.join(", "), root.display())
     };
-    Err(Problem::Usage(format!(
+    Err(ExitError::Usage(format!(
         "nothing to archive: no file or link in {what} after {rules}; nothing was written. \
          Check the working directory and PATHs (`release build --list` shows the members), \
          or pass --allow-empty to build it anyway"
@@ -585,7 +585,7 @@ fn check_clean(
     };
     let (Some(repo), Some(changed)) = (repo, changed) else {
         if config.require_clean {
-            return Err(Problem::Usage(format!(
+            return Err(ExitError::Usage(format!(
                 "--require-clean cannot check the tree: no git work tree containing `{}` has \
                  commit {}; nothing was written. Build in a checkout of that commit",
                 root.display(),
@@ -621,7 +621,7 @@ fn check_clean(
     dirty.sort();
     let message = dirty_message(&dirty, &source.commit);
     if config.require_clean {
-        return Err(Problem::Usage(format!(
+        return Err(ExitError::Usage(format!(
             "{message}; --require-clean refuses such a build: nothing was written. Commit \
              them, or ignore them in .gitignore"
         ))

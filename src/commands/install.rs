@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::Context;
 use crate::cli::InstallArgs;
-use crate::error::Problem;
+use crate::error::ExitError;
 use crate::extract::{self, Format, Unpacked};
 use crate::hooks::{HookEnv, Hooks};
 use crate::install_dir::{InstallDir, InstallView, Pending};
@@ -59,11 +59,11 @@ impl InstallConfig {
         let artifact = ctx.settings.artifact()?;
         let keep = args.keep.or(file.keep).unwrap_or(DEFAULT_KEEP);
         if keep == 0 {
-            return Err(Problem::Usage("--keep must be at least 1".into()).into());
+            return Err(ExitError::Usage("--keep must be at least 1".into()).into());
         }
         let dir = default_dir(args.dir.or(file.dir.clone()), artifact);
         let dir = std::path::absolute(&dir).map_err(|e| {
-            Problem::Usage(format!(
+            ExitError::Usage(format!(
                 "invalid install directory `{}`: {e}",
                 dir.display()
             ))
@@ -85,7 +85,7 @@ impl InstallConfig {
 /// from the bucket, dry runs included (the locked install checks it again, `claim_for`).
 fn check_artifact(layout: &Layout, config: &InstallConfig) -> Result<()> {
     match InstallView::new(&config.dir).artifact() {
-        Some(held) if held != layout.artifact() && !config.force => Err(Problem::Usage(format!(
+        Some(held) if held != layout.artifact() && !config.force => Err(ExitError::Usage(format!(
             "`{}` holds artifact `{held}`, not `{}`: use another --dir (one directory holds \
              one artifact), or --force",
             config.dir.display(),

@@ -50,6 +50,12 @@ impl Context {
             kms_key_id: self.settings.sse_kms_key_id.clone(),
             storage_class,
         };
-        Store::open(&self.settings, policy).await
+        Store::open(
+            &self.settings.store,
+            self.settings.region.clone(),
+            self.settings.timeouts,
+            policy,
+        )
+        .await
     }
 }

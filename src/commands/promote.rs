@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::Context;
 use crate::cli::{PromoteArgs, TagArgs};
 use crate::config::PromoteFile;
-use crate::error::Problem;
+use crate::error::ExitError;
 use crate::git;
 use crate::history::{self, Record};
 use crate::identity::{self, non_empty};
@@ -323,7 +323,7 @@ impl Promotion<'_> {
         if self.allow_format_change || !stable_archive.ends_with(".tar") || archive == tar {
             return Ok(());
         }
-        Err(Problem::Usage(format!(
+        Err(ExitError::Usage(format!(
             "the stable build is `{stable_archive}`, a plain .tar, and build {} is `{archive}`: \
              boot scripts of the old jobs download `{tar}` and untar it, so every instance that \
              boots after this promotion would fail. Build with `--compression none` until the \
@@ -345,7 +345,7 @@ impl Promotion<'_> {
             .map(str::trim)
             .filter(|c| !c.is_empty());
         let Some(commit) = commit else {
-            return Err(Problem::Usage(format!(
+            return Err(ExitError::Usage(format!(
                 "build {} has no GIT_COMMIT (it was made by the old jobs), so there is no commit \
                  to tag: run again with --no-tag to move latest-stable only; nothing was changed",
                 build.number
@@ -353,7 +353,7 @@ impl Promotion<'_> {
             .into());
         };
         if !git::check_commit_id(commit) {
-            return Err(Problem::Usage(format!(
+            return Err(ExitError::Usage(format!(
                 "build {}'s GIT_COMMIT `{commit}` is not a full commit id: run again with \
                  --no-tag to move latest-stable only; nothing was changed",
                 build.number
@@ -378,7 +378,7 @@ impl Promotion<'_> {
             .await
             .with_context(|| format!("checking the archive `{url}`"))?
         else {
-            return Err(Problem::Usage(format!(
+            return Err(ExitError::Usage(format!(
                 "build {}'s archive `{url}` does not exist, so it cannot be installed: promote \
                  another build (`release list`); nothing was changed",
                 build.number
@@ -386,7 +386,7 @@ impl Promotion<'_> {
             .into());
         };
         match build.manifest.size() {
-            Some(size) if size != meta.size => Err(Problem::Usage(format!(
+            Some(size) if size != meta.size => Err(ExitError::Usage(format!(
                 "build {}'s archive `{url}` is {} bytes but its manifest says SIZE={size}: the \
                  archive was replaced or damaged; promote another build; nothing was changed",
                 build.number, meta.size
@@ -439,7 +439,7 @@ impl Promotion<'_> {
         if git::has_commit(&open(paths)?, commit) {
             return Ok(());
         }
-        Err(Problem::Usage(format!(
+        Err(ExitError::Usage(format!(
             "commit {commit} of build {} is neither in `{where_}` nor on {remote}; nothing was \
              changed: push it to {remote}, pass --repo DIR for the repository it was built from, \
              or pass --no-tag to move latest-stable without tagging",
@@ -459,7 +459,7 @@ impl Promotion<'_> {
         let body = Bytes::from(build.manifest.to_text());
         match self.store.put(&key, body, condition).await {
             Ok(()) => Ok(()),
-            Err(StoreError::PreconditionFailed { .. }) => Err(Problem::Conflict(format!(
+            Err(StoreError::PreconditionFailed { .. }) => Err(ExitError::Conflict(format!(
                 "`{url}` was moved by someone else meanwhile; nothing changed: see `release \
                  history`, then promote {} again if it should still be stable",
                 build.number
@@ -524,7 +524,7 @@ impl Promotion<'_> {
         report: &Report,
         history_error: Option<anyhow::Error>,
         tag_error: Option<TagFailure>,
-    ) -> Problem {
+    ) -> ExitError {
         let n = report.version;
         let mut parts = vec![if report.pointer_moved {
             format!("latest-stable moved to {n}")
@@ -547,7 +547,7 @@ impl Promotion<'_> {
             None if report.tag.is_some() => parts.push(format!("tag {name} pushed to {remote}")),
             None => {}
         }
-        Problem::Partial(parts.join("; "))
+        ExitError::Partial(parts.join("; "))
     }
 
     fn report(&self, build: &Build, commit: Option<String>, from: Option<u64>) -> Report {

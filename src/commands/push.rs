@@ -13,7 +13,7 @@ use super::Context;
 use crate::cli::{PushArgs, RemoteArgs, TargetArgs};
 use crate::config::PushFile;
 use crate::env_vars;
-use crate::error::{ExitStatus, Problem, Reported};
+use crate::error::{ExitError, ExitStatus, FailedWithOutcome};
 use crate::history::{self, Record};
 use crate::identity;
 use crate::output::{self, Outcome};
@@ -62,7 +62,7 @@ pub(crate) fn reach(args: &TargetArgs, file: &PushFile) -> Result<Reach> {
         .collect();
     for host in &hosts {
         targets::check_host(host).map_err(|why| {
-            Problem::Usage(format!(
+            ExitError::Usage(format!(
                 "invalid host `{}` in {origin}: {why}",
                 host.escape_debug()
             ))
@@ -82,13 +82,13 @@ pub(crate) fn reach(args: &TargetArgs, file: &PushFile) -> Result<Reach> {
         },
         (true, false) => Source::Hosts(hosts),
         (true, true) => {
-            return Err(Problem::Usage(
+            return Err(ExitError::Usage(
                 "no targets: give --asg NAME (repeatable) or --hosts H,H".into(),
             )
             .into());
         }
         (false, false) => {
-            return Err(Problem::Usage("give --asg or --hosts, not both".into()).into());
+            return Err(ExitError::Usage("give --asg or --hosts, not both".into()).into());
         }
     };
     let policy = args
@@ -147,7 +147,7 @@ pub(crate) async fn resolve_targets(
             Source::Hosts(_) => "--hosts".into(),
         };
         return Err(
-            Problem::Usage(format!("{what}: no InService, Healthy instance to reach")).into(),
+            ExitError::Usage(format!("{what}: no InService, Healthy instance to reach")).into(),
         );
     }
     Ok((found, fleet, skipped))
@@ -174,7 +174,7 @@ pub(crate) async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
     ) {
         (Some(_), Some(_)) => {
             return Err(
-                Problem::Usage("give --health-url or --health-command, not both".into()).into(),
+                ExitError::Usage("give --health-url or --health-command, not both".into()).into(),
             );
         }
         (Some(url), None) => HealthCheck::Url(url),
@@ -344,7 +344,7 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
     } else {
         "some hosts are not on the build".to_owned()
     };
-    Err(Reported {
+    Err(FailedWithOutcome {
         status,
         message: format!("push incomplete: {summary}; {why}"),
         outcome,

@@ -12,7 +12,7 @@ use anyhow::Result;
 use super::Context;
 use super::promote::{self, Promotion, TagConfig};
 use crate::cli::TagArgs;
-use crate::error::Problem;
+use crate::error::ExitError;
 use crate::history::{self, Previous};
 use crate::output::Outcome;
 use crate::resolve::{self, BuildRef};
@@ -30,7 +30,7 @@ pub(crate) async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
     let pointer = store.url(&layout.latest_stable());
     let stable = promote::read_stable(ctx, &store, &layout).await?;
     let Some(current) = stable.as_ref().and_then(|s| s.version) else {
-        return Err(Problem::Usage(format!(
+        return Err(ExitError::Usage(format!(
             "`{pointer}` names no build, so there is nothing to roll back from: run `release \
              promote N` with the build to make stable (`release list` shows them)"
         ))
@@ -39,7 +39,7 @@ pub(crate) async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
     let target = match history::previous_stable(&store, &layout, current).await? {
         Previous::Build(number) => number,
         Previous::NoHistory => {
-            return Err(Problem::Usage(format!(
+            return Err(ExitError::Usage(format!(
                 "no promotion history in `{}` (builds promoted by the old jobs leave none), so \
                  the build before {current} is unknown: run `release promote N` with the build \
                  to roll back to (`release list` shows them); nothing was changed",
@@ -48,7 +48,7 @@ pub(crate) async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
             .into());
         }
         Previous::NoneBefore => {
-            return Err(Problem::Usage(format!(
+            return Err(ExitError::Usage(format!(
                 "the promotion history names no build that was stable before {current}: run \
                  `release promote N` with the build to roll back to (`release list` shows \
                  them); nothing was changed"

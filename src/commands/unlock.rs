@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::Context;
 use crate::cli::UnlockArgs;
-use crate::error::Problem;
+use crate::error::ExitError;
 use crate::output::Outcome;
 use crate::rollout::lock::{self, Current};
 use crate::signals::{self, Cleanup};
@@ -26,7 +26,7 @@ pub(crate) async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
             });
         }
         Some(Current::Damaged { why, .. }) if !args.force => {
-            return Err(Problem::Conflict(format!(
+            return Err(ExitError::Conflict(format!(
                 "`{url}` is damaged ({why}): no push wrote it like this; \
                  `release unlock --force` removes it"
             ))
@@ -34,7 +34,7 @@ pub(crate) async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
         }
         Some(Current::Damaged { etag, .. }) => (None, etag),
         Some(Current::Held { info, .. }) if !info.is_expired() && !args.force => {
-            return Err(Problem::Conflict(format!(
+            return Err(ExitError::Conflict(format!(
                 "the push lock is held by {} since {} ({}) and expires {}: it may still be \
                  running; use `release unlock --force` if you know it is not",
                 info.holder, info.since, info.what, info.expires
@@ -61,7 +61,7 @@ pub(crate) async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
     match store.delete_if_match(&key, &etag).await {
         Ok(()) => {}
         Err(StoreError::PreconditionFailed { .. }) => {
-            return Err(Problem::Conflict(format!(
+            return Err(ExitError::Conflict(format!(
                 "`{url}` changed while it was being removed (a push took or renewed it): \
                  nothing was removed; run `release unlock` again to see who holds it"
             ))

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Halt;
 use crate::env_vars;
-use crate::error::Problem;
+use crate::error::ExitError;
 use crate::layout::Layout;
 use crate::output::Printer;
 use crate::store::{Precondition, Store, StoreError};
@@ -35,7 +35,7 @@ pub(crate) fn lifetime() -> Result<(SignedDuration, bool)> {
         Some(seconds) if (1..=LOCK_TTL_SECONDS).contains(&seconds) => {
             Ok((SignedDuration::from_secs(seconds), true))
         }
-        _ => Err(Problem::Usage(format!(
+        _ => Err(ExitError::Usage(format!(
             "{} must be a number of seconds from 1 to {LOCK_TTL_SECONDS}, not `{}`",
             env_vars::TEST_LOCK_TTL,
             text.to_string_lossy()
@@ -174,7 +174,7 @@ pub(crate) async fn acquire(
                 ),
                 None => format!("another push holds `{url}` (the lock could not be read)"),
             };
-            return Err(Problem::Conflict(message).into());
+            return Err(ExitError::Conflict(message).into());
         }
         Err(err) => return Err(err).context("taking the push lock"),
     }
@@ -187,7 +187,7 @@ pub(crate) async fn acquire(
             etag: object.etag,
             ttl,
         }),
-        _ => Err(Problem::Conflict(format!(
+        _ => Err(ExitError::Conflict(format!(
             "`{url}` was replaced right after this push took it (`release unlock --force` \
              elsewhere?); nothing was pushed"
         ))

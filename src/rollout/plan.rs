@@ -1,7 +1,7 @@
 //! Cutting the hosts into batches: an optional canary batch first, then batches of N hosts or
 //! P% of them (rounded up, at least one).
 
-use crate::error::Problem;
+use crate::error::ExitError;
 
 /// A batch size as given: `5` or `25%`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,11 +13,11 @@ pub(crate) enum BatchSize {
 }
 
 impl std::str::FromStr for BatchSize {
-    type Err = Problem;
+    type Err = ExitError;
 
-    fn from_str(text: &str) -> Result<Self, Problem> {
+    fn from_str(text: &str) -> Result<Self, ExitError> {
         let bad = || {
-            Problem::Usage(format!(
+            ExitError::Usage(format!(
                 "invalid --batch `{text}`: give a number of hosts (4) or a percentage (25%)"
             ))
         };

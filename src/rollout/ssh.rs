@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::error::Problem;
+use crate::error::ExitError;
 
 /// How to reach hosts.
 #[derive(Debug, Clone)]
@@ -30,12 +30,12 @@ pub(crate) struct SshOptions {
 }
 
 /// `yes`, `accept-new` or `no`.
-pub(crate) fn host_key_policy(text: &str) -> Result<KnownHosts, Problem> {
+pub(crate) fn host_key_policy(text: &str) -> Result<KnownHosts, ExitError> {
     match text {
         "yes" => Ok(KnownHosts::Strict),
         "accept-new" => Ok(KnownHosts::Add),
         "no" => Ok(KnownHosts::Accept),
-        other => Err(Problem::Usage(format!(
+        other => Err(ExitError::Usage(format!(
             "invalid --strict-host-keys `{other}`: use yes, accept-new or no"
         ))),
     }

@@ -5,7 +5,7 @@ use anyhow::Result;
 use release_fleet::{Addresses, Fleet};
 use serde::Serialize;
 
-use crate::error::Problem;
+use crate::error::ExitError;
 
 /// One host to update.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,14 +45,14 @@ pub(crate) enum AddressKind {
 }
 
 impl std::str::FromStr for AddressKind {
-    type Err = Problem;
+    type Err = ExitError;
 
-    fn from_str(text: &str) -> Result<Self, Problem> {
+    fn from_str(text: &str) -> Result<Self, ExitError> {
         match text {
             "private" => Ok(Self::Private),
             "public" => Ok(Self::Public),
             "dns" => Ok(Self::Dns),
-            other => Err(Problem::Usage(format!(
+            other => Err(ExitError::Usage(format!(
                 "invalid --address `{other}`: use private, public or dns"
             ))),
         }
@@ -98,7 +98,7 @@ pub(crate) async fn resolve(
     let fleet = fleet.ok_or_else(|| anyhow::anyhow!("no AWS client for Auto Scaling"))?;
     let members = fleet.members(names).await.map_err(|e| match e {
         release_fleet::FleetError::NoSuchGroup(_) => {
-            anyhow::Error::from(Problem::Usage(e.to_string()))
+            anyhow::Error::from(ExitError::Usage(e.to_string()))
         }
         other => anyhow::Error::from(other),
     })?;

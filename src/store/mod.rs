@@ -8,15 +8,14 @@ mod dir;
 mod s3;
 
 use std::fmt;
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::Sse;
-use crate::config::{Settings, StoreLocation};
-use crate::error::ExitStatus;
+use crate::aws::Timeouts;
 
 pub(crate) use dir::DirStore;
 pub(crate) use s3::S3Store;
@@ -72,6 +71,44 @@ pub(crate) struct Listed {
 pub(crate) enum ByteRange {
     /// The last `n` bytes.
     Tail(u64),
+}
+
+/// Server-side encryption of the objects written: `--sse`, `sse` in release.toml. The clap
+/// and serde names are the values S3 itself uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+pub enum Sse {
+    /// SSE-S3, AES-256.
+    #[value(name = "AES256", alias = "aes256")]
+    #[serde(rename = "AES256", alias = "aes256")]
+    Aes256,
+    /// SSE-KMS with `--sse-kms-key-id` (or the account's default key).
+    #[value(name = "aws:kms")]
+    #[serde(rename = "aws:kms")]
+    Kms,
+}
+
+/// Where the builds are kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) enum StoreLocation {
+    /// An S3 bucket.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+    },
+    /// A local directory (`file://DIR`).
+    Dir {
+        /// The directory.
+        root: PathBuf,
+    },
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::S3 { bucket } => write!(f, "s3://{bucket}"),
+            Self::Dir { root } => write!(f, "file://{}", root.display()),
+        }
+    }
 }
 
 /// Encryption and storage class applied to writes.
@@ -197,20 +234,6 @@ pub(crate) enum StoreError {
     },
 }
 
-impl StoreError {
-    /// The exit status this error decides, if any.
-    pub(crate) fn exit_status(&self) -> Option<ExitStatus> {
-        match self {
-            Self::NoSuchBucket { .. }
-            | Self::NoCredentials { .. }
-            | Self::Unreachable { .. }
-            | Self::NoRegion => Some(ExitStatus::Usage),
-            Self::PreconditionFailed { .. } => Some(ExitStatus::Conflict),
-            _ => None,
-        }
-    }
-}
-
 /// The underlying error's text (the SDK's errors are not `Sync`; their text is all we keep).
 #[derive(Debug, Error)]
 #[error("{0}")]
@@ -226,14 +249,20 @@ pub(crate) enum Store {
 }
 
 impl Store {
-    /// Opens the store named by the settings.
-    pub(crate) async fn open(settings: &Settings, policy: WritePolicy) -> Self {
-        match &settings.store {
+    /// Opens the store at `location`; `region` (else the AWS chain's) and `timeouts` apply to
+    /// S3 only.
+    pub(crate) async fn open(
+        location: &StoreLocation,
+        region: Option<String>,
+        timeouts: Timeouts,
+        policy: WritePolicy,
+    ) -> Self {
+        match location {
             StoreLocation::S3 { bucket } => {
-                let shared = crate::aws::sdk_config(settings.region.clone(), &settings.timeouts);
+                let shared = crate::aws::sdk_config(region, &timeouts);
                 Self::S3(S3Store::new(
                     &shared.await,
-                    settings.timeouts,
+                    timeouts,
                     bucket.clone(),
                     policy,
                 ))

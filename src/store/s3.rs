@@ -17,11 +17,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ByteRange, Detail, Listed, Object, ObjectKind, ObjectMeta, Op, Precondition, StoreError,
+    ByteRange, Detail, Listed, Object, ObjectKind, ObjectMeta, Op, Precondition, Sse, StoreError,
     WritePolicy,
 };
 use crate::aws::Timeouts;
-use crate::cli::Sse;
 use crate::signals;
 
 /// Parts uploading at once: enough to keep the link busy on two cores, few enough to bound memory.
