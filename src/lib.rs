@@ -26,6 +26,7 @@ mod manifest;
 mod names;
 mod output;
 mod pointers;
+mod promotion;
 mod redact;
 mod resolve;
 mod rollout;

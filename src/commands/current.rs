@@ -6,8 +6,8 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Context;
-use super::install::default_dir;
 use crate::cli::CurrentArgs;
+use crate::config;
 use crate::error::ExitError;
 use crate::install_dir::InstallView;
 use crate::manifest;
@@ -60,7 +60,7 @@ fn install_dir(ctx: &Context, given: Option<PathBuf>) -> Result<PathBuf> {
         return Ok(dir);
     }
     match ctx.settings.artifact.as_deref() {
-        Some(artifact) => Ok(default_dir(None, artifact)),
+        Some(artifact) => Ok(config::install_dir(None, artifact)),
         None => Err(ExitError::Usage(
             "which install directory? pass --dir DIR, set RELEASE_INSTALL_DIR, or put `dir` \
              under [install] in release.toml (or give --artifact NAME for /opt/NAME)"

@@ -6,8 +6,8 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Context;
-use super::list::DEFAULT_LIMIT;
 use crate::cli::ListArgs;
+use crate::config;
 use crate::history::{self, Record};
 use crate::output::{Outcome, short_commit, table};
 
@@ -15,7 +15,12 @@ use crate::output::{Outcome, short_commit, table};
 pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let store = Arc::new(ctx.store(None).await);
-    let events = history::newest(&store, &layout, args.limit.unwrap_or(DEFAULT_LIMIT)).await?;
+    let events = history::newest(
+        &store,
+        &layout,
+        args.limit.unwrap_or(config::DEFAULT_LIST_LIMIT),
+    )
+    .await?;
     let text = if events.is_empty() {
         format!(
             "no history in `{}` (promotions by the old jobs leave none)",

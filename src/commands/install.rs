@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use super::Context;
 use crate::cli::InstallArgs;
+use crate::config;
 use crate::error::ExitError;
 use crate::extract::{self, Format, Unpacked};
 use crate::hooks::{HookEnv, Hooks};
@@ -61,7 +62,7 @@ impl InstallConfig {
         if keep == 0 {
             return Err(ExitError::Usage("--keep must be at least 1".into()).into());
         }
-        let dir = default_dir(args.dir.or(file.dir.clone()), artifact);
+        let dir = config::install_dir(args.dir.or(file.dir.clone()), artifact);
         let dir = std::path::absolute(&dir).map_err(|e| {
             ExitError::Usage(format!(
                 "invalid install directory `{}`: {e}",
@@ -128,11 +129,6 @@ fn dry_run(layout: &Layout, config: &InstallConfig, build: &Build) -> Outcome {
             "already_installed": installed,
         }),
     }
-}
-
-/// `--dir`, else `RELEASE_INSTALL_DIR` (clap's env twin), else release.toml, else `/opt/{artifact}`.
-pub(crate) fn default_dir(given: Option<PathBuf>, artifact: &str) -> PathBuf {
-    given.unwrap_or_else(|| Path::new("/opt").join(artifact))
 }
 
 /// Runs `release install`.

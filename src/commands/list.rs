@@ -15,14 +15,12 @@ use serde_json::json;
 use super::Context;
 use crate::batch;
 use crate::cli::ListArgs;
+use crate::config;
 use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
 use crate::output::{Outcome, human_bytes, short_commit, table};
 use crate::resolve::{self, Listing};
 use crate::store::{Object, Store};
-
-/// Entries shown when `--limit` is not given.
-pub(crate) const DEFAULT_LIMIT: usize = 20;
 
 /// One build as listed (field names are documented in docs/output.md).
 #[derive(Debug, Serialize)]
@@ -45,7 +43,7 @@ struct Row {
 /// Runs `release list`.
 pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
-    let limit = args.limit.unwrap_or(DEFAULT_LIMIT);
+    let limit = args.limit.unwrap_or(config::DEFAULT_LIST_LIMIT);
     let store = Arc::new(ctx.store(None).await);
     let builds = resolve::catalog(&store, &layout).await?;
     let shown: Vec<(u64, &Listing)> = builds

@@ -14,11 +14,14 @@ pub(crate) mod status;
 pub(crate) mod unlock;
 
 use anyhow::Result;
+use release_fleet::Fleet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::error::ExitError;
 use crate::layout::Layout;
 use crate::output::Printer;
+use crate::rollout::targets::{self, Source, Target};
 use crate::store::{Store, WritePolicy};
 
 /// What every command gets.
@@ -57,5 +60,36 @@ impl Context {
             policy,
         )
         .await
+    }
+
+    /// Resolves the targets once, saying which instances were left out.
+    pub(crate) async fn targets(
+        &self,
+        source: &Source,
+    ) -> Result<(Vec<Target>, Option<Fleet>, Vec<targets::Skipped>)> {
+        let fleet = match source {
+            Source::Groups { .. } => Some(Fleet::new(&self.aws_config().await)),
+            Source::Hosts(_) => None,
+        };
+        let (found, skipped) = targets::resolve(source, fleet.as_ref()).await?;
+        for s in &skipped {
+            self.printer.warn(&format!(
+                "skipping {} in {}: {}",
+                s.instance, s.group, s.reason
+            ));
+        }
+        if found.is_empty() {
+            let what = match source {
+                Source::Groups { names, .. } => {
+                    format!("Auto Scaling Group(s) {}", names.join(", "))
+                }
+                Source::Hosts(_) => "--hosts".into(),
+            };
+            return Err(ExitError::Usage(format!(
+                "{what}: no InService, Healthy instance to reach"
+            ))
+            .into());
+        }
+        Ok((found, fleet, skipped))
     }
 }

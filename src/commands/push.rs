@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use release_fleet::Fleet;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use crate::cli::{PushArgs, RemoteArgs, TargetArgs};
-use crate::config::PushFile;
+use crate::cli::PushArgs;
+use crate::config::reach::{reach, remote};
 use crate::env_vars;
 use crate::error::{ExitError, ExitStatus, FailedWithOutcome};
 use crate::history::{self, Record};
@@ -20,139 +19,12 @@ use crate::output::{self, Outcome};
 use crate::resolve::{self, BuildRef};
 use crate::rollout::health::HealthCheck;
 use crate::rollout::plan::{self, BatchSize};
-use crate::rollout::ssh::{self, SshOptions};
-use crate::rollout::targets::{self, AddressKind, Source, Target};
-use crate::rollout::{self, Halt, Remote, Report, Rollout, lock, template};
+use crate::rollout::targets::Target;
+use crate::rollout::{self, Halt, Report, Rollout, lock, template};
 use crate::signals::{self, Cleanup};
 
 /// Default seconds a host has to become healthy.
 const DEFAULT_HEALTH_TIMEOUT: u64 = 60;
-/// Default cap on new SSH connections at once: under sshd's MaxStartups (10), bastions too.
-const DEFAULT_MAX_CONNECTIONS: usize = 8;
-
-/// Where the hosts are and how to reach them, merged from flags and `[push]`.
-pub(crate) struct Reach {
-    /// Where targets come from.
-    pub(crate) source: Source,
-    /// SSH options.
-    pub(crate) ssh: SshOptions,
-    /// New-connection cap.
-    pub(crate) max_connections: usize,
-}
-
-/// Resolves `--asg`/`--hosts` and the SSH options (shared with `status`).
-pub(crate) fn reach(args: &TargetArgs, file: &PushFile) -> Result<Reach> {
-    let groups = if args.asg.is_empty() {
-        file.asg.clone().unwrap_or_default()
-    } else {
-        args.asg.clone()
-    };
-    let (hosts, origin) = if args.hosts.is_empty() {
-        (
-            file.hosts.clone().unwrap_or_default(),
-            "`hosts` in release.toml",
-        )
-    } else {
-        (args.hosts.clone(), "--hosts")
-    };
-    let hosts: Vec<String> = hosts
-        .into_iter()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .collect();
-    for host in &hosts {
-        targets::check_host(host).map_err(|why| {
-            ExitError::Usage(format!(
-                "invalid host `{}` in {origin}: {why}",
-                host.escape_debug()
-            ))
-        })?;
-    }
-    let address: AddressKind = args
-        .address
-        .clone()
-        .or(file.address.clone())
-        .as_deref()
-        .unwrap_or("private")
-        .parse()?;
-    let source = match (groups.is_empty(), hosts.is_empty()) {
-        (false, true) => Source::Groups {
-            names: groups,
-            address,
-        },
-        (true, false) => Source::Hosts(hosts),
-        (true, true) => {
-            return Err(ExitError::Usage(
-                "no targets: give --asg NAME (repeatable) or --hosts H,H".into(),
-            )
-            .into());
-        }
-        (false, false) => {
-            return Err(ExitError::Usage("give --asg or --hosts, not both".into()).into());
-        }
-    };
-    let policy = args
-        .strict_host_keys
-        .clone()
-        .or(file.strict_host_keys.clone());
-    Ok(Reach {
-        source,
-        ssh: SshOptions {
-            user: args.ssh_user.clone().or(file.ssh_user.clone()),
-            port: args.ssh_port.or(file.ssh_port),
-            config: args.ssh_config.clone().or(file.ssh_config.clone()),
-            identity: args.identity.clone().or(file.identity.clone()),
-            host_keys: ssh::host_key_policy(policy.as_deref().unwrap_or("yes"))?,
-            connect_timeout: Duration::from_secs(10),
-        },
-        max_connections: args
-            .max_connections
-            .or(file.max_connections)
-            .unwrap_or(DEFAULT_MAX_CONNECTIONS),
-    })
-}
-
-/// `--sudo`, `--remote-binary`, `--dir` merged with `[push]` (shared with `status`).
-pub(crate) fn remote(args: &RemoteArgs, file: &PushFile) -> Remote {
-    Remote {
-        sudo: args.sudo || file.sudo.unwrap_or(false),
-        binary: args
-            .remote_binary
-            .clone()
-            .or(file.remote_binary.clone())
-            .unwrap_or_else(|| "release".into()),
-        dir: args.dir.clone().or(file.dir.clone()),
-    }
-}
-
-/// Resolves the targets once, saying which instances were left out.
-pub(crate) async fn resolve_targets(
-    ctx: &Context,
-    source: &Source,
-) -> Result<(Vec<Target>, Option<Fleet>, Vec<targets::Skipped>)> {
-    let fleet = match source {
-        Source::Groups { .. } => Some(Fleet::new(&ctx.aws_config().await)),
-        Source::Hosts(_) => None,
-    };
-    let (found, skipped) = targets::resolve(source, fleet.as_ref()).await?;
-    for s in &skipped {
-        ctx.printer.warn(&format!(
-            "skipping {} in {}: {}",
-            s.instance, s.group, s.reason
-        ));
-    }
-    if found.is_empty() {
-        let what = match source {
-            Source::Groups { names, .. } => format!("Auto Scaling Group(s) {}", names.join(", ")),
-            Source::Hosts(_) => "--hosts".into(),
-        };
-        return Err(
-            ExitError::Usage(format!("{what}: no InService, Healthy instance to reach")).into(),
-        );
-    }
-    Ok((found, fleet, skipped))
-}
-
 /// Runs `release push`.
 pub(crate) async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
     let file = &ctx.settings.file.push;
@@ -185,7 +57,7 @@ pub(crate) async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
     let store = ctx.store(None).await;
     // Once, here: every host gets this number even if someone promotes mid-push.
     let build = resolve::resolve(&store, &layout, &reference).await?;
-    let (found, fleet, skipped) = resolve_targets(ctx, &reach.source).await?;
+    let (found, fleet, skipped) = ctx.targets(&reach.source).await?;
     let canary = args.canary.or(file.canary).unwrap_or(0);
     let batches = plan::batches(&found, batch, canary);
     let rollout = Rollout {

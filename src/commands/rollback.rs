@@ -10,11 +10,11 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use super::Context;
-use super::promote::{self, Promotion, TagConfig};
 use crate::cli::TagArgs;
 use crate::error::ExitError;
 use crate::history::{self, Previous};
 use crate::output::Outcome;
+use crate::promotion::{self, Promotion, TagConfig};
 use crate::resolve::{self, BuildRef};
 
 /// Runs `release rollback`.
@@ -28,7 +28,7 @@ pub(crate) async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
     let tagging = TagConfig::resolve(args, &ctx.settings.file.promote, layout.artifact())?;
     let store = Arc::new(ctx.store(None).await);
     let pointer = store.url(&layout.latest_stable());
-    let stable = promote::read_stable(ctx, &store, &layout).await?;
+    let stable = promotion::read_stable(ctx, &store, &layout).await?;
     let Some(current) = stable.as_ref().and_then(|s| s.version) else {
         return Err(ExitError::Usage(format!(
             "`{pointer}` names no build, so there is nothing to roll back from: run `release \
@@ -61,7 +61,7 @@ pub(crate) async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
         layout.artifact()
     ));
     let build = resolve::resolve(&store, &layout, &BuildRef::Number(target)).await?;
-    let build = promote::signed_if_required(ctx, &store, &layout, build, &trusted).await?;
+    let build = promotion::signed_if_required(ctx, &store, &layout, build, &trusted).await?;
     let promotion = Promotion {
         ctx,
         store: &store,

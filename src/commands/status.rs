@@ -6,8 +6,8 @@ use anyhow::{Context as _, Result};
 use serde_json::json;
 
 use super::Context;
-use super::push::{reach, remote, resolve_targets};
 use crate::cli::StatusArgs;
+use crate::config::reach::{reach, remote};
 use crate::output::{self, Outcome};
 use crate::resolve;
 use crate::rollout::fan_out::{self, Connections};
@@ -26,7 +26,7 @@ pub(crate) async fn run(ctx: &Context, args: StatusArgs) -> Result<Outcome> {
         .await
         .context("cannot tell which build is stable, so no host was asked")?
         .map(|b| b.number);
-    let (found, _, _) = resolve_targets(ctx, &reach.source).await?;
+    let (found, _, _) = ctx.targets(&reach.source).await?;
     let command = remote(&args.remote, &ctx.settings.file.push).command(
         "current",
         &[],

@@ -18,3 +18,4 @@ mod promote;
 mod push;
 mod signing;
 mod stalled;
+mod structure;

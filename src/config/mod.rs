@@ -4,6 +4,8 @@
 //! defaults. `release.toml` has the global keys at its top and one table per command whose keys
 //! are the long flag names with `_` for `-`. Unknown keys are an error, so a typo is not silence.
 
+pub(crate) mod reach;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -425,6 +427,14 @@ pub(crate) fn parse_store(bucket: &str) -> Result<StoreLocation, ConfigError> {
         bucket: bucket.to_owned(),
     })
 }
+
+/// `--dir`, else `RELEASE_INSTALL_DIR` (clap's env twin), else release.toml, else `/opt/{artifact}`.
+pub(crate) fn install_dir(given: Option<PathBuf>, artifact: &str) -> PathBuf {
+    given.unwrap_or_else(|| Path::new("/opt").join(artifact))
+}
+
+/// Rows `list` and `history` show without `--limit`.
+pub(crate) const DEFAULT_LIST_LIMIT: usize = 20;
 
 #[cfg(test)]
 mod tests {
