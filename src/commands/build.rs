@@ -190,35 +190,78 @@ pub(crate) async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
         signing::preflight(with)?;
     }
     let root = std::env::current_dir().context("cannot read the working directory")?;
-    let rules = walk::Rules {
-        excludes: config.exclude.clone(),
-        gitignore: !config.include_ignored,
-    };
-    let selection = walk::select(&root, &config.paths, &rules)?;
-    for warning in &selection.warnings {
-        ctx.printer.warn(warning);
-    }
+    let entries = select(ctx, &root, &config)?;
     if config.list {
-        return Ok(listing(&selection.entries));
+        return Ok(listing(&entries));
     }
-    check_not_empty(&root, &config, &selection.entries)?;
-    check_links(&root, &selection.entries)?;
+    check_not_empty(&root, &config, &entries)?;
+    check_links(&root, &entries)?;
     let source = Source::detect(&root)?;
-    check_clean(ctx, &root, &source, &config, &selection.entries)?;
+    check_clean(ctx, &root, &source, &config, &entries)?;
 
     let store = ctx.store(config.storage_class.clone()).await;
     let candidate = pointers::next_candidate(&store, &layout).await?;
     if ctx.settings.dry_run {
-        return Ok(plan(
-            &store,
-            &layout,
-            &config,
-            &source,
-            candidate,
-            &selection.entries,
-        ));
+        return Ok(plan(&store, &layout, &config, &source, candidate, &entries));
     }
+    let number = claim(&store, &layout, candidate).await?;
+    ctx.printer.status(&format!(
+        "building {} {number} from {} entries at {}",
+        layout.artifact(),
+        entries.len(),
+        short_commit(&source.commit)
+    ));
+    let mut manifest = release_manifest(ctx, &layout, number, &source, &config, start_time);
+    let archive_key = layout.archive(number, config.compression);
+    let spec = PackSpec {
+        root,
+        entries,
+        release: manifest.to_text(),
+        mtime: source.mtime,
+        compression: config.compression,
+        level: config.level,
+    };
+    let keep_local = config.keep_local.as_deref();
+    let packed = upload(ctx, &store, &archive_key, spec, keep_local).await?;
+    let archive_name = layout.archive_name(number, config.compression);
+    manifest.set(manifest::ARCHIVE, &archive_name);
+    manifest.set(manifest::SHA256, &packed.sha256);
+    manifest.set(manifest::SIZE, &packed.size.to_string());
+    let sign = config.sign.as_ref();
+    let signed = publish(ctx, &store, &layout, &archive_key, &manifest, sign).await?;
+    let moved = move_latest(ctx, &store, &layout, &manifest, &archive_key).await?;
+    let compression = config.compression;
+    let mut outcome = report(
+        &store,
+        &archive_key,
+        &manifest,
+        &packed,
+        compression,
+        moved,
+        started,
+    );
+    outcome.json["signed_by"] = json!(signed);
+    if let Some(key_id) = signed {
+        outcome.text.push_str(&format!(", signed by key {key_id}"));
+    }
+    Ok(outcome)
+}
 
+/// The files the build packs (`--path`, `--exclude`, .gitignore), warning about surprises.
+fn select(ctx: &Context, root: &Path, config: &BuildConfig) -> Result<Vec<walk::Entry>> {
+    let rules = walk::Rules {
+        excludes: config.exclude.clone(),
+        gitignore: !config.include_ignored,
+    };
+    let selection = walk::select(root, &config.paths, &rules)?;
+    for warning in &selection.warnings {
+        ctx.printer.warn(warning);
+    }
+    Ok(selection.entries)
+}
+
+/// Claims the next free build number, then marks the upload as the step a signal interrupts.
+async fn claim(store: &Store, layout: &Layout, candidate: u64) -> Result<u64> {
     let token = format!(
         "{}@{} {}",
         std::process::id(),
@@ -230,7 +273,7 @@ pub(crate) async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
         "no build was written (a number may have been claimed and will be skipped)",
         Cleanup::None,
     );
-    let number = pointers::claim(&store, &layout, candidate, &token).await?;
+    let number = pointers::claim(store, layout, candidate, &token).await?;
     signals::step(
         format!("uploading build {number}"),
         format!(
@@ -239,59 +282,30 @@ pub(crate) async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
         ),
         Cleanup::Within,
     );
-    ctx.printer.status(&format!(
-        "building {} {number} from {} entries at {}",
-        layout.artifact(),
-        selection.entries.len(),
-        short_commit(&source.commit)
-    ));
+    Ok(number)
+}
 
-    let mut manifest = release_manifest(ctx, &layout, number, &source, &config, start_time);
-    let archive_key = layout.archive(number, config.compression);
-    let spec = PackSpec {
-        root,
-        entries: selection.entries,
-        release: manifest.to_text(),
-        mtime: source.mtime,
-        compression: config.compression,
-        level: config.level,
-    };
-    let packed = upload(
-        ctx,
-        &store,
-        &archive_key,
-        spec,
-        config.keep_local.as_deref(),
-    )
-    .await?;
-
-    manifest.set(
-        manifest::ARCHIVE,
-        &layout.archive_name(number, config.compression),
-    );
-    manifest.set(manifest::SHA256, &packed.sha256);
-    manifest.set(manifest::SIZE, &packed.size.to_string());
-    let signed = publish(
-        ctx,
-        &store,
-        &layout,
-        &archive_key,
-        &manifest,
-        config.sign.as_ref(),
-    )
-    .await?;
+/// Moves latest.txt to the stored build; failing here is partial (exit 4): the build is stored.
+async fn move_latest(
+    ctx: &Context,
+    store: &Store,
+    layout: &Layout,
+    manifest: &Manifest,
+    archive_key: &str,
+) -> Result<Moved> {
+    let number = manifest.version().unwrap_or(0);
     signals::step(
         "moving latest.txt",
         format!("build {number} is stored; latest.txt may still name an older build"),
         Cleanup::None,
     );
-    let moved = pointers::advance(&store, &layout.latest(), &manifest)
+    let moved = pointers::advance(store, &layout.latest(), manifest)
         .await
         .map_err(|e| {
             ExitError::Partial(format!(
                 "build {number} is stored ({}) but `latest.txt` was not moved: {e:#}; \
                  the next build will still continue after {number}",
-                store.url(&archive_key)
+                store.url(archive_key)
             ))
         })?;
     if let Moved::AlreadyNewer(newer) = moved {
@@ -299,20 +313,7 @@ pub(crate) async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
             "latest.txt already names build {newer}, newer than {number}: left as it is"
         ));
     }
-    let mut outcome = report(
-        &store,
-        &archive_key,
-        &manifest,
-        &packed,
-        config.compression,
-        moved,
-        started,
-    );
-    outcome.json["signed_by"] = json!(signed);
-    if let Some(key_id) = signed {
-        outcome.text.push_str(&format!(", signed by key {key_id}"));
-    }
-    Ok(outcome)
+    Ok(moved)
 }
 
 /// The RELEASE manifest of build `number`, before the archive's own keys are known.

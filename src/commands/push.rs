@@ -2,88 +2,39 @@
 //! batches, health-checked, under the push lock, ending with a per-host report.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
+use release_fleet::Fleet;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use crate::cli::PushArgs;
-use crate::config::reach::{reach, remote};
+use crate::config::push::PushConfig;
 use crate::env_vars;
-use crate::error::{ExitError, ExitStatus, FailedWithOutcome};
+use crate::error::{ExitStatus, FailedWithOutcome};
 use crate::history::{self, Record};
 use crate::identity;
+use crate::layout::Layout;
 use crate::output::{self, Outcome};
-use crate::resolve::{self, BuildRef};
-use crate::rollout::health::HealthCheck;
-use crate::rollout::plan::{self, BatchSize};
-use crate::rollout::targets::Target;
-use crate::rollout::{self, Halt, Report, Rollout, lock, template};
+use crate::resolve;
+use crate::rollout::plan;
+use crate::rollout::targets::{Source, Target};
+use crate::rollout::{self, Halt, Report, Rollout, lock};
 use crate::signals::{self, Cleanup};
+use crate::store::Store;
 
-/// Default seconds a host has to become healthy.
-const DEFAULT_HEALTH_TIMEOUT: u64 = 60;
 /// Runs `release push`.
 pub(crate) async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
-    let file = &ctx.settings.file.push;
     let layout = ctx.layout()?;
-    let reach = reach(&args.target, file)?;
-    let template = args.command.or(file.command.clone());
-    if let Some(t) = &template {
-        template::check(t)?;
-    }
-    let batch: BatchSize = args
-        .batch
-        .or(file.batch.clone())
-        .as_deref()
-        .unwrap_or("25%")
-        .parse()?;
-    let health = match (
-        args.health_url.or(file.health_url.clone()),
-        args.health_command.or(file.health_command.clone()),
-    ) {
-        (Some(_), Some(_)) => {
-            return Err(
-                ExitError::Usage("give --health-url or --health-command, not both".into()).into(),
-            );
-        }
-        (Some(url), None) => HealthCheck::Url(url),
-        (None, Some(command)) => HealthCheck::Command(command),
-        (None, None) => HealthCheck::None,
-    };
-    let reference: BuildRef = args.build.as_deref().unwrap_or("latest-stable").parse()?;
+    let config = PushConfig::resolve(args, &ctx.settings.file.push)?;
     let store = ctx.store(None).await;
     // Once, here: every host gets this number even if someone promotes mid-push.
-    let build = resolve::resolve(&store, &layout, &reference).await?;
-    let (found, fleet, skipped) = ctx.targets(&reach.source).await?;
-    let canary = args.canary.or(file.canary).unwrap_or(0);
-    let batches = plan::batches(&found, batch, canary);
-    let rollout = Rollout {
-        artifact: layout.artifact().to_owned(),
-        version: build.number,
-        bucket: ctx
-            .settings
-            .store
-            .to_string()
-            .trim_start_matches("s3://")
-            .to_owned(),
-        stage: ctx.settings.stage.clone(),
-        remote: remote(&args.remote, file),
-        template,
-        health,
-        health_timeout: Duration::from_secs(
-            args.health_timeout
-                .or(file.health_timeout)
-                .unwrap_or(DEFAULT_HEALTH_TIMEOUT),
-        ),
-        max_failures: args.max_failures.or(file.max_failures).unwrap_or(0),
-        batch,
-        ssh: reach.ssh,
-        max_connections: reach.max_connections,
-        log_dir: args.log_dir.or(file.log_dir.clone()),
-    };
+    let build = resolve::resolve(&store, &layout, &config.reference).await?;
+    let (found, fleet, skipped) = ctx.targets(&config.reach.source).await?;
+    let batches = plan::batches(&found, config.batch, config.canary);
+    let source = config.reach.source.clone();
+    let rollout = rollout_of(ctx, &layout, config, build.number);
     if ctx.settings.dry_run {
         return Ok(plan_outcome(&rollout, &batches));
     }
@@ -100,70 +51,123 @@ pub(crate) async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
         rollout.version,
         found.len()
     );
-    let holder = format!("{}@{}", identity::user(), identity::hostname());
-    let (ttl, ttl_overridden) = lock::lifetime()?;
-    if ttl_overridden {
-        ctx.printer.warn(&format!(
-            "the push lock lives {}s ({}, meant for tests only)",
-            ttl.as_secs(),
-            env_vars::TEST_LOCK_TTL
-        ));
-    }
-    // Before the lock: a failure here has touched nothing.
-    let runner = rollout::Runner::new(rollout.clone(), Arc::clone(&ctx.printer))?;
-    signals::step(
-        "taking the push lock",
-        "no host was touched (if a later push finds the lock held, `release unlock` removes it)",
-        Cleanup::None,
-    );
-    let mut held = lock::acquire(&store, &layout, &holder, &what, ttl).await?;
-    signals::step(
-        format!("pushing build {}", rollout.version),
-        "no new host is started; those running finish and the report says which",
-        Cleanup::Finish,
-    );
-    let halt = Halt::default();
-    let done = CancellationToken::new();
-    let (mut report, ()) = tokio::join!(
-        async {
-            let report = rollout::run(
-                runner,
-                batches,
-                &reach.source,
-                fleet.as_ref(),
-                &ctx.cancel,
-                &halt,
-            )
-            .await;
-            done.cancel();
-            report
-        },
-        held.keep(&store, &done, &halt, &ctx.printer),
-    );
-    if let Err(err) = held.release(&store).await {
-        ctx.printer.warn(&format!(
-            "could not remove the push lock: {err:#}; run `release unlock`"
-        ));
-    }
+    let pushing = Pushing {
+        ctx,
+        store: &store,
+        layout: &layout,
+        source: &source,
+        fleet: fleet.as_ref(),
+    };
+    let mut report = pushing.under_lock(&rollout, batches, &what).await?;
     report.skipped = skipped;
-
-    let mut record = Record::now("push", &layout);
-    record.to_version = Some(rollout.version);
-    record.extra.insert(
-        "hosts".into(),
-        json!(
-            report
-                .hosts
-                .iter()
-                .map(|h| json!({"host": h.host, "instance": h.instance, "result": h.result}))
-                .collect::<Vec<_>>()
-        ),
-    );
-    if let Err(err) = history::append(&store, &layout, &record).await {
-        ctx.printer
-            .warn(&format!("could not write the history record: {err:#}"));
-    }
+    pushing.record(&rollout, &report).await;
     finish(&rollout, report)
+}
+
+/// The rollout's settings: `config` with the build and where the hosts fetch it.
+fn rollout_of(ctx: &Context, layout: &Layout, config: PushConfig, version: u64) -> Rollout {
+    Rollout {
+        artifact: layout.artifact().to_owned(),
+        version,
+        bucket: ctx
+            .settings
+            .store
+            .to_string()
+            .trim_start_matches("s3://")
+            .to_owned(),
+        stage: ctx.settings.stage.clone(),
+        remote: config.remote,
+        template: config.template,
+        health: config.health,
+        health_timeout: config.health_timeout,
+        max_failures: config.max_failures,
+        batch: config.batch,
+        ssh: config.reach.ssh,
+        max_connections: config.reach.max_connections,
+        log_dir: config.log_dir,
+    }
+}
+
+/// What the steps of one push share.
+struct Pushing<'a> {
+    ctx: &'a Context,
+    store: &'a Store,
+    layout: &'a Layout,
+    source: &'a Source,
+    fleet: Option<&'a Fleet>,
+}
+
+impl Pushing<'_> {
+    /// Takes the push lock, runs the batches while keeping the lock alive, releases it.
+    async fn under_lock(
+        &self,
+        rollout: &Rollout,
+        batches: Vec<Vec<Target>>,
+        what: &str,
+    ) -> Result<Report> {
+        let ctx = self.ctx;
+        let holder = format!("{}@{}", identity::user(), identity::hostname());
+        let (ttl, ttl_overridden) = lock::lifetime()?;
+        if ttl_overridden {
+            ctx.printer.warn(&format!(
+                "the push lock lives {}s ({}, meant for tests only)",
+                ttl.as_secs(),
+                env_vars::TEST_LOCK_TTL
+            ));
+        }
+        // Before the lock: a failure here has touched nothing.
+        let runner = rollout::Runner::new(rollout.clone(), Arc::clone(&ctx.printer))?;
+        signals::step(
+            "taking the push lock",
+            "no host was touched (if a later push finds the lock held, `release unlock` removes it)",
+            Cleanup::None,
+        );
+        let mut held = lock::acquire(self.store, self.layout, &holder, what, ttl).await?;
+        signals::step(
+            format!("pushing build {}", rollout.version),
+            "no new host is started; those running finish and the report says which",
+            Cleanup::Finish,
+        );
+        let halt = Halt::default();
+        let done = CancellationToken::new();
+        let (report, ()) = tokio::join!(
+            async {
+                let report =
+                    rollout::run(runner, batches, self.source, self.fleet, &ctx.cancel, &halt)
+                        .await;
+                done.cancel();
+                report
+            },
+            held.keep(self.store, &done, &halt, &ctx.printer),
+        );
+        if let Err(err) = held.release(self.store).await {
+            ctx.printer.warn(&format!(
+                "could not remove the push lock: {err:#}; run `release unlock`"
+            ));
+        }
+        Ok(report)
+    }
+
+    /// Appends the push's history record; a failure is a warning, the push already happened.
+    async fn record(&self, rollout: &Rollout, report: &Report) {
+        let mut record = Record::now("push", self.layout);
+        record.to_version = Some(rollout.version);
+        record.extra.insert(
+            "hosts".into(),
+            json!(
+                report
+                    .hosts
+                    .iter()
+                    .map(|h| json!({"host": h.host, "instance": h.instance, "result": h.result}))
+                    .collect::<Vec<_>>()
+            ),
+        );
+        if let Err(err) = history::append(self.store, self.layout, &record).await {
+            self.ctx
+                .printer
+                .warn(&format!("could not write the history record: {err:#}"));
+        }
+    }
 }
 
 fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
