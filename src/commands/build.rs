@@ -76,6 +76,15 @@ impl BuildConfig {
             .transpose()?;
         let mut exclude = file.exclude.clone().unwrap_or_default();
         exclude.extend(args.exclude);
+        let sign: Option<SignWith> = args
+            .sign
+            .or(file.sign.clone())
+            .map(|text| text.parse())
+            .transpose()?;
+        // A key that cannot sign fails here, before a number is claimed or a byte uploaded.
+        if let Some(with) = &sign {
+            signing::preflight(with)?;
+        }
         Ok(Self {
             paths: if args.paths.is_empty() {
                 file.paths.clone().unwrap_or_default()
@@ -88,11 +97,7 @@ impl BuildConfig {
             semver,
             keep_local: check_keep_local(args.keep_local.or(file.keep_local.clone()))?,
             storage_class: args.storage_class.or(file.storage_class.clone()),
-            sign: args
-                .sign
-                .or(file.sign.clone())
-                .map(|text| text.parse())
-                .transpose()?,
+            sign,
             include_ignored: args.include_ignored,
             allow_empty: args.allow_empty,
             require_clean: args.require_clean,
@@ -186,9 +191,6 @@ pub(crate) async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
     let start_time = jiff::Timestamp::now();
     let layout = ctx.layout()?;
     let config = BuildConfig::resolve(args, &ctx.settings.file.build)?;
-    if let Some(with) = &config.sign {
-        signing::preflight(with)?;
-    }
     let root = std::env::current_dir().context("cannot read the working directory")?;
     let entries = select(ctx, &root, &config)?;
     if config.list {
@@ -224,14 +226,12 @@ pub(crate) async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
     let keep_local = config.keep_local.as_deref();
     let packed = upload(ctx, &store, &archive_key, spec, keep_local).await?;
     let archive_name = layout.archive_name(number, config.compression);
-    manifest.set(manifest::ARCHIVE, &archive_name);
-    manifest.set(manifest::SHA256, &packed.sha256);
-    manifest.set(manifest::SIZE, &packed.size.to_string());
+    set_archive_keys(&mut manifest, &archive_name, &packed);
     let sign = config.sign.as_ref();
     let signed = publish(ctx, &store, &layout, &archive_key, &manifest, sign).await?;
     let moved = move_latest(ctx, &store, &layout, &manifest, &archive_key).await?;
     let compression = config.compression;
-    let mut outcome = report(
+    let outcome = report(
         &store,
         &archive_key,
         &manifest,
@@ -240,11 +240,23 @@ pub(crate) async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
         moved,
         started,
     );
-    outcome.json["signed_by"] = json!(signed);
-    if let Some(key_id) = signed {
+    Ok(with_signer(outcome, signed))
+}
+
+/// The keys only known once the archive is stored: its name, digest and size.
+fn set_archive_keys(manifest: &mut Manifest, archive_name: &str, packed: &Packed) {
+    manifest.set(manifest::ARCHIVE, archive_name);
+    manifest.set(manifest::SHA256, &packed.sha256);
+    manifest.set(manifest::SIZE, &packed.size.to_string());
+}
+
+/// The build's report with the key that signed it (`signed_by`, null when unsigned).
+fn with_signer(mut outcome: Outcome, signed: Option<String>) -> Outcome {
+    if let Some(key_id) = &signed {
         outcome.text.push_str(&format!(", signed by key {key_id}"));
     }
-    Ok(outcome)
+    outcome.json["signed_by"] = json!(signed);
+    outcome
 }
 
 /// The files the build packs (`--path`, `--exclude`, .gitignore), warning about surprises.
@@ -596,10 +608,37 @@ fn check_clean(
         }
         return Ok(());
     };
+    let dirty = dirty_members(&repo, root, changed, entries)?;
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    let message = dirty_message(&dirty, &source.commit);
+    if config.require_clean {
+        return Err(ExitError::Usage(format!(
+            "{message}; --require-clean refuses such a build: nothing was written. Commit \
+             them, or ignore them in .gitignore"
+        ))
+        .into());
+    }
+    ctx.printer.warn(&format!(
+        "{message}; the build records that commit all the same (--require-clean makes this \
+         an error)"
+    ));
+    Ok(())
+}
+
+/// The members of the build among `changed` (paths in the repository), relative to `root`
+/// and sorted; none when `root` is outside the work tree.
+fn dirty_members(
+    repo: &git2::Repository,
+    root: &Path,
+    changed: Vec<PathBuf>,
+    entries: &[walk::Entry],
+) -> Result<Vec<String>> {
     let workdir = repo.workdir().map(fs_err::canonicalize).transpose()?;
     let root = fs_err::canonicalize(root)?;
     let Some(prefix) = workdir.and_then(|w| root.strip_prefix(w).ok().map(Path::to_owned)) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let members: std::collections::HashSet<PathBuf> = entries
         .iter()
@@ -616,23 +655,8 @@ fn check_clean(
                 .to_string()
         })
         .collect();
-    if dirty.is_empty() {
-        return Ok(());
-    }
     dirty.sort();
-    let message = dirty_message(&dirty, &source.commit);
-    if config.require_clean {
-        return Err(ExitError::Usage(format!(
-            "{message}; --require-clean refuses such a build: nothing was written. Commit \
-             them, or ignore them in .gitignore"
-        ))
-        .into());
-    }
-    ctx.printer.warn(&format!(
-        "{message}; the build records that commit all the same (--require-clean makes this \
-         an error)"
-    ));
-    Ok(())
+    Ok(dirty)
 }
 
 /// "3 files differ from commit abc: a, b, c" with at most five names.

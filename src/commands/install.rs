@@ -131,6 +131,32 @@ fn dry_run(layout: &Layout, config: &InstallConfig, build: &Build) -> Outcome {
     }
 }
 
+/// The build as its signed manifest says when trusted keys are configured (or the refusal);
+/// else the build as resolved, with a note that nothing was verified.
+async fn trusted_or_noted(
+    ctx: &Context,
+    store: &Store,
+    layout: &Layout,
+    build: Build,
+    trusted_keys: &[signing::TrustedKey],
+) -> Result<Build> {
+    let number = build.number;
+    Ok(if trusted_keys.is_empty() {
+        // A note, not a warning: installing unsigned builds is today's normal, and `-q` (boot
+        // scripts, pushes) asks for silence unless something goes wrong.
+        ctx.printer.status(
+            "note: builds are not verified: no trusted key is configured (trusted_keys, \
+             --trusted-key; docs/signing.md)",
+        );
+        build
+    } else {
+        let (build, key_id) = signing::verified(store, layout, number, trusted_keys).await?;
+        ctx.printer
+            .status(&format!("build {number} is signed by trusted key {key_id}"));
+        build
+    })
+}
+
 /// Runs `release install`.
 pub(crate) async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
     let started = Instant::now();
@@ -140,21 +166,7 @@ pub(crate) async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
     let store = ctx.store(None).await;
     let build = resolve::resolve(&store, &layout, &config.reference).await?;
     let number = build.number;
-    let build = if config.trusted_keys.is_empty() {
-        // A note, not a warning: installing unsigned builds is today's normal, and `-q` (boot
-        // scripts, pushes) asks for silence unless something goes wrong.
-        ctx.printer.status(
-            "note: builds are not verified: no trusted key is configured (trusted_keys, \
-             --trusted-key; docs/signing.md)",
-        );
-        build
-    } else {
-        let (build, key_id) =
-            signing::verified(&store, &layout, number, &config.trusted_keys).await?;
-        ctx.printer
-            .status(&format!("build {number} is signed by trusted key {key_id}"));
-        build
-    };
+    let build = trusted_or_noted(ctx, &store, &layout, build, &config.trusted_keys).await?;
     if ctx.settings.dry_run {
         return Ok(dry_run(&layout, &config, &build));
     }
@@ -422,6 +434,28 @@ async fn download(
     dir: &InstallDir,
 ) -> Result<Unpacked> {
     let number = build.number;
+    match fetch(ctx, store, layout, build, dir).await {
+        // A partial that stays would make every later install of this build fail.
+        Err(err) => Err(match dir.discard_partial(number) {
+            Ok(()) => err,
+            Err(e) => err.context(format!(
+                "the partial download of build {number} could not be removed ({e:#}); the \
+                 next install removes it"
+            )),
+        }),
+        ok => ok,
+    }
+}
+
+/// Streams and verifies the archive; what it leaves behind on failure is `download`'s.
+async fn fetch(
+    ctx: &Context,
+    store: &Store,
+    layout: &Layout,
+    build: &Build,
+    dir: &InstallDir,
+) -> Result<Unpacked> {
+    let number = build.number;
     let key = build.archive_key(layout);
     let url = store.url(&key);
     let format = Format::of(&key)?;
@@ -448,7 +482,7 @@ async fn download(
     // The download (and its sender) is gone now, so the unpacker ends too.
     let unpacked = unpacking.await.context("the unpack thread failed")?;
     progress.finish();
-    let result = match (downloaded, unpacked) {
+    match (downloaded, unpacked) {
         (None, _) => Err(anyhow!(
             "install interrupted by {} while downloading {url}; nothing was switched",
             signals::received()
@@ -468,17 +502,6 @@ async fn download(
         )),
         (Some(Ok(Some(_))), Err(err)) => Err(err.context("the unpack thread failed")),
         (Some(Ok(Some(_))), Ok(result)) => verify(ctx, &url, build, result),
-    };
-    match result {
-        // A partial that stays would make every later install of this build fail.
-        Err(err) => Err(match dir.discard_partial(number) {
-            Ok(()) => err,
-            Err(e) => err.context(format!(
-                "the partial download of build {number} could not be removed ({e:#}); the \
-                 next install removes it"
-            )),
-        }),
-        ok => ok,
     }
 }
 

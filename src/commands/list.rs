@@ -75,27 +75,7 @@ pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
         objects.next().flatten(),
         warn,
     );
-    let mut manifests: BTreeMap<u64, Manifest> = BTreeMap::new();
-    for (number, _) in shown.iter().filter(|(_, l)| l.manifest.is_some()) {
-        let url = store.url(&layout.manifest(*number));
-        let checked = objects.next().flatten().map(|o| {
-            let manifest = Manifest::parse(&o.body).map_err(|e| e.to_string())?;
-            manifest
-                .check_is(layout.artifact(), *number)
-                .map_err(|mismatch| format!("it is not build {number}'s: {mismatch}"))?;
-            Ok::<_, String>(manifest)
-        });
-        match checked {
-            Some(Ok(manifest)) => {
-                manifests.insert(*number, manifest);
-            }
-            // One bad manifest must not hide the other builds, nor be shown as if it were true.
-            Some(Err(why)) => warn(format!(
-                "`{url}` is not a valid manifest ({why}); showing what the listing knows"
-            )),
-            None => {}
-        }
-    }
+    let manifests = checked_manifests(&store, &layout, &shown, objects, warn);
     let marks = (version_of(&latest), version_of(&stable));
     let rows: Vec<Row> = shown
         .iter()
@@ -117,6 +97,39 @@ pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
             .push_str(&resolve::other_artifacts(&store, &layout).await);
     }
     Ok(outcome)
+}
+
+/// The manifests of the shown builds that have one, in `objects` (the same order), each
+/// checked to be its build's; a bad one is a warning and left out.
+fn checked_manifests(
+    store: &Store,
+    layout: &Layout,
+    shown: &[(u64, &Listing)],
+    mut objects: impl Iterator<Item = Option<Object>>,
+    warn: impl Fn(String),
+) -> BTreeMap<u64, Manifest> {
+    let mut manifests: BTreeMap<u64, Manifest> = BTreeMap::new();
+    for (number, _) in shown.iter().filter(|(_, l)| l.manifest.is_some()) {
+        let url = store.url(&layout.manifest(*number));
+        let checked = objects.next().flatten().map(|o| {
+            let manifest = Manifest::parse(&o.body).map_err(|e| e.to_string())?;
+            manifest
+                .check_is(layout.artifact(), *number)
+                .map_err(|mismatch| format!("it is not build {number}'s: {mismatch}"))?;
+            Ok::<_, String>(manifest)
+        });
+        match checked {
+            Some(Ok(manifest)) => {
+                manifests.insert(*number, manifest);
+            }
+            // One bad manifest must not hide the other builds, nor be shown as if it were true.
+            Some(Err(why)) => warn(format!(
+                "`{url}` is not a valid manifest ({why}); showing what the listing knows"
+            )),
+            None => {}
+        }
+    }
+    manifests
 }
 
 /// A pointer's manifest if it exists and proves to be the build it names. A garbled or lying

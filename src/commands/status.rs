@@ -44,6 +44,16 @@ pub(crate) async fn run(ctx: &Context, args: StatusArgs) -> Result<Outcome> {
         |_, why| Err(anyhow::anyhow!("status task failed: {why}")),
     )
     .await;
+    Ok(outcome(layout.artifact(), stable, found, versions))
+}
+
+/// One row per host against `stable`; a host is drifting unless it runs exactly that build.
+fn outcome(
+    artifact: &str,
+    stable: Option<u64>,
+    found: Vec<Target>,
+    versions: Vec<Result<Option<u64>>>,
+) -> Outcome {
     let mut rows = vec![
         ["HOST", "INSTANCE", "BUILD", "STATE"]
             .map(str::to_owned)
@@ -74,10 +84,10 @@ pub(crate) async fn run(ctx: &Context, args: StatusArgs) -> Result<Outcome> {
         "latest-stable: {}; {drifted} host(s) not on it",
         stable.map_or("none".into(), |n| n.to_string())
     ));
-    Ok(Outcome {
+    Outcome {
         text,
-        json: json!({"artifact": layout.artifact(), "stable": stable, "drifted": drifted, "hosts": hosts}),
-    })
+        json: json!({"artifact": artifact, "stable": stable, "drifted": drifted, "hosts": hosts}),
+    }
 }
 
 async fn current_on(

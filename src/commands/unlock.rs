@@ -10,7 +10,7 @@ use crate::error::ExitError;
 use crate::output::Outcome;
 use crate::rollout::lock::{self, Current};
 use crate::signals::{self, Cleanup};
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// Runs `release unlock`.
 pub(crate) async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
@@ -58,17 +58,7 @@ pub(crate) async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
         "the lock may or may not have been removed: `release unlock` again tells",
         Cleanup::None,
     );
-    match store.delete_if_match(&key, &etag).await {
-        Ok(()) => {}
-        Err(StoreError::PreconditionFailed { .. }) => {
-            return Err(ExitError::Conflict(format!(
-                "`{url}` changed while it was being removed (a push took or renewed it): \
-                 nothing was removed; run `release unlock` again to see who holds it"
-            ))
-            .into());
-        }
-        Err(err) => return Err(err.into()),
-    }
+    remove(&store, &key, &etag).await?;
     let since = held
         .as_ref()
         .map(|h| format!(" since {}", h.since))
@@ -77,4 +67,19 @@ pub(crate) async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
         text: format!("removed {whose}{since}"),
         json: json!({"removed": true, "lock": held, "damaged": held.is_none()}),
     })
+}
+
+/// Deletes the lock if it is still the one read (`etag`); one taken or renewed meanwhile is a
+/// conflict (exit 3) and stays.
+async fn remove(store: &Store, key: &str, etag: &str) -> Result<()> {
+    match store.delete_if_match(key, etag).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::PreconditionFailed { .. }) => Err(ExitError::Conflict(format!(
+            "`{}` changed while it was being removed (a push took or renewed it): \
+             nothing was removed; run `release unlock` again to see who holds it",
+            store.url(key)
+        ))
+        .into()),
+        Err(err) => Err(err.into()),
+    }
 }

@@ -40,3 +40,40 @@ fn no_command_imports_another() {
         offences.join("\n")
     );
 }
+
+/// Every function in src/commands/ is under 60 lines, signature and closing brace included:
+/// a command reads like its steps, the steps live in functions (STYLE.md, issue 11). Counted
+/// from a line starting with `fn` (after `pub`/`pub(crate)`/`async`) to the `}` at its indentation.
+#[test]
+fn command_functions_stay_under_sixty_lines() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/commands");
+    let mut long = Vec::new();
+    for entry in fs_err::read_dir(&dir).expect("read src/commands") {
+        let path = entry.expect("dir entry").path();
+        let source = fs_err::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = source.lines().collect();
+        for (start, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            let indent = &line[..line.len() - trimmed.len()];
+            let rest = ["pub(crate) ", "pub "]
+                .iter()
+                .find_map(|vis| trimmed.strip_prefix(vis))
+                .unwrap_or(trimmed);
+            let rest = rest.strip_prefix("async ").unwrap_or(rest);
+            if !rest.starts_with("fn ") || line.trim_end().ends_with('}') {
+                continue;
+            }
+            let close = format!("{indent}}}");
+            let end = (start..lines.len()).find(|&i| lines[i] == close);
+            let length = end.map_or(lines.len() - start, |end| end - start + 1);
+            if length >= 60 {
+                long.push(format!("{}:{}: {length} lines", path.display(), start + 1));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions of 60 lines or more:\n{}",
+        long.join("\n")
+    );
+}
