@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 
 use super::Context;
 use crate::archive::{self, Compression, PackSpec, Packed};
-use crate::cli::{BuildArgs, CompressionArg};
-use crate::config::BuildFile;
+use crate::cli::BuildArgs;
+use crate::config::build::BuildConfig;
 use crate::env_vars;
 use crate::error::ExitError;
 use crate::git;
@@ -34,77 +34,6 @@ use crate::walk;
 /// Parts waiting for an upload slot, here and in `counted`'s queue (one each): with the parts
 /// in flight, this bounds memory.
 const PARTS_QUEUED: usize = 1;
-
-/// Build settings after merging flags, env and release.toml.
-#[derive(Debug)]
-struct BuildConfig {
-    paths: Vec<PathBuf>,
-    exclude: Vec<String>,
-    compression: Compression,
-    level: u32,
-    semver: Option<semver::Version>,
-    keep_local: Option<PathBuf>,
-    storage_class: Option<String>,
-    sign: Option<SignWith>,
-    include_ignored: bool,
-    allow_empty: bool,
-    require_clean: bool,
-    list: bool,
-}
-
-impl BuildConfig {
-    fn resolve(args: BuildArgs, file: &BuildFile) -> Result<Self> {
-        let compression = match args.compression.or(file.compression) {
-            Some(CompressionArg::Zstd) => Compression::Zstd,
-            Some(CompressionArg::None) => Compression::None,
-            Some(CompressionArg::Gzip) | None => Compression::Gzip,
-        };
-        let level = args
-            .level
-            .or(file.level)
-            .unwrap_or(compression.default_level());
-        compression
-            .check_level(level)
-            .map_err(|e| ExitError::Usage(format!("invalid --level: {e}")))?;
-        let semver = args
-            .semver
-            .map(|text| {
-                semver::Version::parse(&text).map_err(|e| {
-                    ExitError::Usage(format!("invalid --semver `{text}` ({e}): use X.Y.Z"))
-                })
-            })
-            .transpose()?;
-        let mut exclude = file.exclude.clone().unwrap_or_default();
-        exclude.extend(args.exclude);
-        let sign: Option<SignWith> = args
-            .sign
-            .or(file.sign.clone())
-            .map(|text| text.parse())
-            .transpose()?;
-        // A key that cannot sign fails here, before a number is claimed or a byte uploaded.
-        if let Some(with) = &sign {
-            signing::preflight(with)?;
-        }
-        Ok(Self {
-            paths: if args.paths.is_empty() {
-                file.paths.clone().unwrap_or_default()
-            } else {
-                args.paths
-            },
-            exclude,
-            compression,
-            level,
-            semver,
-            keep_local: check_keep_local(args.keep_local.or(file.keep_local.clone()))?,
-            storage_class: args.storage_class.or(file.storage_class.clone()),
-            sign,
-            include_ignored: args.include_ignored,
-            allow_empty: args.allow_empty,
-            require_clean: args.require_clean,
-            list: args.list,
-        })
-    }
-}
 
 /// Where the sources come from: commit, branch, and the mtime every archive member gets.
 #[derive(Debug)]
@@ -362,34 +291,6 @@ fn release_manifest(
         ctx.printer.warn(&warning);
     }
     manifest
-}
-
-/// `--keep-local` is checked before a build number is claimed: a directory that is not there
-/// would otherwise fail the build after its number was taken.
-fn check_keep_local(path: Option<PathBuf>) -> Result<Option<PathBuf>> {
-    let Some(path) = path else { return Ok(None) };
-    let parent = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    if !parent.is_dir() {
-        return Err(ExitError::Usage(format!(
-            "--keep-local `{}`: the directory `{}` does not exist; create it first (nothing was \
-             built)",
-            path.display(),
-            parent.display()
-        ))
-        .into());
-    }
-    if path.is_dir() {
-        return Err(ExitError::Usage(format!(
-            "--keep-local `{}` is a directory: give a file name, e.g. `{}`",
-            path.display(),
-            path.join("build.tar.gz").display()
-        ))
-        .into());
-    }
-    Ok(Some(path))
 }
 
 /// Packs and uploads in one stream. On any failure or signal nothing is left at `key`.

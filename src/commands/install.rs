@@ -10,7 +10,7 @@
 //! the next run for the same build: it runs those hooks again, under the same rules.
 
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow};
@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::Context;
 use crate::cli::InstallArgs;
-use crate::config;
+use crate::config::install::InstallConfig;
 use crate::error::ExitError;
 use crate::extract::{self, Format, Unpacked};
 use crate::hooks::{HookEnv, Hooks};
@@ -29,59 +29,13 @@ use crate::install_dir::{InstallDir, InstallView, Pending};
 use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
 use crate::output::{self, BytesProgress, Outcome};
-use crate::resolve::{self, Build, BuildRef};
+use crate::resolve::{self, Build};
 use crate::signals::{self, Cleanup};
 use crate::signing;
 use crate::store::Store;
 
 /// Downloaded chunks waiting for the unpacker: bounds memory whatever the archive's size.
 const CHUNKS_QUEUED: usize = 32;
-/// Releases kept by default.
-const DEFAULT_KEEP: usize = 5;
-
-/// Install settings after merging flags, env and release.toml.
-#[derive(Debug)]
-struct InstallConfig {
-    reference: BuildRef,
-    /// Absolute: hooks run inside the release and get paths below it.
-    dir: PathBuf,
-    keep: usize,
-    check: Option<String>,
-    run: Option<String>,
-    force: bool,
-    health_file: Option<PathBuf>,
-    /// Builds must be signed by one of these; none: builds are not verified.
-    trusted_keys: Vec<signing::TrustedKey>,
-}
-
-impl InstallConfig {
-    fn resolve(ctx: &Context, args: InstallArgs) -> Result<Self> {
-        let file = &ctx.settings.file.install;
-        let artifact = ctx.settings.artifact()?;
-        let keep = args.keep.or(file.keep).unwrap_or(DEFAULT_KEEP);
-        if keep == 0 {
-            return Err(ExitError::Usage("--keep must be at least 1".into()).into());
-        }
-        let dir = config::install_dir(args.dir.or(file.dir.clone()), artifact);
-        let dir = std::path::absolute(&dir).map_err(|e| {
-            ExitError::Usage(format!(
-                "invalid install directory `{}`: {e}",
-                dir.display()
-            ))
-        })?;
-        Ok(Self {
-            reference: args.build.as_deref().unwrap_or("latest-stable").parse()?,
-            dir,
-            keep,
-            check: args.check.or(file.check.clone()),
-            run: args.run.or(file.run.clone()),
-            force: args.force,
-            health_file: args.health_file.or(file.health_file.clone()),
-            trusted_keys: signing::configured(args.trusted_keys, &file.trusted_keys)?,
-        })
-    }
-}
-
 /// The directory says which artifact it holds: another one is refused before anything is read
 /// from the bucket, dry runs included (the locked install checks it again, `claim_for`).
 fn check_artifact(layout: &Layout, config: &InstallConfig) -> Result<()> {
@@ -161,7 +115,7 @@ async fn trusted_or_noted(
 pub(crate) async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
     let started = Instant::now();
     let layout = ctx.layout()?;
-    let config = InstallConfig::resolve(ctx, args)?;
+    let config = InstallConfig::resolve(&ctx.settings, args)?;
     check_artifact(&layout, &config)?;
     let store = ctx.store(None).await;
     let build = resolve::resolve(&store, &layout, &config.reference).await?;

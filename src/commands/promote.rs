@@ -5,8 +5,9 @@ use anyhow::Result;
 
 use super::Context;
 use crate::cli::PromoteArgs;
+use crate::config::promote::TagConfig;
 use crate::output::Outcome;
-use crate::promotion::{Promotion, TagConfig, read_stable, signed_if_required};
+use crate::promotion::{Promotion, read_stable, signed_if_required};
 use crate::resolve::{self, BuildRef};
 
 /// Runs `release promote`.

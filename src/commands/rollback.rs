@@ -11,10 +11,11 @@ use anyhow::Result;
 
 use super::Context;
 use crate::cli::TagArgs;
+use crate::config::promote::TagConfig;
 use crate::error::ExitError;
 use crate::history::{self, Previous};
 use crate::output::Outcome;
-use crate::promotion::{self, Promotion, TagConfig};
+use crate::promotion::{self, Promotion};
 use crate::resolve::{self, BuildRef};
 
 /// Runs `release rollback`.

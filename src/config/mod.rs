@@ -4,6 +4,9 @@
 //! defaults. `release.toml` has the global keys at its top and one table per command whose keys
 //! are the long flag names with `_` for `-`. Unknown keys are an error, so a typo is not silence.
 
+pub(crate) mod build;
+pub(crate) mod install;
+pub(crate) mod promote;
 pub(crate) mod push;
 pub(crate) mod reach;
 
