@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::bucket::store::Sse;
 use crate::env_vars;
-use crate::store::Sse;
 
 /// Build, promote and deploy service artifacts on AWS.
 #[derive(Debug, Parser)]

@@ -2,7 +2,9 @@
 
 use thiserror::Error;
 
-use crate::{config::ConfigError, names::InvalidName, store::StoreError};
+use crate::bucket::store::StoreError;
+use crate::config::ConfigError;
+use crate::names::InvalidName;
 
 /// How the process ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

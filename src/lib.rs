@@ -5,7 +5,7 @@
 
 mod archive;
 mod aws;
-mod batch;
+mod bucket;
 pub mod cli;
 mod commands;
 mod config;
@@ -14,25 +14,20 @@ mod env_vars;
 mod error;
 mod extract;
 mod git;
-mod history;
 mod hooks;
 mod identity;
 mod install_dir;
-mod layout;
 mod legacy;
 mod links;
 mod man;
 mod manifest;
 mod names;
 mod output;
-mod pointers;
 mod promotion;
 mod redact;
-mod resolve;
 mod rollout;
 mod signals;
 mod signing;
-mod store;
 mod walk;
 
 use anyhow::Result;
@@ -170,7 +165,7 @@ fn check_store_exists(ctx: &Context, command: &Command) -> Result<()> {
         command,
         Command::Build(_) | Command::Completions(_) | Command::Man(_) | Command::Current(_)
     );
-    let store::StoreLocation::Dir { root } = &ctx.settings.store else {
+    let bucket::store::StoreLocation::Dir { root } = &ctx.settings.store else {
         return Ok(());
     };
     if reads && !root.exists() {

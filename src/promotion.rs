@@ -17,18 +17,18 @@ use anyhow::{Context as _, Result};
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::bucket::history::{self, Record};
+use crate::bucket::layout::Layout;
+use crate::bucket::resolve::{Build, Origin};
+use crate::bucket::store::{Precondition, Store, StoreError};
 use crate::commands::Context;
 use crate::config::promote::{DEFAULT_REMOTE, RepoPaths, TagConfig};
 use crate::error::ExitError;
 use crate::git;
-use crate::history::{self, Record};
 use crate::identity;
-use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
 use crate::output::{Outcome, short_commit};
-use crate::resolve::{Build, Origin};
 use crate::signals::{self, Cleanup};
-use crate::store::{Precondition, Store, StoreError};
 
 /// latest-stable.txt as read at the start.
 #[derive(Debug, Clone)]

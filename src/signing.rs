@@ -343,11 +343,11 @@ pub(crate) async fn export(
 /// error (exit 2) naming the build, the key ids and the fix; only the manifest and the
 /// signature are read.
 pub(crate) async fn verified(
-    store: &crate::store::Store,
-    layout: &crate::layout::Layout,
+    store: &crate::bucket::store::Store,
+    layout: &crate::bucket::layout::Layout,
     number: u64,
     trusted: &[TrustedKey],
-) -> Result<(crate::resolve::Build, String)> {
+) -> Result<(crate::bucket::resolve::Build, String)> {
     let ids: Vec<&str> = trusted.iter().map(|t| t.id.as_str()).collect();
     let refuse = |why: String| -> anyhow::Error {
         ExitError::Usage(format!(
@@ -378,11 +378,11 @@ pub(crate) async fn verified(
     let url = store.url(&manifest_key);
     let parsed = crate::manifest::Manifest::parse_build(&manifest.body)
         .with_context(|| format!("`{url}` is not a valid manifest"))?;
-    let build = crate::resolve::Build::checked(
+    let build = crate::bucket::resolve::Build::checked(
         layout,
         number,
         parsed,
-        crate::resolve::Origin::Manifest,
+        crate::bucket::resolve::Origin::Manifest,
         &url,
     )?;
     Ok((build, key_id))
@@ -404,8 +404,8 @@ pub(crate) fn named_signer(signature: &[u8]) -> Option<String> {
 /// records; unchecked here, checked before a promotion when trusted keys are configured). A
 /// failure to read it counts as none: the record is still written.
 pub(crate) async fn signer_of(
-    store: &crate::store::Store,
-    layout: &crate::layout::Layout,
+    store: &crate::bucket::store::Store,
+    layout: &crate::bucket::layout::Layout,
     number: u64,
 ) -> Option<String> {
     let object = store.get(&layout.signature(number)).await.ok()??;

@@ -15,20 +15,20 @@ use tokio::sync::mpsc;
 
 use super::Context;
 use crate::archive::{self, Compression, PackSpec, Packed};
+use crate::bucket::layout::Layout;
+use crate::bucket::pointers::{self, Moved};
+use crate::bucket::store::{Precondition, Store, StoreError};
 use crate::cli::BuildArgs;
 use crate::config::build::BuildConfig;
 use crate::env_vars;
 use crate::error::ExitError;
 use crate::git;
 use crate::identity::{self, non_empty_env};
-use crate::layout::Layout;
 use crate::links::{self, LinkError};
 use crate::manifest::{self, Manifest};
 use crate::output::{self, BytesProgress, Outcome, human_bytes, short_commit};
-use crate::pointers::{self, Moved};
 use crate::signals::{self, Cleanup};
 use crate::signing::{self, SignWith};
-use crate::store::{Precondition, Store, StoreError};
 use crate::walk;
 
 /// Parts waiting for an upload slot, here and in `counted`'s queue (one each): with the parts

@@ -6,9 +6,9 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Context;
+use crate::bucket::history::{self, Record};
 use crate::cli::ListArgs;
 use crate::config;
-use crate::history::{self, Record};
 use crate::output::{Outcome, short_commit, table};
 
 /// Runs `release history`.

@@ -20,19 +20,19 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::Context;
+use crate::bucket::layout::Layout;
+use crate::bucket::resolve::{self, Build};
+use crate::bucket::store::Store;
 use crate::cli::InstallArgs;
 use crate::config::install::InstallConfig;
 use crate::error::ExitError;
 use crate::extract::{self, Format, Unpacked};
 use crate::hooks::{HookEnv, Hooks};
 use crate::install_dir::{InstallDir, InstallView, Pending};
-use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
 use crate::output::{self, BytesProgress, Outcome};
-use crate::resolve::{self, Build};
 use crate::signals::{self, Cleanup};
 use crate::signing;
-use crate::store::Store;
 
 /// Downloaded chunks waiting for the unpacker: bounds memory whatever the archive's size.
 const CHUNKS_QUEUED: usize = 32;

@@ -13,14 +13,14 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::Context;
-use crate::batch;
+use crate::bucket::fetch_all;
+use crate::bucket::layout::Layout;
+use crate::bucket::resolve::{self, Listing};
+use crate::bucket::store::{Object, Store};
 use crate::cli::ListArgs;
 use crate::config;
-use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
 use crate::output::{Outcome, human_bytes, short_commit, table};
-use crate::resolve::{self, Listing};
-use crate::store::{Object, Store};
 
 /// One build as listed (field names are documented in docs/output.md).
 #[derive(Debug, Serialize)]
@@ -59,7 +59,7 @@ pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
             .filter(|(_, listing)| listing.manifest.is_some())
             .map(|(n, _)| layout.manifest(*n)),
     );
-    let mut objects = batch::get_all(&store, keys).await?.into_iter();
+    let mut objects = fetch_all::get_all(&store, keys).await?.into_iter();
     let warn = |message: String| ctx.printer.warn(&message);
     let latest = pointer(
         &store,

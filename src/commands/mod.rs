@@ -17,12 +17,12 @@ use anyhow::Result;
 use release_fleet::Fleet;
 use tokio_util::sync::CancellationToken;
 
+use crate::bucket::layout::Layout;
+use crate::bucket::store::{Store, WritePolicy};
 use crate::config::Settings;
 use crate::error::ExitError;
-use crate::layout::Layout;
 use crate::output::Printer;
 use crate::rollout::targets::{self, Source, Target};
-use crate::store::{Store, WritePolicy};
 
 /// What every command gets.
 #[derive(Debug)]

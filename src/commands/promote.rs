@@ -4,11 +4,11 @@
 use anyhow::Result;
 
 use super::Context;
+use crate::bucket::resolve::{self, BuildRef};
 use crate::cli::PromoteArgs;
 use crate::config::promote::TagConfig;
 use crate::output::Outcome;
 use crate::promotion::{Promotion, read_stable, signed_if_required};
-use crate::resolve::{self, BuildRef};
 
 /// Runs `release promote`.
 pub(crate) async fn run(ctx: &Context, args: PromoteArgs) -> Result<Outcome> {

@@ -9,20 +9,21 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
+use crate::bucket::history::{self, Record};
+use crate::bucket::layout::Layout;
+use crate::bucket::lock;
+use crate::bucket::resolve;
+use crate::bucket::store::Store;
 use crate::cli::PushArgs;
 use crate::config::push::PushConfig;
 use crate::env_vars;
 use crate::error::{ExitStatus, FailedWithOutcome};
-use crate::history::{self, Record};
 use crate::identity;
-use crate::layout::Layout;
 use crate::output::{self, Outcome};
-use crate::resolve;
 use crate::rollout::plan;
 use crate::rollout::targets::{Source, Target};
-use crate::rollout::{self, Halt, Report, Rollout, lock};
+use crate::rollout::{self, Halt, Report, Rollout};
 use crate::signals::{self, Cleanup};
-use crate::store::Store;
 
 /// Runs `release push`.
 pub(crate) async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use super::Context;
+use crate::bucket::history::{self, Previous};
+use crate::bucket::resolve::{self, BuildRef};
 use crate::cli::TagArgs;
 use crate::config::promote::TagConfig;
 use crate::error::ExitError;
-use crate::history::{self, Previous};
 use crate::output::Outcome;
 use crate::promotion::{self, Promotion};
-use crate::resolve::{self, BuildRef};
 
 /// Runs `release rollback`.
 pub(crate) async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {

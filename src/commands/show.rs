@@ -4,9 +4,9 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Context;
+use crate::bucket::resolve::{self, BuildRef};
 use crate::cli::ShowArgs;
 use crate::output::Outcome;
-use crate::resolve::{self, BuildRef};
 
 /// Runs `release show`.
 pub(crate) async fn run(ctx: &Context, args: ShowArgs) -> Result<Outcome> {

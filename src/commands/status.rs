@@ -6,10 +6,10 @@ use anyhow::{Context as _, Result};
 use serde_json::json;
 
 use super::Context;
+use crate::bucket::resolve;
 use crate::cli::StatusArgs;
 use crate::config::reach::{reach, remote};
 use crate::output::{self, Outcome};
-use crate::resolve;
 use crate::rollout::fan_out::{self, Connections};
 use crate::rollout::ssh::{self, RemoteCommand};
 use crate::rollout::targets::Target;

@@ -5,12 +5,12 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Context;
+use crate::bucket::lock::{self, Current};
+use crate::bucket::store::{Store, StoreError};
 use crate::cli::UnlockArgs;
 use crate::error::ExitError;
 use crate::output::Outcome;
-use crate::rollout::lock::{self, Current};
 use crate::signals::{self, Cleanup};
-use crate::store::{Store, StoreError};
 
 /// Runs `release unlock`.
 pub(crate) async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::Settings;
+use crate::bucket::resolve::BuildRef;
 use crate::cli::InstallArgs;
 use crate::config;
 use crate::error::ExitError;
-use crate::resolve::BuildRef;
 use crate::signing;
 
 /// Releases kept by default.

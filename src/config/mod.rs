@@ -17,9 +17,9 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::aws::Timeouts;
+use crate::bucket::store::{Sse, StoreLocation};
 use crate::cli::{CompressionArg, GlobalArgs, OutputFormat};
 use crate::names;
-use crate::store::{Sse, StoreLocation};
 
 /// The file read when `--config` is not given.
 pub(crate) const DEFAULT_CONFIG: &str = "release.toml";

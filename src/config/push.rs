@@ -7,9 +7,9 @@ use anyhow::Result;
 
 use super::PushFile;
 use super::reach::{Reach, reach, remote};
+use crate::bucket::resolve::BuildRef;
 use crate::cli::PushArgs;
 use crate::error::ExitError;
-use crate::resolve::BuildRef;
 use crate::rollout::health::HealthCheck;
 use crate::rollout::plan::BatchSize;
 use crate::rollout::{Remote, template};

@@ -6,7 +6,6 @@
 
 pub(crate) mod fan_out;
 pub(crate) mod health;
-pub(crate) mod lock;
 pub(crate) mod plan;
 pub(crate) mod ssh;
 pub(crate) mod targets;

@@ -10,12 +10,12 @@ use std::str::FromStr;
 
 use anyhow::{Context as _, Result};
 
+use crate::bucket::layout::Layout;
+use crate::bucket::pointers;
+use crate::bucket::store::{ByteRange, Listed, Store};
 use crate::error::ExitError;
-use crate::layout::Layout;
 use crate::legacy;
 use crate::manifest::{self, Manifest, Shape};
-use crate::pointers;
-use crate::store::{ByteRange, Listed, Store};
 
 /// What a command was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]

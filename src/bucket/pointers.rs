@@ -10,10 +10,10 @@
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 
+use crate::bucket::layout::Layout;
+use crate::bucket::store::{Object, Precondition, Store, StoreError};
 use crate::error::ExitError;
-use crate::layout::Layout;
 use crate::manifest::Manifest;
-use crate::store::{Object, Precondition, Store, StoreError};
 
 /// How many numbers one build tries before giving up (each loss means another build won one).
 const CLAIM_ATTEMPTS: u64 = 200;

@@ -12,12 +12,12 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::Halt;
+use crate::bucket::layout::Layout;
+use crate::bucket::store::{Precondition, Store, StoreError};
 use crate::env_vars;
 use crate::error::ExitError;
-use crate::layout::Layout;
 use crate::output::Printer;
-use crate::store::{Precondition, Store, StoreError};
+use crate::rollout::Halt;
 
 /// How long a lock is honoured: longer than any sane push, short enough to recover from a
 /// controller that died without unlocking. A running push renews it every quarter of this.
@@ -310,7 +310,7 @@ enum Renewal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::DirStore;
+    use crate::bucket::store::DirStore;
 
     /// Renewal, loss and release against the directory store (S3 is covered by
     /// tests/it/hardening_push.rs against moto).

@@ -12,11 +12,11 @@ use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::batch;
+use crate::bucket::fetch_all;
+use crate::bucket::layout::Layout;
+use crate::bucket::store::{Precondition, Store, StoreError};
 use crate::identity;
-use crate::layout::Layout;
 use crate::redact;
-use crate::store::{Precondition, Store, StoreError};
 
 /// `kind` of a promotion (rollbacks included).
 pub(crate) const PROMOTE: &str = "promote";
@@ -112,7 +112,7 @@ pub(crate) async fn keys_newest_first(store: &Store, layout: &Layout) -> Result<
 /// The records at `keys`, in that order. A record that is gone or unreadable is left out with
 /// a warning in the log: one bad object must not hide the rest of the history.
 pub(crate) async fn read(store: &Arc<Store>, keys: &[String]) -> Result<Vec<Record>> {
-    let objects = batch::get_all(store, keys.to_vec()).await?;
+    let objects = fetch_all::get_all(store, keys.to_vec()).await?;
     let mut events = Vec::with_capacity(keys.len());
     for (key, object) in keys.iter().zip(objects) {
         let Some(object) = object else { continue };
@@ -205,7 +205,7 @@ pub(crate) async fn previous_stable(
 ) -> Result<Previous> {
     let keys = keys_newest_first(store, layout).await?;
     let mut walk = Walk::default();
-    for page in keys.chunks(batch::MAX_IN_FLIGHT) {
+    for page in keys.chunks(fetch_all::MAX_IN_FLIGHT) {
         for event in read(store, page).await? {
             if let Some(answer) = walk.take(&event, current) {
                 return Ok(answer);
@@ -309,7 +309,7 @@ mod tests {
     #[test]
     fn records_keep_no_credentials() {
         let root = tempfile::tempdir().unwrap();
-        let store = Store::Dir(crate::store::DirStore::new(root.path().to_owned()));
+        let store = Store::Dir(crate::bucket::store::DirStore::new(root.path().to_owned()));
         let layout = Layout::new("web", "prod");
         let mut record = Record::now(PROMOTE, &layout);
         record.tag = Some("web-stable".into());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use tokio::task::JoinSet;
 
-use crate::store::{Object, Store};
+use crate::bucket::store::{Object, Store};
 
 /// Requests in flight at once.
 pub(crate) const MAX_IN_FLIGHT: usize = 8;
