@@ -39,6 +39,30 @@ use config::Settings;
 pub use error::ExitStatus;
 use output::{Outcome, Printer};
 
+/// Parses the command line. When there is nothing to run (a usage error, `--help`,
+/// `--version`), clap's text is printed and the exit status returned; a usage error under
+/// `--output json` (or `RELEASE_OUTPUT=json`) also prints one JSON error document on stdout, as
+/// every other error does.
+pub fn parse(args: Vec<std::ffi::OsString>) -> Result<Cli, ExitStatus> {
+    use clap::Parser as _;
+    Cli::try_parse_from(&args)
+        .map_err(|err| output::command_line_error(&err, json_requested(&args)))
+}
+
+/// Whether the (unparsed) command line asks for JSON: the last `--output`, else the env twin.
+fn json_requested(args: &[std::ffi::OsString]) -> bool {
+    let mut format = std::env::var(env_vars::OUTPUT).ok();
+    let mut args = args.iter().filter_map(|a| a.to_str());
+    while let Some(arg) = args.next() {
+        if let Some(value) = arg.strip_prefix("--output=") {
+            format = Some(value.to_owned());
+        } else if arg == "--output" {
+            format = args.next().map(str::to_owned);
+        }
+    }
+    format.as_deref() == Some("json")
+}
+
 /// Runs the parsed command line and reports; returns the exit status.
 pub fn run(cli: Cli) -> ExitStatus {
     init_logging(cli.global.verbose);

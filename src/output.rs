@@ -20,6 +20,7 @@ use indicatif::{
 };
 
 use crate::cli::OutputFormat;
+use crate::error::ExitStatus;
 use crate::redact;
 
 /// What a command produced: a line (or a few) for people and a document for scripts.
@@ -41,6 +42,36 @@ pub(crate) struct Printer {
 
 /// Off a terminal, progress lines come at most this often.
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// A command line clap refused, or the help or version it answered: clap's own text (help on
+/// stdout, errors on stderr), plus one JSON error document on stdout for a usage error when
+/// `json`. Returns the exit status: 0 for help, 2 (usage) otherwise.
+pub(crate) fn command_line_error(err: &clap::Error, json: bool) -> ExitStatus {
+    let _ = err.print();
+    if !err.use_stderr() {
+        return ExitStatus::Success;
+    }
+    if json {
+        let message = match err.kind() {
+            clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                "no command given: `release --help` lists them".to_owned()
+            }
+            _ => err
+                .render()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned(),
+        };
+        let doc = serde_json::json!({
+            "error": {"message": message, "causes": [], "exit_code": ExitStatus::Usage as u8}
+        });
+        to_stdout(format_args!("{doc}\n"));
+    }
+    ExitStatus::Usage
+}
 
 /// One error line on stderr, now, from anywhere (a second signal ending the process): no
 /// printer needed, and a closed stderr is ignored.

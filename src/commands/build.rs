@@ -624,6 +624,7 @@ fn report(
             packed.sha256
         ),
         json: json!({
+            "dry_run": false,
             "artifact": manifest.get(manifest::MODULE),
             "version": version,
             "object": object,

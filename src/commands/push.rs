@@ -22,7 +22,7 @@ use crate::identity;
 use crate::output::{self, Outcome};
 use crate::rollout::plan;
 use crate::rollout::targets::{Source, Target};
-use crate::rollout::{self, Halt, Report, Rollout};
+use crate::rollout::{self, Halt, HostResult, Report, Rollout};
 use crate::signals::{self, Cleanup};
 
 /// Runs `release push`.
@@ -184,6 +184,7 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
             "version": rollout.version,
             "ok": ok,
             "failed": failed,
+            "dry_run": false,
             "batches": report.batches,
             "interrupted": report.interrupted,
             "stopped": report.stopped,
@@ -207,7 +208,7 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
         let left = report
             .hosts
             .iter()
-            .filter(|h| h.result == "not-started")
+            .filter(|h| h.result == HostResult::NotStarted)
             .count();
         if left > 0 {
             format!(
@@ -251,7 +252,7 @@ fn table(report: &Report) -> String {
             dash(&h.zone),
             num(h.before),
             num(h.after),
-            h.result.clone(),
+            h.result.as_str().to_owned(),
             format!("{:.1}", h.seconds),
         ]
     }));
@@ -302,9 +303,9 @@ fn plan_outcome(rollout: &Rollout, batches: &[Vec<Target>]) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::table;
-    use crate::rollout::{HostReport, Report};
+    use crate::rollout::{HostReport, HostResult, Report};
 
-    fn host(name: &str, result: &str) -> HostReport {
+    fn host(name: &str, result: HostResult) -> HostReport {
         HostReport {
             host: name.into(),
             instance: Some("i-0123456789abcdef0".into()),
@@ -313,7 +314,7 @@ mod tests {
             zone: Some("eu-west-1a".into()),
             before: Some(1),
             after: Some(2),
-            result: result.into(),
+            result,
             error: None,
             seconds: 12.5,
         }
@@ -323,8 +324,8 @@ mod tests {
     fn the_report_header_stays_over_its_columns() {
         let report = Report {
             hosts: vec![
-                host("ip-10-0-1-23.eu-west-1.compute.internal", "ok"),
-                host("10.0.0.7", "not-started"),
+                host("ip-10-0-1-23.eu-west-1.compute.internal", HostResult::Ok),
+                host("10.0.0.7", HostResult::NotStarted),
             ],
             ..Report::default()
         };

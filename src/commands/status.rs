@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use serde_json::json;
+use serde::Serialize;
 
 use super::Context;
 use crate::bucket::resolve;
@@ -47,6 +47,74 @@ pub(crate) async fn run(ctx: &Context, args: StatusArgs) -> Result<Outcome> {
     Ok(outcome(layout.artifact(), stable, found, versions))
 }
 
+/// Where a host stands against latest-stable (`state` in the JSON document).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum State {
+    /// Runs the stable build.
+    Stable,
+    /// Runs another build.
+    Drift,
+    /// Has no build installed.
+    Empty,
+    /// Could not be asked; `error` says why.
+    Unreachable,
+}
+
+impl State {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Stable => "stable",
+            Self::Drift => "DRIFT",
+            Self::Empty => "EMPTY",
+            Self::Unreachable => "UNREACHABLE",
+        }
+    }
+}
+
+/// One host's line (docs/output.md, `status`).
+#[derive(Debug, Serialize)]
+struct HostStatus {
+    host: String,
+    instance: Option<String>,
+    group: Option<String>,
+    /// The build it runs, if it could be asked and runs one.
+    version: Option<u64>,
+    /// Not on the stable build (any state but `stable`).
+    drift: bool,
+    state: State,
+    /// Why the host could not be asked (state `unreachable` only).
+    error: Option<String>,
+}
+
+/// `release status`'s document.
+#[derive(Debug, Serialize)]
+struct StatusReport<'a> {
+    artifact: &'a str,
+    stable: Option<u64>,
+    /// Hosts not on the stable build.
+    drifted: usize,
+    hosts: Vec<HostStatus>,
+}
+
+fn host_status(target: Target, version: Result<Option<u64>>, stable: Option<u64>) -> HostStatus {
+    let (version, state, error) = match version {
+        Ok(Some(n)) if Some(n) == stable => (Some(n), State::Stable, None),
+        Ok(Some(n)) => (Some(n), State::Drift, None),
+        Ok(None) => (None, State::Empty, None),
+        Err(err) => (None, State::Unreachable, Some(format!("{err:#}"))),
+    };
+    HostStatus {
+        host: target.host,
+        instance: target.instance,
+        group: target.group,
+        version,
+        drift: state != State::Stable,
+        state,
+        error,
+    }
+}
+
 /// One row per host against `stable`; a host is drifting unless it runs exactly that build.
 fn outcome(
     artifact: &str,
@@ -54,39 +122,43 @@ fn outcome(
     found: Vec<Target>,
     versions: Vec<Result<Option<u64>>>,
 ) -> Outcome {
+    let hosts: Vec<HostStatus> = found
+        .into_iter()
+        .zip(versions)
+        .map(|(target, version)| host_status(target, version, stable))
+        .collect();
     let mut rows = vec![
         ["HOST", "INSTANCE", "BUILD", "STATE"]
             .map(str::to_owned)
             .to_vec(),
     ];
-    let mut hosts = Vec::new();
-    let mut drifted = 0;
-    for (target, version) in found.into_iter().zip(versions) {
-        let (build, state) = match &version {
-            Ok(Some(n)) if Some(*n) == stable => (Some(*n), "stable".to_owned()),
-            Ok(Some(n)) => (Some(*n), "DRIFT".to_owned()),
-            Ok(None) => (None, "EMPTY".to_owned()),
-            Err(err) => (None, format!("UNREACHABLE: {err:#}")),
+    rows.extend(hosts.iter().map(|h| {
+        let state = match &h.error {
+            Some(error) => format!("{}: {error}", h.state.label()),
+            None => h.state.label().to_owned(),
         };
-        if state != "stable" {
-            drifted += 1;
-        }
-        rows.push(vec![
-            target.host.clone(),
-            target.instance.clone().unwrap_or_else(|| "-".into()),
-            build.map_or("-".into(), |n| n.to_string()),
-            state.clone(),
-        ]);
-        hosts.push(json!({"host": target.host, "instance": target.instance, "group": target.group, "version": build, "drift": state != "stable", "state": state}));
-    }
+        vec![
+            h.host.clone(),
+            h.instance.clone().unwrap_or_else(|| "-".into()),
+            h.version.map_or("-".into(), |n| n.to_string()),
+            state,
+        ]
+    }));
+    let drifted = hosts.iter().filter(|h| h.drift).count();
     let mut text = output::table(&rows);
     text.push_str(&format!(
         "latest-stable: {}; {drifted} host(s) not on it",
         stable.map_or("none".into(), |n| n.to_string())
     ));
+    let report = StatusReport {
+        artifact,
+        stable,
+        drifted,
+        hosts,
+    };
     Outcome {
         text,
-        json: json!({"artifact": artifact, "stable": stable, "drifted": drifted, "hosts": hosts}),
+        json: serde_json::to_value(&report).unwrap_or_default(),
     }
 }
 

@@ -58,6 +58,30 @@ pub(crate) struct Rollout {
     pub(crate) log_dir: Option<PathBuf>,
 }
 
+/// How one host ended (`result` in push's report and history record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum HostResult {
+    Ok,
+    Failed,
+    /// No batch of it started: the push stopped before.
+    NotStarted,
+    /// The instance left its group before its batch.
+    Left,
+}
+
+impl HostResult {
+    /// The word in the report's table: the JSON name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+            Self::NotStarted => "not-started",
+            Self::Left => "left",
+        }
+    }
+}
+
 /// How one host ended.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct HostReport {
@@ -74,8 +98,7 @@ pub(crate) struct HostReport {
     pub(crate) before: Option<u64>,
     /// Build after.
     pub(crate) after: Option<u64>,
-    /// `ok`, `failed`, `not-started` or `left` (the instance left its group before its batch).
-    pub(crate) result: String,
+    pub(crate) result: HostResult,
     /// Why it failed.
     pub(crate) error: Option<String>,
     /// Seconds spent on it.
@@ -101,12 +124,18 @@ pub(crate) struct Report {
 impl Report {
     /// Hosts that failed.
     pub(crate) fn failed(&self) -> usize {
-        self.hosts.iter().filter(|h| h.result == "failed").count()
+        self.hosts
+            .iter()
+            .filter(|h| h.result == HostResult::Failed)
+            .count()
     }
 
     /// Hosts that are on the build and healthy.
     pub(crate) fn ok(&self) -> usize {
-        self.hosts.iter().filter(|h| h.result == "ok").count()
+        self.hosts
+            .iter()
+            .filter(|h| h.result == HostResult::Ok)
+            .count()
     }
 }
 
@@ -190,7 +219,7 @@ pub(crate) async fn run(
             report.interrupted |= cancel.is_cancelled();
             let why = halt.reason();
             for target in batch.into_iter().chain(queue.drain(..).flatten()) {
-                let mut line = unstarted(&target, "not-started");
+                let mut line = unstarted(&target, HostResult::NotStarted);
                 line.error.clone_from(&why);
                 report.hosts.push(line);
             }
@@ -272,7 +301,7 @@ impl Push<'_> {
                     batch.into_iter().partition(|t| present.contains(&key(t)));
                 report
                     .hosts
-                    .extend(left.iter().map(|t| unstarted(t, "left")));
+                    .extend(left.iter().map(|t| unstarted(t, HostResult::Left)));
                 stay
             }
             Err(err) => {
@@ -300,7 +329,7 @@ async fn run_batch(runner: &Arc<Runner>, batch: Vec<Target>) -> Vec<HostReport> 
         async move { push_host(&runner, target).await }
     })
     .await;
-    for line in reports.iter().filter(|r| r.result == "failed") {
+    for line in reports.iter().filter(|r| r.result == HostResult::Failed) {
         if let Some(error) = line.error.as_deref().filter(|e| e.starts_with(INTERNAL)) {
             runner
                 .printer
@@ -321,7 +350,7 @@ where
     Fut: Future<Output = HostReport> + Send + 'static,
 {
     fan_out::each_host(batch, host, |target, why| {
-        let mut line = unstarted(target, "failed");
+        let mut line = unstarted(target, HostResult::Failed);
         line.error = Some(format!(
             "{INTERNAL}: {why}; the host may be part-way through"
         ));
@@ -333,12 +362,12 @@ where
 /// One host: connect, run, check health. Never fails: failures go into the report.
 async fn push_host(runner: &Runner, target: Target) -> HostReport {
     let started = Instant::now();
-    let mut report = unstarted(&target, "failed");
+    let mut report = unstarted(&target, HostResult::Failed);
     let outcome = update(runner, &target, &mut report).await;
     report.seconds = output::seconds_since(started);
     match outcome {
         Ok(()) => {
-            report.result = "ok".into();
+            report.result = HostResult::Ok;
             runner
                 .printer
                 .status(&format!("[{}] ok in {:.1}s", target.host, report.seconds));
@@ -480,7 +509,7 @@ impl Remote {
     }
 }
 
-fn unstarted(target: &Target, result: &str) -> HostReport {
+fn unstarted(target: &Target, result: HostResult) -> HostReport {
     HostReport {
         host: target.host.clone(),
         instance: target.instance.clone(),
@@ -489,7 +518,7 @@ fn unstarted(target: &Target, result: &str) -> HostReport {
         zone: target.zone.clone(),
         before: None,
         after: None,
-        result: result.to_owned(),
+        result,
         error: None,
         seconds: 0.0,
     }
@@ -518,16 +547,23 @@ mod tests {
             if t.host == "b" {
                 panic!("boom on {}", t.host);
             }
-            let mut line = unstarted(&t, "ok");
+            let mut line = unstarted(&t, HostResult::Ok);
             line.after = Some(7);
             line
         })
         .await;
-        let lines: Vec<(&str, &str)> = reports
+        let lines: Vec<(&str, HostResult)> = reports
             .iter()
-            .map(|r| (r.host.as_str(), r.result.as_str()))
+            .map(|r| (r.host.as_str(), r.result))
             .collect();
-        assert_eq!(lines, [("a", "ok"), ("b", "failed"), ("c", "ok")]);
+        assert_eq!(
+            lines,
+            [
+                ("a", HostResult::Ok),
+                ("b", HostResult::Failed),
+                ("c", HostResult::Ok)
+            ]
+        );
         let error = reports[1].error.as_deref().unwrap();
         assert!(error.starts_with("internal error: boom on b"), "{error}");
     }

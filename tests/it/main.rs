@@ -12,6 +12,7 @@ mod harness_selftest;
 mod hosts_selftest;
 mod install;
 mod operator;
+mod outputs;
 mod pipelines;
 mod progress;
 mod promote;
