@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow};
 use bytes::{Buf, Bytes};
+use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -111,6 +112,31 @@ async fn trusted_or_noted(
     })
 }
 
+/// What an install did (`status` in its document).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum InstallStatus {
+    /// Downloaded, unpacked and switched to.
+    Installed,
+    /// An unpacked release was reused and switched to.
+    Switched,
+    /// A switch an earlier run left pending was completed.
+    Finished,
+    /// Nothing to do.
+    AlreadyInstalled,
+}
+
+impl InstallStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Installed => "installed",
+            Self::Switched => "switched",
+            Self::Finished => "finished",
+            Self::AlreadyInstalled => "already-installed",
+        }
+    }
+}
+
 /// Runs `release install`.
 pub(crate) async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
     let started = Instant::now();
@@ -125,14 +151,7 @@ pub(crate) async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
         return Ok(dry_run(&layout, &config, &build));
     }
 
-    let dir = InstallDir::lock(&config.dir, || {
-        ctx.printer.status(&format!(
-            "waiting for another install in {} to finish",
-            config.dir.display()
-        ));
-    })?;
-    dir.check_current_is_a_link()?;
-    dir.claim_for(layout.artifact(), config.force)?;
+    let dir = locked_dir(ctx, &config, &layout)?;
     let install = Install {
         ctx,
         config: &config,
@@ -148,7 +167,13 @@ pub(crate) async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
     if previous == Some(number) && same_build && !config.force {
         return match dir.pending() {
             Some(pending) => install.finish_pending(pending, started),
-            None => Ok(install.outcome(number, previous, "already-installed", None, started)),
+            None => Ok(install.outcome(
+                number,
+                previous,
+                InstallStatus::AlreadyInstalled,
+                None,
+                started,
+            )),
         };
     }
 
@@ -162,11 +187,25 @@ pub(crate) async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
     install.switch(number, previous)?;
     install.prune(number, previous);
     let status = if unpacked.is_some() {
-        "installed"
+        InstallStatus::Installed
     } else {
-        "switched"
+        InstallStatus::Switched
     };
     Ok(install.outcome(number, previous, status, unpacked, started))
+}
+
+/// The install directory, locked against other installs (waiting for one that runs), with a
+/// `current` that is a link and no other artifact in it.
+fn locked_dir(ctx: &Context, config: &InstallConfig, layout: &Layout) -> Result<InstallDir> {
+    let dir = InstallDir::lock(&config.dir, || {
+        ctx.printer.status(&format!(
+            "waiting for another install in {} to finish",
+            config.dir.display()
+        ));
+    })?;
+    dir.check_current_is_a_link()?;
+    dir.claim_for(layout.artifact(), config.force)?;
+    Ok(dir)
 }
 
 /// One install's settings and directory, for the steps after the download.
@@ -282,7 +321,13 @@ impl Install<'_> {
         ));
         self.complete(pending)?;
         self.prune(pending.build, pending.previous);
-        Ok(self.outcome(pending.build, pending.previous, "finished", None, started))
+        Ok(self.outcome(
+            pending.build,
+            pending.previous,
+            InstallStatus::Finished,
+            None,
+            started,
+        ))
     }
 
     /// The after-switch hooks failed: point `current` back and run the hooks for the previous
@@ -349,7 +394,7 @@ impl Install<'_> {
         &self,
         number: u64,
         previous: Option<u64>,
-        status: &str,
+        status: InstallStatus,
         unpacked: Option<Unpacked>,
         started: Instant,
     ) -> Outcome {
@@ -575,7 +620,7 @@ fn outcome(
     dir: &InstallDir,
     number: u64,
     previous: Option<u64>,
-    status: &str,
+    status: InstallStatus,
     unpacked: Option<Unpacked>,
     started: Instant,
 ) -> Outcome {
@@ -584,13 +629,14 @@ fn outcome(
         .manifest(number)
         .and_then(|m| m.get(manifest::SHA256).map(str::to_owned));
     let text = match status {
-        "already-installed" => format!(
+        InstallStatus::AlreadyInstalled => format!(
             "{} {number} is already installed in {}; nothing to do",
             layout.artifact(),
             dir.root().display()
         ),
         _ => format!(
-            "{status} {} {number} in {}{} in {seconds:.1}s",
+            "{} {} {number} in {}{} in {seconds:.1}s",
+            status.as_str(),
             layout.artifact(),
             dir.root().display(),
             previous.map_or(String::new(), |p| format!(" (was {p})"))
