@@ -18,5 +18,6 @@ mod progress;
 mod promote;
 mod push;
 mod signing;
+mod snapshots;
 mod stalled;
 mod structure;
