@@ -20,6 +20,8 @@ use crate::redact;
 
 /// `kind` of a promotion (rollbacks included).
 pub(crate) const PROMOTE: &str = "promote";
+/// `kind` of a push.
+pub(crate) const PUSH: &str = "push";
 
 /// One event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -180,7 +180,9 @@ pub(crate) async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
     let unpacked = if same_build && !config.force && install.reusable(number) {
         None
     } else {
-        let unpacked = download(ctx, &store, &layout, &build, &dir).await?;
+        let unpacked = download(ctx, &store, &layout, &build, &dir)
+            .await
+            .map_err(|err| discarded(&dir, number, err))?;
         dir.finish(number, &build.manifest)?;
         Some(unpacked)
     };
@@ -390,6 +392,7 @@ impl Install<'_> {
         }
     }
 
+    /// The install's report (docs/output.md, `install`).
     fn outcome(
         &self,
         number: u64,
@@ -398,15 +401,39 @@ impl Install<'_> {
         unpacked: Option<Unpacked>,
         started: Instant,
     ) -> Outcome {
-        outcome(
-            self.layout,
-            self.dir,
-            number,
-            previous,
-            status,
-            unpacked,
-            started,
-        )
+        let seconds = started.elapsed().as_secs_f64();
+        let sha256 = self
+            .dir
+            .manifest(number)
+            .and_then(|m| m.get(manifest::SHA256).map(str::to_owned));
+        let text = match status {
+            InstallStatus::AlreadyInstalled => format!(
+                "{} {number} is already installed in {}; nothing to do",
+                self.layout.artifact(),
+                self.dir.root().display()
+            ),
+            _ => format!(
+                "{} {} {number} in {}{} in {seconds:.1}s",
+                status.as_str(),
+                self.layout.artifact(),
+                self.dir.root().display(),
+                previous.map_or(String::new(), |p| format!(" (was {p})"))
+            ),
+        };
+        Outcome {
+            text,
+            json: json!({
+                "artifact": self.layout.artifact(),
+                "version": number,
+                "previous": previous,
+                "status": status,
+                "dir": self.dir.root(),
+                "downloaded": unpacked.is_some(),
+                "files": unpacked.map(|u| u.files),
+                "sha256": sha256,
+                "seconds": output::seconds_since(started),
+            }),
+        }
     }
 }
 
@@ -424,30 +451,21 @@ fn same_build(a: &Manifest, b: &Manifest) -> bool {
         .iter()
         .all(|key| a.get(key).map(str::trim) == b.get(key).map(str::trim))
 }
-/// Streams the archive into `releases/{N}.partial`, verifying it; discards it on any failure.
-async fn download(
-    ctx: &Context,
-    store: &Store,
-    layout: &Layout,
-    build: &Build,
-    dir: &InstallDir,
-) -> Result<Unpacked> {
-    let number = build.number;
-    match fetch(ctx, store, layout, build, dir).await {
-        // A partial that stays would make every later install of this build fail.
-        Err(err) => Err(match dir.discard_partial(number) {
-            Ok(()) => err,
-            Err(e) => err.context(format!(
-                "the partial download of build {number} could not be removed ({e:#}); the \
-                 next install removes it"
-            )),
-        }),
-        ok => ok,
+/// `err` after removing build `number`'s partial download: a partial that stays would make
+/// every later install of this build fail.
+fn discarded(dir: &InstallDir, number: u64, err: anyhow::Error) -> anyhow::Error {
+    match dir.discard_partial(number) {
+        Ok(()) => err,
+        Err(e) => err.context(format!(
+            "the partial download of build {number} could not be removed ({e:#}); the next \
+             install removes it"
+        )),
     }
 }
 
-/// Streams and verifies the archive; what it leaves behind on failure is `download`'s.
-async fn fetch(
+/// Streams the archive into `releases/{N}.partial`, verifying it; on failure the caller
+/// discards the partial (`discarded`).
+async fn download(
     ctx: &Context,
     store: &Store,
     layout: &Layout,
@@ -612,48 +630,5 @@ impl Read for HashingReader {
         buf[..n].copy_from_slice(&self.chunk[..n]);
         self.chunk.advance(n);
         Ok(n)
-    }
-}
-
-fn outcome(
-    layout: &Layout,
-    dir: &InstallDir,
-    number: u64,
-    previous: Option<u64>,
-    status: InstallStatus,
-    unpacked: Option<Unpacked>,
-    started: Instant,
-) -> Outcome {
-    let seconds = started.elapsed().as_secs_f64();
-    let sha256 = dir
-        .manifest(number)
-        .and_then(|m| m.get(manifest::SHA256).map(str::to_owned));
-    let text = match status {
-        InstallStatus::AlreadyInstalled => format!(
-            "{} {number} is already installed in {}; nothing to do",
-            layout.artifact(),
-            dir.root().display()
-        ),
-        _ => format!(
-            "{} {} {number} in {}{} in {seconds:.1}s",
-            status.as_str(),
-            layout.artifact(),
-            dir.root().display(),
-            previous.map_or(String::new(), |p| format!(" (was {p})"))
-        ),
-    };
-    Outcome {
-        text,
-        json: json!({
-            "artifact": layout.artifact(),
-            "version": number,
-            "previous": previous,
-            "status": status,
-            "dir": dir.root(),
-            "downloaded": unpacked.is_some(),
-            "files": unpacked.map(|u| u.files),
-            "sha256": sha256,
-            "seconds": output::seconds_since(started),
-        }),
     }
 }
