@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::walk::{Entry, EntryKind};
 
 /// Size of the parts handed to the multipart upload (S3 wants at least 5 MiB but the last).
-pub const PART_SIZE: usize = 8 << 20;
+pub(crate) const PART_SIZE: usize = 8 << 20;
 /// Tar bytes move between the two threads in chunks of this size...
 const CHUNK_SIZE: usize = 256 << 10;
 /// ...at most this many queued.
@@ -29,7 +29,7 @@ const CHUNKS_QUEUED: usize = 16;
 /// Archive compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Compression {
+pub(crate) enum Compression {
     /// `.tar.gz`.
     Gzip,
     /// `.tar.zst`.
@@ -40,7 +40,7 @@ pub enum Compression {
 
 impl Compression {
     /// The object name's ending.
-    pub fn extension(self) -> &'static str {
+    pub(crate) fn extension(self) -> &'static str {
         match self {
             Self::Gzip => ".tar.gz",
             Self::Zstd => ".tar.zst",
@@ -50,7 +50,7 @@ impl Compression {
 
     /// The level used when none is given. Gzip 1: on two cores it keeps deflate from being
     /// the bottleneck while still storing well under a third of the tar (see bench/).
-    pub fn default_level(self) -> u32 {
+    pub(crate) fn default_level(self) -> u32 {
         match self {
             Self::Gzip => 1,
             Self::Zstd => 3,
@@ -59,7 +59,7 @@ impl Compression {
     }
 
     /// Checks a level for this compression.
-    pub fn check_level(self, level: u32) -> Result<(), String> {
+    pub(crate) fn check_level(self, level: u32) -> Result<(), String> {
         let range = match self {
             Self::Gzip => 0..=9,
             Self::Zstd => 1..=19,
@@ -79,30 +79,30 @@ impl Compression {
 
 /// What to pack.
 #[derive(Debug)]
-pub struct PackSpec {
+pub(crate) struct PackSpec {
     /// The working directory the entries are relative to.
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
     /// The members, in order.
-    pub entries: Vec<Entry>,
+    pub(crate) entries: Vec<Entry>,
     /// The RELEASE file, stored first.
-    pub release: String,
+    pub(crate) release: String,
     /// The mtime of every member.
-    pub mtime: u64,
+    pub(crate) mtime: u64,
     /// Compression and level.
-    pub compression: Compression,
+    pub(crate) compression: Compression,
     /// Compression level.
-    pub level: u32,
+    pub(crate) level: u32,
 }
 
 /// What was packed.
 #[derive(Debug, Clone)]
-pub struct Packed {
+pub(crate) struct Packed {
     /// Hex SHA-256 of the archive bytes.
-    pub sha256: String,
+    pub(crate) sha256: String,
     /// Archive size in bytes.
-    pub size: u64,
+    pub(crate) size: u64,
     /// Size of the uncompressed tar.
-    pub tar_size: u64,
+    pub(crate) tar_size: u64,
 }
 
 /// Packs `spec`, sending the archive in parts to `parts` (and a copy to `local`). Blocking:
@@ -110,7 +110,7 @@ pub struct Packed {
 ///
 /// The upload completes when `parts` closes, so a failure must never look like the end:
 /// whenever packing stops without finishing, `abandon` is cancelled before `parts` closes.
-pub fn pack(
+pub(crate) fn pack(
     spec: &PackSpec,
     parts: mpsc::Sender<Bytes>,
     abandon: CancellationToken,

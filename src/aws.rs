@@ -13,21 +13,21 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 /// Default seconds to open a connection.
-pub const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
 /// Default seconds for an answer to start (after the request, body included, was sent).
-pub const DEFAULT_READ_TIMEOUT: u64 = 60;
+pub(crate) const DEFAULT_READ_TIMEOUT: u64 = 60;
 /// Default seconds for a whole call, retries included.
-pub const DEFAULT_OPERATION_TIMEOUT: u64 = 300;
+pub(crate) const DEFAULT_OPERATION_TIMEOUT: u64 = 300;
 
 /// Timeouts of every AWS call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     /// Opening a connection.
-    pub connect: Duration,
+    pub(crate) connect: Duration,
     /// From sending a request to the first byte of its answer.
-    pub read: Duration,
+    pub(crate) read: Duration,
     /// A whole call, retries included (a streamed body excepted).
-    pub operation: Duration,
+    pub(crate) operation: Duration,
 }
 
 impl Default for Timeouts {
@@ -42,7 +42,7 @@ impl Default for Timeouts {
 
 impl Timeouts {
     /// The SDK's form.
-    pub fn sdk(&self) -> TimeoutConfig {
+    pub(crate) fn sdk(&self) -> TimeoutConfig {
         TimeoutConfig::builder()
             .connect_timeout(self.connect)
             .read_timeout(self.read)
@@ -52,7 +52,7 @@ impl Timeouts {
 
     /// For a request whose body is large (an 8 MiB upload part): the read timeout would count
     /// the time spent sending it, so the operation's limit stands in for it.
-    pub fn sdk_for_large_body(&self) -> TimeoutConfig {
+    pub(crate) fn sdk_for_large_body(&self) -> TimeoutConfig {
         TimeoutConfig::builder()
             .connect_timeout(self.connect)
             .read_timeout(self.operation)
@@ -62,7 +62,7 @@ impl Timeouts {
 }
 
 /// Loads the standard configuration chain with `region` (if given) and `timeouts`.
-pub async fn sdk_config(region: Option<String>, timeouts: &Timeouts) -> SdkConfig {
+pub(crate) async fn sdk_config(region: Option<String>, timeouts: &Timeouts) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts.sdk());
     if let Some(region) = region {
         loader = loader.region(Region::new(region));

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::bucket::store::Sse;
 use crate::env_vars;
 
 /// Build, promote and deploy service artifacts on AWS.
@@ -106,19 +107,6 @@ pub enum OutputFormat {
     Text,
     /// One JSON document.
     Json,
-}
-
-/// Server-side encryption modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-pub enum Sse {
-    /// SSE-S3, AES-256.
-    #[value(name = "AES256", alias = "aes256")]
-    #[serde(rename = "AES256", alias = "aes256")]
-    Aes256,
-    /// SSE-KMS with `--sse-kms-key-id` (or the account's default key).
-    #[value(name = "aws:kms")]
-    #[serde(rename = "aws:kms")]
-    Kms,
 }
 
 /// Archive compression.

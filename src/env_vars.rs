@@ -4,57 +4,57 @@
 //! read where the old shell jobs read them.
 
 /// Artifact (service) name, the old jobs' `ARTIFACT` parameter.
-pub const ARTIFACT: &str = "ARTIFACT";
+pub(crate) const ARTIFACT: &str = "ARTIFACT";
 /// Bucket name or `file://` directory store.
-pub const BUCKET: &str = "RELEASE_BUCKET";
+pub(crate) const BUCKET: &str = "RELEASE_BUCKET";
 /// Stage prefix inside the bucket (`prod` by default).
-pub const STAGE: &str = "RELEASE_STAGE";
+pub(crate) const STAGE: &str = "RELEASE_STAGE";
 /// Output format: `text` or `json`.
-pub const OUTPUT: &str = "RELEASE_OUTPUT";
+pub(crate) const OUTPUT: &str = "RELEASE_OUTPUT";
 /// Plan only, write nothing (true/false/1/0).
-pub const DRY_RUN: &str = "RELEASE_DRY_RUN";
+pub(crate) const DRY_RUN: &str = "RELEASE_DRY_RUN";
 /// Path of the configuration file (default `./release.toml`).
-pub const CONFIG: &str = "RELEASE_CONFIG";
+pub(crate) const CONFIG: &str = "RELEASE_CONFIG";
 /// Server-side encryption of every write: `AES256` or `aws:kms`.
-pub const SSE: &str = "RELEASE_SSE";
+pub(crate) const SSE: &str = "RELEASE_SSE";
 /// KMS key id for `aws:kms` server-side encryption.
-pub const SSE_KMS_KEY_ID: &str = "RELEASE_SSE_KMS_KEY_ID";
+pub(crate) const SSE_KMS_KEY_ID: &str = "RELEASE_SSE_KMS_KEY_ID";
 /// Seconds to open a connection to AWS.
-pub const CONNECT_TIMEOUT: &str = "RELEASE_CONNECT_TIMEOUT";
+pub(crate) const CONNECT_TIMEOUT: &str = "RELEASE_CONNECT_TIMEOUT";
 /// Seconds for an AWS answer to start.
-pub const READ_TIMEOUT: &str = "RELEASE_READ_TIMEOUT";
+pub(crate) const READ_TIMEOUT: &str = "RELEASE_READ_TIMEOUT";
 /// Seconds for a whole AWS call, retries included.
-pub const OPERATION_TIMEOUT: &str = "RELEASE_OPERATION_TIMEOUT";
+pub(crate) const OPERATION_TIMEOUT: &str = "RELEASE_OPERATION_TIMEOUT";
 /// `tracing` filter for logs on stderr, e.g. `release=debug`.
-pub const LOG: &str = "RELEASE_LOG";
+pub(crate) const LOG: &str = "RELEASE_LOG";
 /// Install directory on a host (default `/opt/{artifact}`).
-pub const INSTALL_DIR: &str = "RELEASE_INSTALL_DIR";
+pub(crate) const INSTALL_DIR: &str = "RELEASE_INSTALL_DIR";
 /// The key builds are signed with (`kms:KEY` or `key:FILE`).
-pub const SIGN: &str = "RELEASE_SIGN";
+pub(crate) const SIGN: &str = "RELEASE_SIGN";
 /// Password of an encrypted minisign secret key given as `key:FILE`.
-pub const SIGN_PASSWORD: &str = "RELEASE_SIGN_PASSWORD";
+pub(crate) const SIGN_PASSWORD: &str = "RELEASE_SIGN_PASSWORD";
 /// Trusted public key files, comma-separated.
-pub const TRUSTED_KEYS: &str = "RELEASE_TRUSTED_KEYS";
+pub(crate) const TRUSTED_KEYS: &str = "RELEASE_TRUSTED_KEYS";
 /// For tests only: the push lock's lifetime in seconds (default 7200), so that renewal can be
 /// proven without a two-hour push. A push warns when it is set.
-pub const TEST_LOCK_TTL: &str = "RELEASE_TEST_LOCK_TTL_SECONDS";
+pub(crate) const TEST_LOCK_TTL: &str = "RELEASE_TEST_LOCK_TTL_SECONDS";
 
 /// Jenkins: the job's build number, recorded as `BUILD`.
-pub const BUILD_NUMBER: &str = "BUILD_NUMBER";
+pub(crate) const BUILD_NUMBER: &str = "BUILD_NUMBER";
 /// Jenkins git plugin: the commit being built.
-pub const GIT_COMMIT: &str = "GIT_COMMIT";
+pub(crate) const GIT_COMMIT: &str = "GIT_COMMIT";
 /// Jenkins git plugin: the branch being built, often `origin/x`.
-pub const GIT_BRANCH: &str = "GIT_BRANCH";
+pub(crate) const GIT_BRANCH: &str = "GIT_BRANCH";
 /// Jenkins build-timestamp plugin: free text, recorded as `TIMESTAMP`.
-pub const BUILD_TIMESTAMP: &str = "BUILD_TIMESTAMP";
+pub(crate) const BUILD_TIMESTAMP: &str = "BUILD_TIMESTAMP";
 /// Promote job parameter: the build to promote (`latest` or N).
-pub const RELEASE_VERSION: &str = "RELEASE_VERSION";
+pub(crate) const RELEASE_VERSION: &str = "RELEASE_VERSION";
 /// Promote job parameter: the git tag to move.
-pub const GIT_TAG_NAME: &str = "GIT_TAG_NAME";
+pub(crate) const GIT_TAG_NAME: &str = "GIT_TAG_NAME";
 /// reproducible-builds.org: the mtime of every archive entry, in seconds since the epoch.
-pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+pub(crate) const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 /// Jenkins build-user-vars plugin: the id of the user who started the job, recorded as the
 /// `user` of a promotion.
-pub const BUILD_USER_ID: &str = "BUILD_USER_ID";
+pub(crate) const BUILD_USER_ID: &str = "BUILD_USER_ID";
 /// The login name, the `user` of a promotion outside Jenkins.
-pub const USER: &str = "USER";
+pub(crate) const USER: &str = "USER";

@@ -2,7 +2,9 @@
 
 use thiserror::Error;
 
-use crate::{config::ConfigError, names::InvalidName, store::StoreError};
+use crate::bucket::store::StoreError;
+use crate::config::ConfigError;
+use crate::names::InvalidName;
 
 /// How the process ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +29,7 @@ impl From<ExitStatus> for std::process::ExitCode {
 
 /// Errors that carry their own exit status, raised by commands.
 #[derive(Debug, Error)]
-pub enum Problem {
+pub(crate) enum ExitError {
     /// Bad input: a flag, a name, a build that does not exist, a path that is not there.
     #[error("{0}")]
     Usage(String),
@@ -43,42 +45,52 @@ pub enum Problem {
 /// as usual, the message as the error, and the process exits with `status`.
 #[derive(Debug, Error)]
 #[error("{message}")]
-pub struct Reported {
-    /// The exit status.
-    pub status: ExitStatus,
+pub(crate) struct FailedWithOutcome {
+    pub(crate) status: ExitStatus,
     /// What went wrong, in one sentence.
-    pub message: String,
+    pub(crate) message: String,
     /// The result to print all the same.
-    pub outcome: crate::output::Outcome,
+    pub(crate) outcome: crate::output::Outcome,
 }
 
 /// The exit status for an error: the first cause in the chain that decides one.
-pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
+pub(crate) fn exit_status(err: &anyhow::Error) -> ExitStatus {
     for cause in err.chain() {
-        if let Some(reported) = cause.downcast_ref::<Reported>() {
+        if let Some(reported) = cause.downcast_ref::<FailedWithOutcome>() {
             return reported.status;
         }
-        if let Some(problem) = cause.downcast_ref::<Problem>() {
+        if let Some(problem) = cause.downcast_ref::<ExitError>() {
             return match problem {
-                Problem::Usage(_) => ExitStatus::Usage,
-                Problem::Conflict(_) => ExitStatus::Conflict,
-                Problem::Partial(_) => ExitStatus::Partial,
+                ExitError::Usage(_) => ExitStatus::Usage,
+                ExitError::Conflict(_) => ExitStatus::Conflict,
+                ExitError::Partial(_) => ExitStatus::Partial,
             };
         }
         if cause.is::<InvalidName>() || cause.is::<ConfigError>() {
             return ExitStatus::Usage;
         }
-        if let Some(store) = cause.downcast_ref::<StoreError>()
-            && let Some(status) = store.exit_status()
-        {
+        if let Some(status) = cause.downcast_ref::<StoreError>().and_then(store_status) {
             return status;
         }
     }
     ExitStatus::Failure
 }
 
+/// The exit status a store error decides, if any: a bucket or credentials that are not there is
+/// the operator's input; a lost compare-and-swap is a conflict.
+fn store_status(err: &StoreError) -> Option<ExitStatus> {
+    match err {
+        StoreError::NoSuchBucket { .. }
+        | StoreError::NoCredentials { .. }
+        | StoreError::Unreachable { .. }
+        | StoreError::NoRegion => Some(ExitStatus::Usage),
+        StoreError::PreconditionFailed { .. } => Some(ExitStatus::Conflict),
+        _ => None,
+    }
+}
+
 /// The message and its causes, outermost first, without repeats.
-pub fn messages(err: &anyhow::Error) -> Vec<String> {
+pub(crate) fn messages(err: &anyhow::Error) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for cause in err.chain() {
         let text = cause.to_string();

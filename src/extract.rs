@@ -27,7 +27,7 @@ use crate::links;
 
 /// Archive compression, from the object name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// `.tar`.
     Tar,
     /// `.tar.gz` / `.tgz`.
@@ -38,7 +38,7 @@ pub enum Format {
 
 impl Format {
     /// The format an archive's name says it has.
-    pub fn of(name: &str) -> Result<Self> {
+    pub(crate) fn of(name: &str) -> Result<Self> {
         if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
             Ok(Self::Gzip)
         } else if name.ends_with(".tar.zst") {
@@ -53,11 +53,11 @@ impl Format {
 
 /// What was unpacked.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Unpacked {
+pub(crate) struct Unpacked {
     /// Regular files written.
-    pub files: u64,
+    pub(crate) files: u64,
     /// Bytes of file content written.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
 }
 
 /// Bytes per chunk handed from the decompressing thread to the unpacker.
@@ -73,7 +73,11 @@ const CHUNKS_RECYCLED: usize = 4;
 /// the archive, not always to its end: the caller reads what follows (the digest covers the
 /// whole object). A compressed archive is inflated on a second thread, so that inflating and
 /// creating files (about half of an install each) overlap.
-pub fn unpack<R: Read + Send>(input: &mut R, format: Format, dest: &Path) -> Result<Unpacked> {
+pub(crate) fn unpack<R: Read + Send>(
+    input: &mut R,
+    format: Format,
+    dest: &Path,
+) -> Result<Unpacked> {
     if format == Format::Tar {
         return unpack_tar(input, dest);
     }
@@ -176,7 +180,7 @@ impl Read for ChunkReader {
 /// The largest GNU long name, long link name or PAX extension block read. A path on Linux is
 /// at most 4 KiB, so no real archive comes near; the bound keeps a hostile header (read before
 /// the archive's digest is known) from filling memory.
-pub const MAX_EXTENSION: u64 = 64 << 10;
+pub(crate) const MAX_EXTENSION: u64 = 64 << 10;
 
 /// What unpacking has made so far.
 struct Tree<'a> {

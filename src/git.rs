@@ -12,18 +12,18 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result};
 
-use crate::error::Problem;
+use crate::error::ExitError;
 use crate::redact;
 
 /// The repository containing `dir`, if there is one.
-pub fn discover(dir: &Path) -> Option<git2::Repository> {
+pub(crate) fn discover(dir: &Path) -> Option<git2::Repository> {
     git2::Repository::discover(dir).ok()
 }
 
 /// The repository at or containing `dir`, or an input error saying how to name one.
-pub fn open(dir: &Path) -> Result<git2::Repository> {
+pub(crate) fn open(dir: &Path) -> Result<git2::Repository> {
     git2::Repository::discover(dir).map_err(|err| {
-        Problem::Usage(format!(
+        ExitError::Usage(format!(
             "no git repository at or above `{}` ({}): pass --repo DIR to tag another \
              repository, or --no-tag to move the pointer only",
             dir.display(),
@@ -34,18 +34,18 @@ pub fn open(dir: &Path) -> Result<git2::Repository> {
 }
 
 /// Where to run the `git` program for `repo`: its working tree, or the repository itself.
-pub fn dir_of(repo: &git2::Repository) -> PathBuf {
+pub(crate) fn dir_of(repo: &git2::Repository) -> PathBuf {
     repo.workdir().unwrap_or(repo.path()).to_owned()
 }
 
 /// HEAD's commit id.
-pub fn head_commit(repo: &git2::Repository) -> Result<String> {
+pub(crate) fn head_commit(repo: &git2::Repository) -> Result<String> {
     let dir = repo.workdir().unwrap_or(repo.path());
     if repo
         .head()
         .is_err_and(|e| e.code() == git2::ErrorCode::UnbornBranch)
     {
-        return Err(Problem::Usage(format!(
+        return Err(ExitError::Usage(format!(
             "the repository at `{}` has no commits yet: commit first, or set GIT_COMMIT",
             dir.display()
         ))
@@ -64,13 +64,13 @@ pub fn head_commit(repo: &git2::Repository) -> Result<String> {
 }
 
 /// The commit time of `commit` (seconds since the epoch), if the repository has it.
-pub fn commit_time(repo: &git2::Repository, commit: &str) -> Option<i64> {
+pub(crate) fn commit_time(repo: &git2::Repository, commit: &str) -> Option<i64> {
     let id = git2::Oid::from_str(commit).ok()?;
     Some(repo.find_commit(id).ok()?.time().seconds())
 }
 
 /// The checked-out branch, if HEAD is on one.
-pub fn current_branch(repo: &git2::Repository) -> Option<String> {
+pub(crate) fn current_branch(repo: &git2::Repository) -> Option<String> {
     let head = repo.head().ok()?;
     head.is_branch()
         .then(|| head.shorthand().map(str::to_owned))
@@ -78,13 +78,13 @@ pub fn current_branch(repo: &git2::Repository) -> Option<String> {
 }
 
 /// Checks a tag name against git's ref-format rules (`git check-ref-format refs/tags/NAME`).
-pub fn check_tag_name(name: &str) -> Result<(), Problem> {
+pub(crate) fn check_tag_name(name: &str) -> Result<(), ExitError> {
     let valid =
         !name.starts_with('-') && git2::Reference::is_valid_name(&format!("refs/tags/{name}"));
     if valid {
         Ok(())
     } else {
-        Err(Problem::Usage(format!(
+        Err(ExitError::Usage(format!(
             "`{name}` is not a valid git tag name (see `git check-ref-format`: no spaces, `~`, \
              `^`, `:`, `?`, `*`, `[`, `\\`, `..`, `@{{`, no leading `-` or trailing `.lock`)"
         )))
@@ -92,12 +92,12 @@ pub fn check_tag_name(name: &str) -> Result<(), Problem> {
 }
 
 /// Checks a remote: a configured remote's name, or a URL or path that `git` accepts as one.
-pub fn check_remote(repo: &git2::Repository, remote: &str) -> Result<(), Problem> {
+pub(crate) fn check_remote(repo: &git2::Repository, remote: &str) -> Result<(), ExitError> {
     let looks_like_url = remote.contains(['/', ':']);
     if !remote.starts_with('-') && (looks_like_url || repo.find_remote(remote).is_ok()) {
         return Ok(());
     }
-    Err(Problem::Usage(format!(
+    Err(ExitError::Usage(format!(
         "the repository at `{}` has no remote `{remote}`: pass --remote NAME (see `git remote -v`), \
          or --no-tag to move the pointer only",
         dir_of(repo).display()
@@ -105,23 +105,26 @@ pub fn check_remote(repo: &git2::Repository, remote: &str) -> Result<(), Problem
 }
 
 /// Checks that `commit` is a full commit id (hex, 40 or 64 digits).
-pub fn check_commit_id(commit: &str) -> bool {
+pub(crate) fn check_commit_id(commit: &str) -> bool {
     matches!(commit.len(), 40 | 64) && commit.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Whether the repository holds `commit` as a commit.
-pub fn has_commit(repo: &git2::Repository, commit: &str) -> bool {
+pub(crate) fn has_commit(repo: &git2::Repository, commit: &str) -> bool {
     git2::Oid::from_str(commit).is_ok_and(|id| repo.find_commit(id).is_ok())
 }
 
 /// The commit tag `name` points at (an annotated tag peeled), if the tag exists.
-pub fn tag_commit(repo: &git2::Repository, name: &str) -> Option<String> {
+pub(crate) fn tag_commit(repo: &git2::Repository, name: &str) -> Option<String> {
     let reference = repo.find_reference(&format!("refs/tags/{name}")).ok()?;
     Some(reference.peel_to_commit().ok()?.id().to_string())
 }
 
 /// Who a tag is by: the repository's `user.name`/`user.email`, else `fallback` (name, email).
-pub fn tagger(repo: &git2::Repository, fallback: (&str, &str)) -> Result<git2::Signature<'static>> {
+pub(crate) fn tagger(
+    repo: &git2::Repository,
+    fallback: (&str, &str),
+) -> Result<git2::Signature<'static>> {
     repo.signature()
         .or_else(|_| git2::Signature::now(fallback.0, fallback.1))
         .context("cannot make a tagger signature")
@@ -130,7 +133,7 @@ pub fn tagger(repo: &git2::Repository, fallback: (&str, &str)) -> Result<git2::S
 /// Points annotated tag `name` at `commit`, replacing the tag if it exists: libgit2 writes the
 /// new tag object, then swaps the reference in one locked rename, so there is no moment
 /// without the tag.
-pub fn force_tag(
+pub(crate) fn force_tag(
     repo: &git2::Repository,
     name: &str,
     commit: &str,
@@ -149,7 +152,7 @@ pub fn force_tag(
 
 /// `git fetch REMOTE COMMIT`, then, if the remote refuses to send a commit by its id (old
 /// servers without protocol v2), `git fetch REMOTE` (its branches and tags).
-pub fn fetch_commit(dir: &Path, remote: &str, commit: &str) -> Result<()> {
+pub(crate) fn fetch_commit(dir: &Path, remote: &str, commit: &str) -> Result<()> {
     if run(dir, ["fetch", "--quiet", remote, commit]).is_ok() {
         return Ok(());
     }
@@ -157,7 +160,7 @@ pub fn fetch_commit(dir: &Path, remote: &str, commit: &str) -> Result<()> {
 }
 
 /// `git push REMOTE +refs/tags/NAME:refs/tags/NAME`: that one ref, with force (never `--tags`).
-pub fn push_tag(dir: &Path, remote: &str, name: &str) -> Result<()> {
+pub(crate) fn push_tag(dir: &Path, remote: &str, name: &str) -> Result<()> {
     let refspec = format!("+refs/tags/{name}:refs/tags/{name}");
     run(dir, ["push", "--porcelain", remote, &refspec])
 }
@@ -214,7 +217,7 @@ where
 /// files that git does not ignore. Ignored files are not listed: a build that includes them asked
 /// for them (build output, `--include-ignored`). `None` when the repository lacks the commit or
 /// has no work tree.
-pub fn changed_since(repo: &git2::Repository, commit: &str) -> Result<Option<Vec<PathBuf>>> {
+pub(crate) fn changed_since(repo: &git2::Repository, commit: &str) -> Result<Option<Vec<PathBuf>>> {
     let Some(commit) = git2::Oid::from_str(commit)
         .ok()
         .and_then(|id| repo.find_commit(id).ok())

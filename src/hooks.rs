@@ -35,33 +35,32 @@ const LOG_MAX: u64 = 2 << 20;
 
 /// What a hook is told.
 #[derive(Debug, Clone)]
-pub struct HookEnv {
-    /// The artifact.
-    pub artifact: String,
+pub(crate) struct HookEnv {
+    pub(crate) artifact: String,
     /// The build the hook is for.
-    pub build: u64,
+    pub(crate) build: u64,
     /// That build's release directory (absolute).
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// The build that was current before, if any.
-    pub previous: Option<u64>,
+    pub(crate) previous: Option<u64>,
 }
 
 /// Runs hooks: where their output is kept, and which signal token stops them.
 #[derive(Debug, Clone)]
-pub struct Hooks {
+pub(crate) struct Hooks {
     log: PathBuf,
     cancel: CancellationToken,
 }
 
 impl Hooks {
     /// Hooks logging to `log`, stopped (SIGTERM) once `cancel` is cancelled.
-    pub fn new(log: PathBuf, cancel: CancellationToken) -> Self {
+    pub(crate) fn new(log: PathBuf, cancel: CancellationToken) -> Self {
         Self { log, cancel }
     }
 
     /// The same hooks, but never stopped by a signal already received: the hooks of the
     /// build switched back to must run, or the previous release stays down.
-    pub fn unstoppable(&self) -> Self {
+    pub(crate) fn unstoppable(&self) -> Self {
         Self {
             log: self.log.clone(),
             cancel: CancellationToken::new(),
@@ -69,7 +68,7 @@ impl Hooks {
     }
 
     /// The hooks run before switching; an error means: do not switch.
-    pub fn before_switch(&self, env: &HookEnv, check: Option<&str>) -> Result<()> {
+    pub(crate) fn before_switch(&self, env: &HookEnv, check: Option<&str>) -> Result<()> {
         self.run_shipped(env, "deploy/before-switch")?;
         if let Some(command) = check {
             self.run(env, "--check", command)?;
@@ -78,7 +77,7 @@ impl Hooks {
     }
 
     /// The hooks run after switching; an error means: switch back.
-    pub fn after_switch(&self, env: &HookEnv, run_command: Option<&str>) -> Result<()> {
+    pub(crate) fn after_switch(&self, env: &HookEnv, run_command: Option<&str>) -> Result<()> {
         self.run_shipped(env, "deploy/after-switch")?;
         if let Some(command) = run_command {
             self.run(env, "--run", command)?;

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
-use crate::error::Problem;
+use crate::error::ExitError;
 use crate::manifest::Manifest;
 
 const LOCK: &str = ".release.lock";
@@ -34,14 +34,14 @@ const HOOK_LOG: &str = "hooks.log";
 
 /// An install whose switch happened but whose after-switch hooks have not succeeded yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// The build `current` was switched to.
-    pub build: u64,
+    pub(crate) build: u64,
     /// The build current before (RELEASE_PREVIOUS_BUILD of its hooks).
-    pub previous: Option<u64>,
+    pub(crate) previous: Option<u64>,
     /// `current` was switched back to `build` after `previous` failed: if its hooks fail
     /// again there is nothing to go back to.
-    pub switched_back: bool,
+    pub(crate) switched_back: bool,
 }
 
 impl Pending {
@@ -73,51 +73,51 @@ impl Pending {
 
 /// What pruning removed, and what it could not remove (each with the reason).
 #[derive(Debug, Default)]
-pub struct Pruned {
+pub(crate) struct Pruned {
     /// Release numbers removed.
-    pub removed: Vec<u64>,
+    pub(crate) removed: Vec<u64>,
     /// What could not be removed, and why; the next install tries again.
-    pub failed: Vec<String>,
+    pub(crate) failed: Vec<String>,
 }
 
 /// An install directory, locked for the lifetime of this value.
 #[derive(Debug)]
-pub struct InstallDir {
+pub(crate) struct InstallDir {
     root: PathBuf,
     _lock: fs_err::File,
 }
 
 /// A read-only view, for `release current` (no lock, no changes).
 #[derive(Debug)]
-pub struct InstallView {
+pub(crate) struct InstallView {
     root: PathBuf,
 }
 
 impl InstallView {
     /// A view of `root`.
-    pub fn new(root: &Path) -> Self {
+    pub(crate) fn new(root: &Path) -> Self {
         Self {
             root: root.to_owned(),
         }
     }
 
     /// The build `current` points to, if any.
-    pub fn current(&self) -> Option<u64> {
+    pub(crate) fn current(&self) -> Option<u64> {
         current_of(&self.root)
     }
 
     /// The manifest kept beside release `n`.
-    pub fn manifest(&self, n: u64) -> Option<Manifest> {
+    pub(crate) fn manifest(&self, n: u64) -> Option<Manifest> {
         manifest_of(&self.root, n)
     }
 
     /// Release numbers on disk, ascending.
-    pub fn releases(&self) -> Vec<u64> {
+    pub(crate) fn releases(&self) -> Vec<u64> {
         releases_of(&self.root)
     }
 
     /// The artifact this directory was claimed for by an install, if one was.
-    pub fn artifact(&self) -> Option<String> {
+    pub(crate) fn artifact(&self) -> Option<String> {
         fs_err::read_to_string(self.root.join(ARTIFACT_MARK))
             .ok()
             .map(|owner| owner.trim().to_owned())
@@ -127,7 +127,7 @@ impl InstallView {
 
 impl InstallDir {
     /// Creates `root` if needed and takes its lock, waiting for another install to finish.
-    pub fn lock(root: &Path, waiting: impl FnOnce()) -> Result<Self> {
+    pub(crate) fn lock(root: &Path, waiting: impl FnOnce()) -> Result<Self> {
         create_readable_dirs(&root.join(RELEASES))
             .with_context(|| format!("cannot create the install directory `{}`", root.display()))?;
         let lock = fs_err::File::options()
@@ -147,19 +147,18 @@ impl InstallDir {
         })
     }
 
-    /// The directory.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// Where hook output is kept.
-    pub fn hook_log(&self) -> PathBuf {
+    pub(crate) fn hook_log(&self) -> PathBuf {
         self.root.join(HOOK_LOG)
     }
 
     /// Refuses (exit 2) a `current` that is not a symbolic link: it could never be switched,
     /// and finding out after the download helps nobody.
-    pub fn check_current_is_a_link(&self) -> Result<()> {
+    pub(crate) fn check_current_is_a_link(&self) -> Result<()> {
         let path = self.root.join(CURRENT);
         let Ok(meta) = fs_err::symlink_metadata(&path) else {
             return Ok(());
@@ -172,7 +171,7 @@ impl InstallDir {
         } else {
             "a file"
         };
-        Err(Problem::Usage(format!(
+        Err(ExitError::Usage(format!(
             "`{}` is {kind}, not a link: install points `current` at releases/N with a \
              symbolic link; move it out of the way and run the install again (nothing was \
              downloaded or changed)",
@@ -183,19 +182,19 @@ impl InstallDir {
 
     /// The unfinished install `current` points at, if any. A mark naming another build is
     /// stale (the install stopped before its switch) and ignored.
-    pub fn pending(&self) -> Option<Pending> {
+    pub(crate) fn pending(&self) -> Option<Pending> {
         let text = fs_err::read_to_string(self.root.join(PENDING)).ok()?;
         let pending = Pending::parse(&text)?;
         (self.current() == Some(pending.build)).then_some(pending)
     }
 
     /// Records, before a switch, that the install is unfinished until its hooks succeed.
-    pub fn set_pending(&self, pending: Pending) -> Result<()> {
+    pub(crate) fn set_pending(&self, pending: Pending) -> Result<()> {
         write_atomic(&self.root.join(PENDING), pending.to_text().as_bytes())
     }
 
     /// The install is finished (or nothing is current any more).
-    pub fn clear_pending(&self) -> Result<()> {
+    pub(crate) fn clear_pending(&self) -> Result<()> {
         match fs_err::remove_file(self.root.join(PENDING)) {
             Ok(()) => sync_dir(&self.root),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -206,7 +205,7 @@ impl InstallDir {
     /// Why release `n`, already on disk, should not be switched to as it is: an entry not
     /// owned by this user or root, or writable by others (or by a group not this user's or
     /// root's), could have been changed since it was verified.
-    pub fn untrusted_reason(&self, n: u64) -> Option<String> {
+    pub(crate) fn untrusted_reason(&self, n: u64) -> Option<String> {
         let me = rustix::process::geteuid().as_raw();
         let my_group = rustix::process::getegid().as_raw();
         for entry in walkdir::WalkDir::new(self.release_dir(n)) {
@@ -234,12 +233,12 @@ impl InstallDir {
     }
 
     /// Refuses a directory that belongs to another artifact (unless `force`); marks it ours.
-    pub fn claim_for(&self, artifact: &str, force: bool) -> Result<()> {
+    pub(crate) fn claim_for(&self, artifact: &str, force: bool) -> Result<()> {
         let mark = self.root.join(ARTIFACT_MARK);
         match fs_err::read_to_string(&mark) {
             Ok(owner) if owner.trim() == artifact => return Ok(()),
             Ok(owner) if !force => {
-                return Err(Problem::Usage(format!(
+                return Err(ExitError::Usage(format!(
                     "`{}` holds artifact `{}`, not `{artifact}`: use another --dir (one \
                      directory holds one artifact), or --force",
                     self.root.display(),
@@ -254,22 +253,22 @@ impl InstallDir {
     }
 
     /// The build `current` points to, if any.
-    pub fn current(&self) -> Option<u64> {
+    pub(crate) fn current(&self) -> Option<u64> {
         current_of(&self.root)
     }
 
     /// The manifest kept beside release `n`.
-    pub fn manifest(&self, n: u64) -> Option<Manifest> {
+    pub(crate) fn manifest(&self, n: u64) -> Option<Manifest> {
         manifest_of(&self.root, n)
     }
 
     /// The directory of release `n`.
-    pub fn release_dir(&self, n: u64) -> PathBuf {
+    pub(crate) fn release_dir(&self, n: u64) -> PathBuf {
         self.root.join(RELEASES).join(n.to_string())
     }
 
     /// A fresh, empty directory to unpack release `n` into (any leftover is removed first).
-    pub fn fresh_partial(&self, n: u64) -> Result<PathBuf> {
+    pub(crate) fn fresh_partial(&self, n: u64) -> Result<PathBuf> {
         let partial = self.partial_dir(n);
         remove_tree(&partial)
             .with_context(|| format!("removing the leftover `{}`", partial.display()))?;
@@ -278,7 +277,7 @@ impl InstallDir {
     }
 
     /// Removes a partial directory (after a failed unpack); read-only directories in it too.
-    pub fn discard_partial(&self, n: u64) -> Result<()> {
+    pub(crate) fn discard_partial(&self, n: u64) -> Result<()> {
         remove_tree(&self.partial_dir(n))
     }
 
@@ -286,7 +285,7 @@ impl InstallDir {
     /// the manifest vouches for the files, so it never precedes them. A crash in between
     /// leaves no manifest, or the replaced release's, which does not match the build (a
     /// re-run then downloads it again).
-    pub fn finish(&self, n: u64, manifest: &Manifest) -> Result<PathBuf> {
+    pub(crate) fn finish(&self, n: u64, manifest: &Manifest) -> Result<PathBuf> {
         let dir = self.release_dir(n);
         let partial = self.partial_dir(n);
         // One syncfs instead of an fsync per file: the unpacked files reach the disk before
@@ -315,7 +314,7 @@ impl InstallDir {
     }
 
     /// Points `current` at release `n`: a new link renamed over the old one, then fsync.
-    pub fn switch_to(&self, n: u64) -> Result<()> {
+    pub(crate) fn switch_to(&self, n: u64) -> Result<()> {
         let tmp = self.root.join(format!(".{CURRENT}.{}", std::process::id()));
         let _ = fs_err::remove_file(&tmp);
         std::os::unix::fs::symlink(Path::new(RELEASES).join(n.to_string()), &tmp)
@@ -325,7 +324,7 @@ impl InstallDir {
     }
 
     /// Removes `current` (a failed first install leaves nothing running).
-    pub fn clear_current(&self) -> Result<()> {
+    pub(crate) fn clear_current(&self) -> Result<()> {
         match fs_err::remove_file(self.root.join(CURRENT)) {
             Ok(()) => sync_dir(&self.root),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -336,7 +335,7 @@ impl InstallDir {
     /// Keeps the newest `keep` releases and always `current` and `previous`; removes the rest
     /// and the leftovers of killed installs (partial directories, temporary files). Never
     /// fails: what cannot be removed is listed, and the next install tries again.
-    pub fn prune(&self, keep: usize, previous: Option<u64>) -> Pruned {
+    pub(crate) fn prune(&self, keep: usize, previous: Option<u64>) -> Pruned {
         let current = self.current();
         let releases = releases_of(&self.root);
         let cut = releases.len().saturating_sub(keep);

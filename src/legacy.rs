@@ -6,14 +6,14 @@
 //! and a backwards scan for a valid header named RELEASE finds it.
 
 /// Bytes read from the end of an old archive first; a second, larger read follows if needed.
-pub const TAIL_READS: [u64; 2] = [16 << 10, 256 << 10];
+pub(crate) const TAIL_READS: [u64; 2] = [16 << 10, 256 << 10];
 
 const BLOCK: usize = 512;
 
 /// The RELEASE member's data, if `tail` (the last bytes of a tar file) holds its header.
 ///
 /// `tail` must end where the file ends; the file's size is a multiple of 512, as every tar's.
-pub fn find_release(tail: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn find_release(tail: &[u8]) -> Option<Vec<u8>> {
     // Block boundaries are counted from the end, where the tail is aligned.
     let first = tail.len() % BLOCK;
     let blocks = (tail.len() - first) / BLOCK;

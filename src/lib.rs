@@ -3,35 +3,32 @@
 //! `run` is the whole program: resolve settings, dispatch to a command, print its outcome or
 //! its error, and map that to an exit status.
 
-pub mod archive;
-pub mod aws;
-pub mod batch;
+mod archive;
+mod aws;
+mod bucket;
 pub mod cli;
-pub mod commands;
-pub mod config;
+mod commands;
+mod config;
 pub mod docs;
-pub mod env_vars;
-pub mod error;
-pub mod extract;
-pub mod git;
-pub mod history;
-pub mod hooks;
-pub mod install_dir;
-pub mod layout;
-pub mod legacy;
-pub mod links;
-pub mod man;
-pub mod manifest;
-pub mod names;
-pub mod output;
-pub mod pointers;
-pub mod redact;
-pub mod resolve;
-pub mod rollout;
-pub mod signals;
-pub mod signing;
-pub mod store;
-pub mod walk;
+mod env_vars;
+mod error;
+mod extract;
+mod git;
+mod hooks;
+mod identity;
+mod install_dir;
+mod legacy;
+mod links;
+mod man;
+mod manifest;
+mod names;
+mod output;
+mod promotion;
+mod redact;
+mod rollout;
+mod signals;
+mod signing;
+mod walk;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -39,8 +36,32 @@ use clap::CommandFactory;
 use cli::{Cli, Command, OutputFormat};
 use commands::Context;
 use config::Settings;
-use error::ExitStatus;
+pub use error::ExitStatus;
 use output::{Outcome, Printer};
+
+/// Parses the command line. When there is nothing to run (a usage error, `--help`,
+/// `--version`), clap's text is printed and the exit status returned; a usage error under
+/// `--output json` (or `RELEASE_OUTPUT=json`) also prints one JSON error document on stdout, as
+/// every other error does.
+pub fn parse(args: Vec<std::ffi::OsString>) -> Result<Cli, ExitStatus> {
+    use clap::Parser as _;
+    Cli::try_parse_from(&args)
+        .map_err(|err| output::command_line_error(&err, json_requested(&args)))
+}
+
+/// Whether the (unparsed) command line asks for JSON: the last `--output`, else the env twin.
+fn json_requested(args: &[std::ffi::OsString]) -> bool {
+    let mut format = std::env::var(env_vars::OUTPUT).ok();
+    let mut args = args.iter().filter_map(|a| a.to_str());
+    while let Some(arg) = args.next() {
+        if let Some(value) = arg.strip_prefix("--output=") {
+            format = Some(value.to_owned());
+        } else if arg == "--output" {
+            format = args.next().map(str::to_owned);
+        }
+    }
+    format.as_deref() == Some("json")
+}
 
 /// Runs the parsed command line and reports; returns the exit status.
 pub fn run(cli: Cli) -> ExitStatus {
@@ -168,11 +189,11 @@ fn check_store_exists(ctx: &Context, command: &Command) -> Result<()> {
         command,
         Command::Build(_) | Command::Completions(_) | Command::Man(_) | Command::Current(_)
     );
-    let config::StoreLocation::Dir { root } = &ctx.settings.store else {
+    let bucket::store::StoreLocation::Dir { root } = &ctx.settings.store else {
         return Ok(());
     };
     if reads && !root.exists() {
-        return Err(error::Problem::Usage(format!(
+        return Err(error::ExitError::Usage(format!(
             "no such store `file://{}`: check --bucket (BUCKET, release.toml); `release build` \
              creates a store on its first build",
             root.display()
@@ -209,7 +230,7 @@ fn man_page(args: cli::ManArgs) -> Result<Outcome> {
 
 fn report_error(printer: &Printer, err: &anyhow::Error) -> ExitStatus {
     let status = error::exit_status(err);
-    if let Some(reported) = err.downcast_ref::<error::Reported>() {
+    if let Some(reported) = err.downcast_ref::<error::FailedWithOutcome>() {
         let mut outcome = reported.outcome.clone();
         if let Some(doc) = outcome.json.as_object_mut() {
             doc.insert(

@@ -25,7 +25,7 @@ const MAX_HOPS: usize = 40;
 
 /// Why a link is refused.
 #[derive(Debug, thiserror::Error)]
-pub enum LinkError {
+pub(crate) enum LinkError {
     /// The target is an absolute path.
     #[error("a link to the absolute path `{}`", .0.display())]
     Absolute(PathBuf),
@@ -48,7 +48,7 @@ pub enum LinkError {
 
 /// The first check: a link at `link_path` (relative to the release's top) pointing at `target`
 /// must stay inside by its text alone.
-pub fn check_text(link_path: &Path, target: &Path) -> Result<(), LinkError> {
+pub(crate) fn check_text(link_path: &Path, target: &Path) -> Result<(), LinkError> {
     if target.has_root() {
         return Err(LinkError::Absolute(target.to_owned()));
     }
@@ -73,7 +73,7 @@ pub fn check_text(link_path: &Path, target: &Path) -> Result<(), LinkError> {
 /// The second check, for every link of a finished tree: each of `links` (paths relative to
 /// `root`, which must be a real directory) resolves inside `root`. Returns the first link
 /// refused, with why.
-pub fn check_resolved<'a>(
+pub(crate) fn check_resolved<'a>(
     root: &Path,
     links: impl IntoIterator<Item = &'a Path>,
 ) -> Result<(), (PathBuf, LinkError)> {

@@ -1,8 +1,8 @@
 //! The `release` binary: parse the command line, run it, report, exit.
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = release::cli::Cli::parse();
-    release::run(cli).into()
+    match release::parse(std::env::args_os().collect()) {
+        Ok(cli) => release::run(cli).into(),
+        Err(status) => status.into(),
+    }
 }

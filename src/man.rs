@@ -12,7 +12,7 @@ use clap_mangen::roff::{Roff, bold, roman};
 
 use crate::cli::Cli;
 use crate::docs;
-use crate::error::Problem;
+use crate::error::ExitError;
 
 /// The exit codes, as every command uses them.
 const EXIT_STATUS: &[(&str, &str)] = &[
@@ -76,7 +76,7 @@ fn built() -> clap::Command {
 }
 
 /// The main page (`command` None) or one command's page, as roff.
-pub fn page(command: Option<&str>) -> Result<String> {
+pub(crate) fn page(command: Option<&str>) -> Result<String> {
     let cli = built();
     let mut out = Vec::new();
     match command {
@@ -87,7 +87,7 @@ pub fn page(command: Option<&str>) -> Result<String> {
 }
 
 /// Writes `release.1` and `release-COMMAND.1` for every command into `dir`; returns the names.
-pub fn write_all(dir: &Path) -> Result<Vec<String>> {
+pub(crate) fn write_all(dir: &Path) -> Result<Vec<String>> {
     fs_err::create_dir_all(dir)?;
     let cli = built();
     let mut names = vec!["release.1".to_owned()];
@@ -107,7 +107,7 @@ pub fn write_all(dir: &Path) -> Result<Vec<String>> {
 fn find<'a>(cli: &'a clap::Command, name: &str) -> Result<&'a clap::Command> {
     cli.find_subcommand(name).ok_or_else(|| {
         let known: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
-        Problem::Usage(format!(
+        ExitError::Usage(format!(
             "no command `{name}`: the man pages are for {}",
             known.join(", ")
         ))

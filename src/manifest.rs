@@ -9,37 +9,37 @@
 use thiserror::Error;
 
 /// Keys in the order they are written. The first five are the old jobs'.
-pub const KEY_ORDER: &[&str] = &[
+pub(crate) const KEY_ORDER: &[&str] = &[
     MODULE, VERSION, BUILD, GIT_COMMIT, TIMESTAMP, GIT_BRANCH, ARCHIVE, SHA256, SIZE, SEMVER,
 ];
 
 /// The artifact name.
-pub const MODULE: &str = "MODULE";
+pub(crate) const MODULE: &str = "MODULE";
 /// The build number.
-pub const VERSION: &str = "VERSION";
+pub(crate) const VERSION: &str = "VERSION";
 /// The CI build number (`BUILD_NUMBER`) or `manual`.
-pub const BUILD: &str = "BUILD";
+pub(crate) const BUILD: &str = "BUILD";
 /// The commit the build was made from.
-pub const GIT_COMMIT: &str = "GIT_COMMIT";
+pub(crate) const GIT_COMMIT: &str = "GIT_COMMIT";
 /// When the build ran (free text from Jenkins, or RFC 3339).
-pub const TIMESTAMP: &str = "TIMESTAMP";
+pub(crate) const TIMESTAMP: &str = "TIMESTAMP";
 /// The branch built.
-pub const GIT_BRANCH: &str = "GIT_BRANCH";
+pub(crate) const GIT_BRANCH: &str = "GIT_BRANCH";
 /// Object name of the archive, without the stage prefix.
-pub const ARCHIVE: &str = "ARCHIVE";
+pub(crate) const ARCHIVE: &str = "ARCHIVE";
 /// Hex SHA-256 of the archive bytes.
-pub const SHA256: &str = "SHA256";
+pub(crate) const SHA256: &str = "SHA256";
 /// Size of the archive in bytes.
-pub const SIZE: &str = "SIZE";
+pub(crate) const SIZE: &str = "SIZE";
 /// Optional semantic version given to `build --semver`.
-pub const SEMVER: &str = "SEMVER";
+pub(crate) const SEMVER: &str = "SEMVER";
 
 /// Keys describing the archive object; the copy inside the archive leaves them out.
 const ARCHIVE_KEYS: &[&str] = &[ARCHIVE, SHA256, SIZE];
 
 /// A manifest that could not be read.
 #[derive(Debug, Error)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     /// The bytes are not UTF-8 text.
     #[error("it is not UTF-8 text")]
     NotText,
@@ -64,7 +64,7 @@ const ARCHIVE_SUFFIXES: &[&str] = &[".tar", ".tar.gz", ".tar.zst"];
 
 /// What a manifest proves about its build's archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
+pub(crate) enum Shape {
     /// Made by the old jobs: no ARCHIVE, SHA256 or SIZE key at all; the archive is
     /// `{artifact}-{N}.tar` and cannot be verified.
     Legacy,
@@ -75,29 +75,29 @@ pub enum Shape {
 /// A manifest that does not describe the build it is read as: one key lies or is missing.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("its {key} {problem}")]
-pub struct Mismatch {
+pub(crate) struct Mismatch {
     /// The offending key.
-    pub key: &'static str,
+    pub(crate) key: &'static str,
     /// What is wrong with it, in words.
-    pub problem: String,
+    pub(crate) problem: String,
 }
 
 /// An ordered set of `KEY=VALUE` pairs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     entries: Vec<(String, String)>,
 }
 
 impl Manifest {
     /// An empty manifest.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Reads manifest text. Blank lines are skipped and a trailing CR is dropped (files edited
     /// on Windows); anything else that is not `KEY=VALUE` is an error, so a garbage pointer is
     /// never mistaken for an empty one.
-    pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
         let text = std::str::from_utf8(bytes).map_err(|_| ParseError::NotText)?;
         let mut manifest = Self::new();
         for (index, line) in text.lines().enumerate() {
@@ -120,7 +120,7 @@ impl Manifest {
     }
 
     /// Reads a manifest that must name a build number (pointers and `.release` files).
-    pub fn parse_build(bytes: &[u8]) -> Result<Self, ParseError> {
+    pub(crate) fn parse_build(bytes: &[u8]) -> Result<Self, ParseError> {
         let manifest = Self::parse(bytes)?;
         manifest.version().ok_or(ParseError::NoVersion)?;
         Ok(manifest)
@@ -134,7 +134,7 @@ impl Manifest {
     /// Nothing read from the bucket is trusted beyond what it proves: a manifest copied under
     /// another build's name, or naming an object outside its build, is refused here, once, for
     /// every reader.
-    pub fn check_is(&self, artifact: &str, number: u64) -> Result<Shape, Mismatch> {
+    pub(crate) fn check_is(&self, artifact: &str, number: u64) -> Result<Shape, Mismatch> {
         let value = |key: &'static str| self.get(key).map(str::trim);
         let wrong = |key: &'static str, problem: String| Err(Mismatch { key, problem });
         match value(VERSION) {
@@ -188,7 +188,7 @@ impl Manifest {
     }
 
     /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.entries
             .iter()
             .find(|(k, _)| k == key)
@@ -196,12 +196,12 @@ impl Manifest {
     }
 
     /// The build number (`VERSION`), if it is a whole number.
-    pub fn version(&self) -> Option<u64> {
+    pub(crate) fn version(&self) -> Option<u64> {
         self.get(VERSION)?.trim().parse().ok()
     }
 
     /// The archive size (`SIZE`), if recorded.
-    pub fn size(&self) -> Option<u64> {
+    pub(crate) fn size(&self) -> Option<u64> {
         self.get(SIZE)?.trim().parse().ok()
     }
 
@@ -209,7 +209,7 @@ impl Manifest {
     ///
     /// Returns a warning when the value had to change to stay one grep-safe line: newlines
     /// become spaces, and `VERSION`/`GIT_COMMIT` inside another key's line are lower-cased.
-    pub fn set(&mut self, key: &str, value: &str) -> Option<String> {
+    pub(crate) fn set(&mut self, key: &str, value: &str) -> Option<String> {
         let (key, key_changed) = grep_safe(key, key);
         let one_line = value.replace(['\r', '\n'], " ");
         let (clean, value_changed) = grep_safe(&key, &one_line);
@@ -227,22 +227,13 @@ impl Manifest {
         warning
     }
 
-    /// Removes `key`.
-    pub fn remove(&mut self, key: &str) {
+    #[cfg(test)]
+    fn remove(&mut self, key: &str) {
         self.entries.retain(|(k, _)| k != key);
     }
 
-    /// The copy stored inside the archive: everything but the archive's own name, digest, size.
-    pub fn without_archive_keys(&self) -> Self {
-        let mut inner = self.clone();
-        for key in ARCHIVE_KEYS {
-            inner.remove(key);
-        }
-        inner
-    }
-
     /// The text: known keys in `KEY_ORDER`, then the others in the order they came.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let known = KEY_ORDER.iter().filter_map(|k| self.entry(k));
         let unknown = self
             .entries
@@ -255,7 +246,7 @@ impl Manifest {
     }
 
     /// All pairs in written order, for JSON output.
-    pub fn pairs(&self) -> Vec<(String, String)> {
+    pub(crate) fn pairs(&self) -> Vec<(String, String)> {
         let text = self.to_text();
         text.lines()
             .filter_map(|l| l.split_once('='))
@@ -431,15 +422,5 @@ mod tests {
         let mut m = verified(5);
         m.remove(MODULE);
         assert_eq!(key_refused(&m, 5), MODULE);
-    }
-
-    #[test]
-    fn archive_copy_leaves_out_object_keys() {
-        let mut m = Manifest::new();
-        m.set(VERSION, "2");
-        m.set(ARCHIVE, "web-2.tar.gz");
-        m.set(SHA256, "00");
-        m.set(SIZE, "10");
-        assert_eq!(m.without_archive_keys().to_text(), "VERSION=2\n");
     }
 }

@@ -8,18 +8,18 @@ use thiserror::Error;
     "invalid {what} `{value}`: it must start with a letter or digit and contain only letters, \
      digits, `.`, `_` and `-` (at most 128 characters)"
 )]
-pub struct InvalidName {
+pub(crate) struct InvalidName {
     /// What kind of name it was (`artifact`, `stage`).
-    pub what: &'static str,
+    pub(crate) what: &'static str,
     /// The rejected value.
-    pub value: String,
+    pub(crate) value: String,
 }
 
 /// Checks an artifact or stage name against `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`.
 ///
 /// These names become S3 key segments, file names on hosts and words in remote commands, so
 /// anything outside this set (slashes, spaces, shell metacharacters) is refused up front.
-pub fn check(what: &'static str, value: &str) -> Result<(), InvalidName> {
+pub(crate) fn check(what: &'static str, value: &str) -> Result<(), InvalidName> {
     let mut chars = value.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));

@@ -20,93 +20,92 @@ use indicatif::{
 };
 
 use crate::cli::OutputFormat;
+use crate::error::ExitStatus;
 use crate::redact;
 
 /// What a command produced: a line (or a few) for people and a document for scripts.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Text for `--output text`.
-    pub text: String,
+    pub(crate) text: String,
     /// Document for `--output json`.
-    pub json: serde_json::Value,
+    pub(crate) json: serde_json::Value,
 }
 
 /// Prints results, progress and warnings.
 #[derive(Debug)]
-pub struct Printer {
+pub(crate) struct Printer {
     format: OutputFormat,
     quiet: bool,
     terminal: bool,
-    last_progress: Mutex<Option<Instant>>,
-}
-
-/// One error line on stderr, now, from anywhere (a second signal ending the process): no
-/// printer needed, and a closed stderr is ignored.
-pub fn error_now(message: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(io::stderr(), "error: {message}");
 }
 
 /// Off a terminal, progress lines come at most this often.
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
+/// A command line clap refused, or the help or version it answered: clap's own text (help on
+/// stdout, errors on stderr), plus one JSON error document on stdout for a usage error when
+/// `json`. Returns the exit status: 0 for help, 2 (usage) otherwise.
+pub(crate) fn command_line_error(err: &clap::Error, json: bool) -> ExitStatus {
+    let _ = err.print();
+    if !err.use_stderr() {
+        return ExitStatus::Success;
+    }
+    if json {
+        let message = match err.kind() {
+            clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                "no command given: `release --help` lists them".to_owned()
+            }
+            _ => err
+                .render()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned(),
+        };
+        let doc = serde_json::json!({
+            "error": {"message": message, "causes": [], "exit_code": ExitStatus::Usage as u8}
+        });
+        to_stdout(format_args!("{doc}\n"));
+    }
+    ExitStatus::Usage
+}
+
+/// One error line on stderr, now, from anywhere (a second signal ending the process): no
+/// printer needed, and a closed stderr is ignored.
+pub(crate) fn error_now(message: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(io::stderr(), "error: {message}");
+}
+
 impl Printer {
     /// A printer for the chosen format.
-    pub fn new(format: OutputFormat, quiet: bool) -> Self {
+    pub(crate) fn new(format: OutputFormat, quiet: bool) -> Self {
         Self {
             format,
             quiet,
             terminal: std::io::stderr().is_terminal(),
-            last_progress: Mutex::new(None),
         }
     }
 
-    /// The output format.
-    pub fn format(&self) -> OutputFormat {
-        self.format
-    }
-
     /// A step starts or ends: always shown unless `-q`.
-    pub fn status(&self, message: &str) {
+    pub(crate) fn status(&self, message: &str) {
         let message = redact::urls(message);
         if !self.quiet {
             around_bars(|| to_stderr(format_args!("{message}\n")));
         }
     }
 
-    /// Progress within a long step: on a terminal, rewritten in place; elsewhere, a plain line
-    /// at most every few seconds.
-    pub fn progress(&self, message: &str) {
-        let message = redact::urls(message);
-        if self.quiet {
-            return;
-        }
-        if self.terminal {
-            to_stderr(format_args!("\r\x1b[2K{message}"));
-            return;
-        }
-        let mut last = self.last_progress.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_none_or(|at| at.elapsed() >= PLAIN_PROGRESS_EVERY) {
-            *last = Some(Instant::now());
-            to_stderr(format_args!("{message}\n"));
-        }
-    }
-
-    /// Ends an in-place progress line on a terminal.
-    pub fn progress_done(&self) {
-        if self.terminal && !self.quiet {
-            to_stderr(format_args!("\r\x1b[2K"));
-        }
-    }
-
     /// A warning: always shown, even with `-q`.
-    pub fn warn(&self, message: &str) {
+    pub(crate) fn warn(&self, message: &str) {
         let message = redact::urls(message);
         around_bars(|| to_stderr(format_args!("warning: {message}\n")));
     }
 
     /// The command's result.
-    pub fn outcome(&self, outcome: &Outcome) {
+    pub(crate) fn outcome(&self, outcome: &Outcome) {
         let outcome = &redacted(outcome);
         match self.format {
             OutputFormat::Text => {
@@ -119,13 +118,13 @@ impl Printer {
     }
 
     /// One error line on stderr, whatever the format (the result went to stdout already).
-    pub fn error_line(&self, message: &str) {
+    pub(crate) fn error_line(&self, message: &str) {
         let message = redact::urls(message);
         to_stderr(format_args!("error: {message}\n"));
     }
 
     /// The command's error: `error: …` and `Caused by:` lines, or a JSON document.
-    pub fn error(&self, messages: &[String], exit_code: u8) {
+    pub(crate) fn error(&self, messages: &[String], exit_code: u8) {
         let messages: Vec<String> = messages.iter().map(|m| redact::urls(m).into()).collect();
         match self.format {
             OutputFormat::Text => {
@@ -178,13 +177,13 @@ fn around_bars<R>(print: impl FnOnce() -> R) -> R {
 
 /// The writer of `tracing` logs: stderr, with any progress bar hidden while a line is written,
 /// so that logs never land inside a bar.
-pub fn log_writer() -> redact::Writer<LogWriter> {
+pub(crate) fn log_writer() -> redact::Writer<LogWriter> {
     redact::Writer(LogWriter)
 }
 
 /// See [`log_writer`].
 #[derive(Debug)]
-pub struct LogWriter;
+pub(crate) struct LogWriter;
 
 // Failures are swallowed: tracing-subscriber reports a failed write with `eprintln!`, which
 // panics when stderr is a broken pipe.
@@ -202,7 +201,7 @@ impl io::Write for LogWriter {
 
 /// Copies a hook's output to stderr (around any bar). An error means stderr is gone; the
 /// caller stops forwarding and keeps only its log.
-pub fn forward_to_stderr(bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn forward_to_stderr(bytes: &[u8]) -> io::Result<()> {
     around_bars(|| {
         let mut err = io::stderr().lock();
         err.write_all(bytes)?;
@@ -224,7 +223,7 @@ fn to_stdout(args: fmt::Arguments<'_>) {
 impl Printer {
     /// Progress of a transfer of `total` bytes (if known) named `label`: a bar on a terminal,
     /// a plain line every few seconds elsewhere (a Jenkins console), nothing with `-q`.
-    pub fn bytes_progress(&self, label: &str, total: Option<u64>) -> BytesProgress {
+    pub(crate) fn bytes_progress(&self, label: &str, total: Option<u64>) -> BytesProgress {
         let inner = if self.quiet {
             Progress::Off
         } else if self.terminal {
@@ -269,7 +268,7 @@ impl Printer {
 /// A running byte count (see [`Printer::bytes_progress`]); clones count into the same total,
 /// from any thread.
 #[derive(Debug, Clone)]
-pub struct BytesProgress(Arc<Progress>);
+pub(crate) struct BytesProgress(Arc<Progress>);
 
 #[derive(Debug)]
 enum Progress {
@@ -280,7 +279,7 @@ enum Progress {
 
 impl BytesProgress {
     /// `n` more bytes went through.
-    pub fn inc(&self, n: u64) {
+    pub(crate) fn inc(&self, n: u64) {
         match &*self.0 {
             Progress::Off => {}
             Progress::Bar(bar) => bar.inc(n),
@@ -293,7 +292,7 @@ impl BytesProgress {
     }
 
     /// The transfer ended: the bar is removed (the command's result says the rest).
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Progress::Bar(bar) = &*self.0 {
             bar.finish_and_clear();
         }
@@ -331,23 +330,88 @@ impl PlainProgress {
             return None;
         }
         *next = elapsed + PLAIN_PROGRESS_EVERY;
-        let rate = HumanBytes((done as f64 / elapsed.as_secs_f64().max(0.001)) as u64);
+        let rate = human_bytes((done as f64 / elapsed.as_secs_f64().max(0.001)) as u64);
         Some(match self.total {
             Some(total) if total > 0 => format!(
                 "{}: {} of {} ({}%, {rate}/s)",
                 self.label,
-                HumanBytes(done),
-                HumanBytes(total),
+                human_bytes(done),
+                human_bytes(total),
                 done.saturating_mul(100) / total
             ),
-            _ => format!("{}: {} ({rate}/s)", self.label, HumanBytes(done)),
+            _ => format!("{}: {} ({rate}/s)", self.label, human_bytes(done)),
         })
     }
+}
+
+/// A size for people, as the progress bars print it (`12.30 MiB`, `512 B`).
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    HumanBytes(bytes).to_string()
+}
+
+/// The first 12 characters of a commit id: enough to be unique in any real repository.
+pub(crate) fn short_commit(commit: &str) -> &str {
+    commit
+        .char_indices()
+        .nth(12)
+        .map_or(commit, |(end, _)| &commit[..end])
+}
+
+/// Seconds since `started`, to the millisecond, for JSON documents.
+pub(crate) fn seconds_since(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// Left-aligned columns two spaces apart, each as wide as its widest cell; trailing spaces
+/// trimmed.
+pub(crate) fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| format!("{cell:<width$}", width = widths[c]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let rows = vec![
+            vec!["A".to_owned(), "BB".to_owned(), "".to_owned()],
+            vec!["ccc".to_owned(), "d".to_owned(), "x".to_owned()],
+        ];
+        assert_eq!(table(&rows), "A    BB\nccc  d   x\n");
+    }
+
+    #[test]
+    fn sizes_read_like_the_progress_bars() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 20), "3.00 MiB");
+    }
+
+    #[test]
+    fn short_commits_keep_twelve_characters() {
+        assert_eq!(short_commit("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short_commit("abc"), "abc");
+    }
 
     #[test]
     fn plain_progress_prints_every_few_seconds_only() {

@@ -10,10 +10,10 @@
 use std::borrow::Cow;
 
 /// What the user-info of a URL is replaced with.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// `text` with the user-info of every `scheme://user-info@host` in it replaced by [`MASK`].
-pub fn urls(text: &str) -> Cow<'_, str> {
+pub(crate) fn urls(text: &str) -> Cow<'_, str> {
     if !text.contains("://") {
         return Cow::Borrowed(text);
     }
@@ -51,7 +51,7 @@ pub fn urls(text: &str) -> Cow<'_, str> {
 }
 
 /// Every string in `value` (keys stay as they are: they are field names) with [`urls`] applied.
-pub fn json(value: &mut serde_json::Value) {
+pub(crate) fn json(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::String(text) => {
             if let Cow::Owned(clean) = urls(text) {
@@ -67,7 +67,7 @@ pub fn json(value: &mut serde_json::Value) {
 /// A writer that redacts what is written through it; for logs, which `tracing` writes one
 /// whole formatted event at a time.
 #[derive(Debug)]
-pub struct Writer<W>(pub W);
+pub(crate) struct Writer<W>(pub W);
 
 impl<W: std::io::Write> std::io::Write for Writer<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -20,22 +20,22 @@ static STEP: Mutex<Option<Step>> = Mutex::new(None);
 
 /// How long a step that cleans up after itself may take to do so once a signal arrived, when
 /// it has no limit of its own (`Cleanup::Within`).
-pub const CLEANUP_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const CLEANUP_GRACE: Duration = Duration::from_secs(30);
 
 /// What the command is doing, for the message a signal leaves.
 #[derive(Debug, Clone)]
-pub struct Step {
+pub(crate) struct Step {
     /// What is going on, e.g. "moving latest-stable to build 5".
-    pub doing: String,
+    pub(crate) doing: String,
     /// What an interruption here leaves behind, e.g. "nothing was changed".
-    pub leaves: String,
+    pub(crate) leaves: String,
     /// Whether the step reacts to the signal by itself.
-    pub cleanup: Cleanup,
+    pub(crate) cleanup: Cleanup,
 }
 
 /// How a step reacts to a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cleanup {
+pub(crate) enum Cleanup {
     /// It does not watch the token: abandon it at once.
     None,
     /// It stops and cleans up by itself, given at most `CLEANUP_GRACE`.
@@ -46,7 +46,7 @@ pub enum Cleanup {
 }
 
 /// Says what the command is doing now; replaces the previous step.
-pub fn step(doing: impl Into<String>, leaves: impl Into<String>, cleanup: Cleanup) {
+pub(crate) fn step(doing: impl Into<String>, leaves: impl Into<String>, cleanup: Cleanup) {
     let step = Step {
         doing: doing.into(),
         leaves: leaves.into(),
@@ -56,18 +56,18 @@ pub fn step(doing: impl Into<String>, leaves: impl Into<String>, cleanup: Cleanu
 }
 
 /// The step the command last said it is in, if any.
-pub fn current_step() -> Option<Step> {
+pub(crate) fn current_step() -> Option<Step> {
     STEP.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// The name of the signal that cancelled the command (`"a signal"` if none did).
-pub fn received() -> &'static str {
+pub(crate) fn received() -> &'static str {
     RECEIVED.get().copied().unwrap_or("a signal")
 }
 
 /// Starts listening; the returned token is cancelled on the first SIGINT or SIGTERM, and the
 /// process exits (status 1) on the second.
-pub fn install() -> CancellationToken {
+pub(crate) fn install() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     let listeners =
@@ -105,7 +105,7 @@ pub fn install() -> CancellationToken {
 }
 
 /// The error of a command abandoned after a signal: the signal, the step, what it leaves.
-pub fn interrupted(default: &Step, cleanup_timed_out: bool) -> anyhow::Error {
+pub(crate) fn interrupted(default: &Step, cleanup_timed_out: bool) -> anyhow::Error {
     let step = current_step().unwrap_or_else(|| default.clone());
     let late = if cleanup_timed_out {
         format!(

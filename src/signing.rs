@@ -18,16 +18,16 @@ use p256::pkcs8::{DecodePublicKey as _, EncodePublicKey as _, LineEnding};
 use release_fleet::kms::Kms;
 use sha2::{Digest as _, Sha256};
 
-use crate::error::Problem;
+use crate::error::ExitError;
 
 /// The `format` of the KMS envelope.
-pub const KMS_FORMAT: &str = "release-kms-ecdsa-p256-sha256";
+pub(crate) const KMS_FORMAT: &str = "release-kms-ecdsa-p256-sha256";
 /// KMS signs at most this many bytes with MessageType RAW.
 const KMS_RAW_LIMIT: usize = 4096;
 
 /// A signing key as `--sign` names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SignWith {
+pub(crate) enum SignWith {
     /// `kms:KEY` (key id, ARN or `alias/…`).
     Kms(String),
     /// `key:FILE`: a minisign secret key file.
@@ -35,16 +35,16 @@ pub enum SignWith {
 }
 
 impl std::str::FromStr for SignWith {
-    type Err = Problem;
+    type Err = ExitError;
 
-    fn from_str(text: &str) -> Result<Self, Problem> {
+    fn from_str(text: &str) -> Result<Self, ExitError> {
         if let Some(key) = text.strip_prefix("kms:").filter(|k| !k.is_empty()) {
             return Ok(Self::Kms(key.to_owned()));
         }
         if let Some(file) = text.strip_prefix("key:").filter(|k| !k.is_empty()) {
             return Ok(Self::File(PathBuf::from(file)));
         }
-        Err(Problem::Usage(format!(
+        Err(ExitError::Usage(format!(
             "`{text}` is not a signing key: use `kms:alias/NAME` (an AWS KMS ECC_NIST_P256 \
              key) or `key:FILE` (a minisign secret key, e.g. from `minisign -G -W`)"
         )))
@@ -53,15 +53,15 @@ impl std::str::FromStr for SignWith {
 
 /// A signature as stored: its text and the id of the key that made it.
 #[derive(Debug, Clone)]
-pub struct Signed {
+pub(crate) struct Signed {
     /// The `.release.sig` object's body.
-    pub text: String,
+    pub(crate) text: String,
     /// The key id (minisign's 16 hex digits, or the KMS key's ARN).
-    pub key_id: String,
+    pub(crate) key_id: String,
 }
 
 /// Signs `manifest` (the bytes that will be stored) as build `number` of `artifact`.
-pub async fn sign(
+pub(crate) async fn sign(
     with: &SignWith,
     aws: impl AsyncFnOnce() -> aws_config::SdkConfig,
     manifest: &[u8],
@@ -72,7 +72,7 @@ pub async fn sign(
         SignWith::File(path) => sign_minisign(path, manifest, artifact, number),
         SignWith::Kms(key) => {
             if manifest.len() > KMS_RAW_LIMIT {
-                return Err(Problem::Usage(format!(
+                return Err(ExitError::Usage(format!(
                     "the manifest of build {number} is {} bytes, more than the {KMS_RAW_LIMIT} \
                      KMS signs: shorten its values (e.g. BRANCH)",
                     manifest.len()
@@ -98,9 +98,9 @@ pub async fn sign(
 /// `SecretKey::from_bytes`, because minisign 0.11 (`minisign -G -W`) writes them with a zeroed
 /// checksum that the crate's box reader calls corrupted; signing with the public key given
 /// checks the key instead (a corrupt key cannot make a signature its public half verifies).
-fn read_secret(path: &Path) -> Result<(minisign::SecretKey, minisign::PublicKey), Problem> {
+fn read_secret(path: &Path) -> Result<(minisign::SecretKey, minisign::PublicKey), ExitError> {
     let bad = |why: String| {
-        Problem::Usage(format!(
+        ExitError::Usage(format!(
             "`{}` is not a usable minisign secret key ({why}): make one with `minisign -G -W -s \
              FILE -p FILE.pub`, or give the password of an encrypted one in {}",
             path.display(),
@@ -108,7 +108,7 @@ fn read_secret(path: &Path) -> Result<(minisign::SecretKey, minisign::PublicKey)
         ))
     };
     let text = fs_err::read_to_string(path).map_err(|e| {
-        Problem::Usage(format!(
+        ExitError::Usage(format!(
             "cannot read the signing key (--sign key:FILE): {e}"
         ))
     })?;
@@ -134,7 +134,7 @@ fn read_secret(path: &Path) -> Result<(minisign::SecretKey, minisign::PublicKey)
 
 /// Checks a `key:FILE` key before anything is uploaded, so that a bad key costs no build
 /// number and no upload (a KMS key is only known good when it signs).
-pub fn preflight(with: &SignWith) -> Result<(), Problem> {
+pub(crate) fn preflight(with: &SignWith) -> Result<(), ExitError> {
     match with {
         SignWith::File(path) => read_secret(path).map(|_| ()),
         SignWith::Kms(_) => Ok(()),
@@ -146,7 +146,7 @@ fn sign_minisign(path: &Path, manifest: &[u8], artifact: &str, number: u64) -> R
     let comment = format!("release {artifact} build {number}");
     let signature = minisign::sign(Some(&public), &secret, manifest, Some(&comment), None)
         .map_err(|e| {
-            Problem::Usage(format!(
+            ExitError::Usage(format!(
                 "`{}` cannot sign ({e}): the key is damaged; make a new one",
                 path.display()
             ))
@@ -172,19 +172,17 @@ enum PublicKey {
 
 /// A trusted key and its id.
 #[derive(Debug, Clone)]
-pub struct TrustedKey {
+pub(crate) struct TrustedKey {
     key: PublicKey,
     /// minisign's key id, or `sha256:` + 16 hex digits of the PEM key's DER.
-    pub id: String,
-    /// Where it was read from.
-    pub file: PathBuf,
+    pub(crate) id: String,
 }
 
 /// The trusted keys of the flags (or their env twin), else of release.toml.
-pub fn configured(
+pub(crate) fn configured(
     flags: Vec<PathBuf>,
     file: &Option<Vec<PathBuf>>,
-) -> Result<Vec<TrustedKey>, Problem> {
+) -> Result<Vec<TrustedKey>, ExitError> {
     if flags.is_empty() {
         load_trusted(file.as_deref().unwrap_or_default())
     } else {
@@ -193,15 +191,15 @@ pub fn configured(
 }
 
 /// Reads trusted keys: minisign public key files or PEM public keys (from `release key export`).
-pub fn load_trusted(files: &[PathBuf]) -> Result<Vec<TrustedKey>, Problem> {
+pub(crate) fn load_trusted(files: &[PathBuf]) -> Result<Vec<TrustedKey>, ExitError> {
     files.iter().map(|file| load_one(file)).collect()
 }
 
-fn load_one(file: &Path) -> Result<TrustedKey, Problem> {
+fn load_one(file: &Path) -> Result<TrustedKey, ExitError> {
     let text = fs_err::read_to_string(file)
-        .map_err(|e| Problem::Usage(format!("cannot read the trusted key: {e}")))?;
+        .map_err(|e| ExitError::Usage(format!("cannot read the trusted key: {e}")))?;
     let bad = |why: String| {
-        Problem::Usage(format!(
+        ExitError::Usage(format!(
             "`{}` is not a trusted key ({why}): give a minisign public key or the PEM from \
              `release key export`",
             file.display()
@@ -215,7 +213,6 @@ fn load_one(file: &Path) -> Result<TrustedKey, Problem> {
         return Ok(TrustedKey {
             key: PublicKey::P256(key),
             id,
-            file: file.to_owned(),
         });
     } else if text.trim_start().starts_with("untrusted comment:") {
         minisign::PublicKeyBox::from_string(&text).and_then(|b| b.into_public_key())
@@ -226,7 +223,6 @@ fn load_one(file: &Path) -> Result<TrustedKey, Problem> {
     Ok(TrustedKey {
         id: minisign_id(key.keynum()),
         key: PublicKey::Minisign(key),
-        file: file.to_owned(),
     })
 }
 
@@ -236,7 +232,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Why a signature was not accepted.
 #[derive(Debug, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The signature object could not be read as a signature.
     #[error("the signature is not readable ({0})")]
     Garbled(String),
@@ -249,7 +245,7 @@ pub enum Refusal {
 }
 
 /// Checks `signature` over `manifest`; the id of the trusted key that signed it.
-pub fn verify(
+pub(crate) fn verify(
     trusted: &[TrustedKey],
     manifest: &[u8],
     signature: &[u8],
@@ -316,7 +312,7 @@ fn verify_kms(trusted: &[TrustedKey], manifest: &[u8], text: &str) -> Result<Str
 }
 
 /// `release key export`: the public key of a signing key, as trusted keys are given.
-pub async fn export(
+pub(crate) async fn export(
     with: &SignWith,
     aws: impl AsyncFnOnce() -> aws_config::SdkConfig,
 ) -> Result<String> {
@@ -329,7 +325,7 @@ pub async fn export(
             let kms = Kms::new(&aws().await);
             let public = kms.public_key(key).await?;
             let parsed = p256::PublicKey::from_public_key_der(&public.spki_der).map_err(|e| {
-                Problem::Usage(format!(
+                ExitError::Usage(format!(
                     "KMS key `{key}` ({}) is not an ECC_NIST_P256 key ({e}): create one with \
                      --key-spec ECC_NIST_P256 --key-usage SIGN_VERIFY",
                     public.key_spec
@@ -346,15 +342,15 @@ pub async fn export(
 /// as its signed manifest describes it, and the signing key's id. Anything else is an input
 /// error (exit 2) naming the build, the key ids and the fix; only the manifest and the
 /// signature are read.
-pub async fn verified(
-    store: &crate::store::Store,
-    layout: &crate::layout::Layout,
+pub(crate) async fn verified(
+    store: &crate::bucket::store::Store,
+    layout: &crate::bucket::layout::Layout,
     number: u64,
     trusted: &[TrustedKey],
-) -> Result<(crate::resolve::Build, String)> {
+) -> Result<(crate::bucket::resolve::Build, String)> {
     let ids: Vec<&str> = trusted.iter().map(|t| t.id.as_str()).collect();
     let refuse = |why: String| -> anyhow::Error {
-        Problem::Usage(format!(
+        ExitError::Usage(format!(
             "build {number} of {} is not trusted: {why}; the trusted keys are {}; nothing was \
              downloaded, switched or promoted: use a build signed by one of them (`release \
              build --sign`), or add its signer's public key to trusted_keys",
@@ -382,11 +378,11 @@ pub async fn verified(
     let url = store.url(&manifest_key);
     let parsed = crate::manifest::Manifest::parse_build(&manifest.body)
         .with_context(|| format!("`{url}` is not a valid manifest"))?;
-    let build = crate::resolve::Build::checked(
+    let build = crate::bucket::resolve::Build::checked(
         layout,
         number,
         parsed,
-        crate::resolve::Origin::Manifest,
+        crate::bucket::resolve::Origin::Manifest,
         &url,
     )?;
     Ok((build, key_id))
@@ -394,7 +390,7 @@ pub async fn verified(
 
 /// The key id a signature object names, unchecked (for `show`): minisign's key id or the KMS
 /// key's ARN; `None` if it is not a signature.
-pub fn named_signer(signature: &[u8]) -> Option<String> {
+pub(crate) fn named_signer(signature: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(signature).ok()?;
     if text.trim_start().starts_with('{') {
         let envelope: Envelope = serde_json::from_str(text).ok()?;
@@ -407,9 +403,9 @@ pub fn named_signer(signature: &[u8]) -> Option<String> {
 /// The key id build `number`'s signature object names, if it has a readable one (for history
 /// records; unchecked here, checked before a promotion when trusted keys are configured). A
 /// failure to read it counts as none: the record is still written.
-pub async fn signer_of(
-    store: &crate::store::Store,
-    layout: &crate::layout::Layout,
+pub(crate) async fn signer_of(
+    store: &crate::bucket::store::Store,
+    layout: &crate::bucket::layout::Layout,
     number: u64,
 ) -> Option<String> {
     let object = store.get(&layout.signature(number)).await.ok()??;

@@ -11,7 +11,6 @@
 //! the same archive on every machine. PATHs named explicitly are taken whole: they are usually
 //! build output, which is git-ignored by design. `--include-ignored` turns the rules off.
 
-use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -19,22 +18,22 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context as _, Result};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::error::Problem;
+use crate::error::ExitError;
 
 /// One archive member.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Path relative to the working directory.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// What it is.
-    pub kind: EntryKind,
+    pub(crate) kind: EntryKind,
     /// Permission bits (`0o777`; setuid, setgid and sticky are dropped).
-    pub mode: u32,
+    pub(crate) mode: u32,
 }
 
 /// Kinds of member.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
+pub(crate) enum EntryKind {
     /// A regular file of this size.
     File {
         /// Size when walked; a change before it is read is an error.
@@ -48,24 +47,23 @@ pub enum EntryKind {
 
 /// The members, sorted by path bytes, and warnings about what was passed over.
 #[derive(Debug)]
-pub struct Selection {
-    /// The members.
-    pub entries: Vec<Entry>,
+pub(crate) struct Selection {
+    pub(crate) entries: Vec<Entry>,
     /// Things left out that the user may not expect.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// What to leave out besides `.git` and the top-level `RELEASE`.
 #[derive(Debug, Default)]
-pub struct Rules {
+pub(crate) struct Rules {
     /// `--exclude` globs.
-    pub excludes: Vec<String>,
+    pub(crate) excludes: Vec<String>,
     /// Honour git's ignore rules when walking the whole working directory.
-    pub gitignore: bool,
+    pub(crate) gitignore: bool,
 }
 
 /// Walks `paths` (all of `root` when empty) below `root`.
-pub fn select(root: &Path, paths: &[PathBuf], rules: &Rules) -> Result<Selection> {
+pub(crate) fn select(root: &Path, paths: &[PathBuf], rules: &Rules) -> Result<Selection> {
     let excludes = compile_excludes(&rules.excludes)?;
     let starts = if paths.is_empty() {
         vec![PathBuf::new()]
@@ -79,7 +77,7 @@ pub fn select(root: &Path, paths: &[PathBuf], rules: &Rules) -> Result<Selection
     for start in &starts {
         let full = root.join(start);
         if full.symlink_metadata().is_err() {
-            return Err(Problem::Usage(format!(
+            return Err(ExitError::Usage(format!(
                 "path `{}` does not exist in `{}`",
                 start.display(),
                 root.display()
@@ -171,7 +169,7 @@ fn normalize(path: &Path) -> Result<PathBuf> {
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
             _ => {
-                return Err(Problem::Usage(format!(
+                return Err(ExitError::Usage(format!(
                     "path `{}` must be relative to the working directory and stay inside it",
                     path.display()
                 ))
@@ -188,23 +186,24 @@ fn compile_excludes(globs: &[String]) -> Result<GlobSet> {
         let compiled = GlobBuilder::new(glob.trim_end_matches('/'))
             .literal_separator(true)
             .build()
-            .map_err(|e| Problem::Usage(format!("invalid --exclude glob `{glob}`: {e}")))?;
+            .map_err(|e| ExitError::Usage(format!("invalid --exclude glob `{glob}`: {e}")))?;
         set.add(compiled);
     }
     Ok(set.build()?)
 }
 
-/// For tests and messages: the member names as strings.
-pub fn names(entries: &[Entry]) -> Vec<OsString> {
-    entries
-        .iter()
-        .map(|e| e.path.clone().into_os_string())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsString;
+
     use super::*;
+
+    fn names(entries: &[Entry]) -> Vec<OsString> {
+        entries
+            .iter()
+            .map(|e| e.path.clone().into_os_string())
+            .collect()
+    }
 
     fn tree() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -295,7 +294,7 @@ mod tests {
         let dir = tree();
         for bad in ["missing", "../x", "/etc"] {
             let err = select(dir.path(), &[PathBuf::from(bad)], &Rules::default()).unwrap_err();
-            assert!(err.downcast_ref::<Problem>().is_some(), "{bad}: {err}");
+            assert!(err.downcast_ref::<ExitError>().is_some(), "{bad}: {err}");
         }
         let rules = Rules {
             excludes: vec!["a/[".into()],

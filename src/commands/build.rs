@@ -15,90 +15,25 @@ use tokio::sync::mpsc;
 
 use super::Context;
 use crate::archive::{self, Compression, PackSpec, Packed};
-use crate::cli::{BuildArgs, CompressionArg};
-use crate::config::BuildFile;
+use crate::bucket::layout::Layout;
+use crate::bucket::pointers::{self, Moved};
+use crate::bucket::store::{Precondition, Store, StoreError};
+use crate::cli::BuildArgs;
+use crate::config::build::BuildConfig;
 use crate::env_vars;
-use crate::error::Problem;
+use crate::error::ExitError;
 use crate::git;
-use crate::layout::Layout;
+use crate::identity::{self, non_empty_env};
 use crate::links::{self, LinkError};
 use crate::manifest::{self, Manifest};
-use crate::output::{BytesProgress, Outcome};
-use crate::pointers::{self, Moved};
+use crate::output::{self, BytesProgress, Outcome, human_bytes, short_commit};
 use crate::signals::{self, Cleanup};
 use crate::signing::{self, SignWith};
-use crate::store::{Precondition, Store, StoreError};
 use crate::walk;
 
 /// Parts waiting for an upload slot, here and in `counted`'s queue (one each): with the parts
 /// in flight, this bounds memory.
 const PARTS_QUEUED: usize = 1;
-
-/// Build settings after merging flags, env and release.toml.
-#[derive(Debug)]
-struct BuildConfig {
-    paths: Vec<PathBuf>,
-    exclude: Vec<String>,
-    compression: Compression,
-    level: u32,
-    semver: Option<semver::Version>,
-    keep_local: Option<PathBuf>,
-    storage_class: Option<String>,
-    sign: Option<SignWith>,
-    include_ignored: bool,
-    allow_empty: bool,
-    require_clean: bool,
-    list: bool,
-}
-
-impl BuildConfig {
-    fn resolve(args: BuildArgs, file: &BuildFile) -> Result<Self> {
-        let compression = match args.compression.or(file.compression) {
-            Some(CompressionArg::Zstd) => Compression::Zstd,
-            Some(CompressionArg::None) => Compression::None,
-            Some(CompressionArg::Gzip) | None => Compression::Gzip,
-        };
-        let level = args
-            .level
-            .or(file.level)
-            .unwrap_or(compression.default_level());
-        compression
-            .check_level(level)
-            .map_err(|e| Problem::Usage(format!("invalid --level: {e}")))?;
-        let semver = args
-            .semver
-            .map(|text| {
-                semver::Version::parse(&text).map_err(|e| {
-                    Problem::Usage(format!("invalid --semver `{text}` ({e}): use X.Y.Z"))
-                })
-            })
-            .transpose()?;
-        let mut exclude = file.exclude.clone().unwrap_or_default();
-        exclude.extend(args.exclude);
-        Ok(Self {
-            paths: if args.paths.is_empty() {
-                file.paths.clone().unwrap_or_default()
-            } else {
-                args.paths
-            },
-            exclude,
-            compression,
-            level,
-            semver,
-            keep_local: check_keep_local(args.keep_local.or(file.keep_local.clone()))?,
-            storage_class: args.storage_class.or(file.storage_class.clone()),
-            sign: args
-                .sign
-                .or(file.sign.clone())
-                .map(|text| text.parse())
-                .transpose()?,
-            include_ignored: args.include_ignored,
-            allow_empty: args.allow_empty,
-            require_clean: args.require_clean,
-            list: args.list,
-        })
-    }
-}
 
 /// Where the sources come from: commit, branch, and the mtime every archive member gets.
 #[derive(Debug)]
@@ -117,7 +52,7 @@ impl Source {
             None => match &repo {
                 Some(repo) => git::head_commit(repo)?,
                 None => {
-                    return Err(Problem::Usage(format!(
+                    return Err(ExitError::Usage(format!(
                         "no git repository contains `{}` and GIT_COMMIT is not set: run the \
                          build in a clone, or set GIT_COMMIT",
                         dir.display()
@@ -131,7 +66,7 @@ impl Source {
             .or_else(|| repo.as_ref().and_then(git::current_branch));
         let mtime = match non_empty_env(env_vars::SOURCE_DATE_EPOCH) {
             Some(text) => text.parse().map_err(|_| {
-                Problem::Usage(format!(
+                ExitError::Usage(format!(
                     "SOURCE_DATE_EPOCH=`{text}` is not a number of seconds"
                 ))
             })?,
@@ -170,7 +105,7 @@ fn check_links(root: &Path, entries: &[walk::Entry]) -> Result<()> {
 
 fn link_refused(path: &Path, err: &LinkError) -> anyhow::Error {
     let glob = globset::escape(&path.to_string_lossy());
-    Problem::Usage(format!(
+    ExitError::Usage(format!(
         "`{}` is {err}, which every install refuses; nothing was built: leave it out with \
          `--exclude {}`, or make it a relative link that stays inside the tree",
         path.display(),
@@ -179,56 +114,99 @@ fn link_refused(path: &Path, err: &LinkError) -> anyhow::Error {
     .into()
 }
 
-fn non_empty_env(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
-
 /// Runs `release build`.
-pub async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
     let started = Instant::now();
     let start_time = jiff::Timestamp::now();
     let layout = ctx.layout()?;
     let config = BuildConfig::resolve(args, &ctx.settings.file.build)?;
-    if let Some(with) = &config.sign {
-        signing::preflight(with)?;
-    }
     let root = std::env::current_dir().context("cannot read the working directory")?;
-    let rules = walk::Rules {
-        excludes: config.exclude.clone(),
-        gitignore: !config.include_ignored,
-    };
-    let selection = walk::select(&root, &config.paths, &rules)?;
-    for warning in &selection.warnings {
-        ctx.printer.warn(warning);
-    }
+    let entries = select(ctx, &root, &config)?;
     if config.list {
-        return Ok(listing(&selection.entries));
+        return Ok(listing(&entries));
     }
-    check_not_empty(&root, &config, &selection.entries)?;
-    check_links(&root, &selection.entries)?;
+    check_not_empty(&root, &config, &entries)?;
+    check_links(&root, &entries)?;
     let source = Source::detect(&root)?;
-    check_clean(ctx, &root, &source, &config, &selection.entries)?;
+    check_clean(ctx, &root, &source, &config, &entries)?;
 
     let store = ctx.store(config.storage_class.clone()).await;
     let candidate = pointers::next_candidate(&store, &layout).await?;
     if ctx.settings.dry_run {
-        return Ok(plan(
-            &store,
-            &layout,
-            &config,
-            &source,
-            candidate,
-            &selection.entries,
-        ));
+        return Ok(plan(&store, &layout, &config, &source, candidate, &entries));
     }
+    let number = claim(&store, &layout, candidate).await?;
+    ctx.printer.status(&format!(
+        "building {} {number} from {} entries at {}",
+        layout.artifact(),
+        entries.len(),
+        short_commit(&source.commit)
+    ));
+    let mut manifest = release_manifest(ctx, &layout, number, &source, &config, start_time);
+    let archive_key = layout.archive(number, config.compression);
+    let spec = PackSpec {
+        root,
+        entries,
+        release: manifest.to_text(),
+        mtime: source.mtime,
+        compression: config.compression,
+        level: config.level,
+    };
+    let keep_local = config.keep_local.as_deref();
+    let packed = upload(ctx, &store, &archive_key, spec, keep_local).await?;
+    let archive_name = layout.archive_name(number, config.compression);
+    set_archive_keys(&mut manifest, &archive_name, &packed);
+    let sign = config.sign.as_ref();
+    let signed = publish(ctx, &store, &layout, &archive_key, &manifest, sign).await?;
+    let moved = move_latest(ctx, &store, &layout, &manifest, &archive_key).await?;
+    let compression = config.compression;
+    let outcome = report(
+        &store,
+        &archive_key,
+        &manifest,
+        &packed,
+        compression,
+        moved,
+        started,
+    );
+    Ok(with_signer(outcome, signed))
+}
 
+/// The keys only known once the archive is stored: its name, digest and size.
+fn set_archive_keys(manifest: &mut Manifest, archive_name: &str, packed: &Packed) {
+    manifest.set(manifest::ARCHIVE, archive_name);
+    manifest.set(manifest::SHA256, &packed.sha256);
+    manifest.set(manifest::SIZE, &packed.size.to_string());
+}
+
+/// The build's report with the key that signed it (`signed_by`, null when unsigned).
+fn with_signer(mut outcome: Outcome, signed: Option<String>) -> Outcome {
+    if let Some(key_id) = &signed {
+        outcome.text.push_str(&format!(", signed by key {key_id}"));
+    }
+    outcome.json["signed_by"] = json!(signed);
+    outcome
+}
+
+/// The files the build packs (`--path`, `--exclude`, .gitignore), warning about surprises.
+fn select(ctx: &Context, root: &Path, config: &BuildConfig) -> Result<Vec<walk::Entry>> {
+    let rules = walk::Rules {
+        excludes: config.exclude.clone(),
+        gitignore: !config.include_ignored,
+    };
+    let selection = walk::select(root, &config.paths, &rules)?;
+    for warning in &selection.warnings {
+        ctx.printer.warn(warning);
+    }
+    Ok(selection.entries)
+}
+
+/// Claims the next free build number, then marks the upload as the step a signal interrupts.
+async fn claim(store: &Store, layout: &Layout, candidate: u64) -> Result<u64> {
     let token = format!(
         "{}@{} {}",
         std::process::id(),
-        hostname(),
+        identity::hostname(),
         uuid::Uuid::new_v4()
     );
     signals::step(
@@ -236,7 +214,7 @@ pub async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
         "no build was written (a number may have been claimed and will be skipped)",
         Cleanup::None,
     );
-    let number = pointers::claim(&store, &layout, candidate, &token).await?;
+    let number = pointers::claim(store, layout, candidate, &token).await?;
     signals::step(
         format!("uploading build {number}"),
         format!(
@@ -245,59 +223,30 @@ pub async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
         ),
         Cleanup::Within,
     );
-    ctx.printer.status(&format!(
-        "building {} {number} from {} entries at {}",
-        layout.artifact(),
-        selection.entries.len(),
-        short(&source.commit)
-    ));
+    Ok(number)
+}
 
-    let mut manifest = release_manifest(ctx, &layout, number, &source, &config, start_time);
-    let archive_key = layout.archive(number, config.compression);
-    let spec = PackSpec {
-        root,
-        entries: selection.entries,
-        release: manifest.to_text(),
-        mtime: source.mtime,
-        compression: config.compression,
-        level: config.level,
-    };
-    let packed = upload(
-        ctx,
-        &store,
-        &archive_key,
-        spec,
-        config.keep_local.as_deref(),
-    )
-    .await?;
-
-    manifest.set(
-        manifest::ARCHIVE,
-        &layout.archive_name(number, config.compression),
-    );
-    manifest.set(manifest::SHA256, &packed.sha256);
-    manifest.set(manifest::SIZE, &packed.size.to_string());
-    let signed = publish(
-        ctx,
-        &store,
-        &layout,
-        &archive_key,
-        &manifest,
-        config.sign.as_ref(),
-    )
-    .await?;
+/// Moves latest.txt to the stored build; failing here is partial (exit 4): the build is stored.
+async fn move_latest(
+    ctx: &Context,
+    store: &Store,
+    layout: &Layout,
+    manifest: &Manifest,
+    archive_key: &str,
+) -> Result<Moved> {
+    let number = manifest.version().unwrap_or(0);
     signals::step(
         "moving latest.txt",
         format!("build {number} is stored; latest.txt may still name an older build"),
         Cleanup::None,
     );
-    let moved = pointers::advance(&store, &layout.latest(), &manifest)
+    let moved = pointers::advance(store, &layout.latest(), manifest)
         .await
         .map_err(|e| {
-            Problem::Partial(format!(
+            ExitError::Partial(format!(
                 "build {number} is stored ({}) but `latest.txt` was not moved: {e:#}; \
                  the next build will still continue after {number}",
-                store.url(&archive_key)
+                store.url(archive_key)
             ))
         })?;
     if let Moved::AlreadyNewer(newer) = moved {
@@ -305,20 +254,7 @@ pub async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
             "latest.txt already names build {newer}, newer than {number}: left as it is"
         ));
     }
-    let mut outcome = report(
-        &store,
-        &archive_key,
-        &manifest,
-        &packed,
-        config.compression,
-        moved,
-        started,
-    );
-    outcome.json["signed_by"] = json!(signed);
-    if let Some(key_id) = signed {
-        outcome.text.push_str(&format!(", signed by key {key_id}"));
-    }
-    Ok(outcome)
+    Ok(moved)
 }
 
 /// The RELEASE manifest of build `number`, before the archive's own keys are known.
@@ -355,34 +291,6 @@ fn release_manifest(
         ctx.printer.warn(&warning);
     }
     manifest
-}
-
-/// `--keep-local` is checked before a build number is claimed: a directory that is not there
-/// would otherwise fail the build after its number was taken.
-fn check_keep_local(path: Option<PathBuf>) -> Result<Option<PathBuf>> {
-    let Some(path) = path else { return Ok(None) };
-    let parent = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    if !parent.is_dir() {
-        return Err(Problem::Usage(format!(
-            "--keep-local `{}`: the directory `{}` does not exist; create it first (nothing was \
-             built)",
-            path.display(),
-            parent.display()
-        ))
-        .into());
-    }
-    if path.is_dir() {
-        return Err(Problem::Usage(format!(
-            "--keep-local `{}` is a directory: give a file name, e.g. `{}`",
-            path.display(),
-            path.join("build.tar.gz").display()
-        ))
-        .into());
-    }
-    Ok(Some(path))
 }
 
 /// Packs and uploads in one stream. On any failure or signal nothing is left at `key`.
@@ -567,7 +475,7 @@ fn check_not_empty(root: &Path, config: &BuildConfig, entries: &[walk::Entry]) -
             .collect();
         format!("{} in `{}`", names.join(", "), root.display())
     };
-    Err(Problem::Usage(format!(
+    Err(ExitError::Usage(format!(
         "nothing to archive: no file or link in {what} after {rules}; nothing was written. \
          Check the working directory and PATHs (`release build --list` shows the members), \
          or pass --allow-empty to build it anyway"
@@ -591,20 +499,47 @@ fn check_clean(
     };
     let (Some(repo), Some(changed)) = (repo, changed) else {
         if config.require_clean {
-            return Err(Problem::Usage(format!(
+            return Err(ExitError::Usage(format!(
                 "--require-clean cannot check the tree: no git work tree containing `{}` has \
                  commit {}; nothing was written. Build in a checkout of that commit",
                 root.display(),
-                short(&source.commit)
+                short_commit(&source.commit)
             ))
             .into());
         }
         return Ok(());
     };
+    let dirty = dirty_members(&repo, root, changed, entries)?;
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    let message = dirty_message(&dirty, &source.commit);
+    if config.require_clean {
+        return Err(ExitError::Usage(format!(
+            "{message}; --require-clean refuses such a build: nothing was written. Commit \
+             them, or ignore them in .gitignore"
+        ))
+        .into());
+    }
+    ctx.printer.warn(&format!(
+        "{message}; the build records that commit all the same (--require-clean makes this \
+         an error)"
+    ));
+    Ok(())
+}
+
+/// The members of the build among `changed` (paths in the repository), relative to `root`
+/// and sorted; none when `root` is outside the work tree.
+fn dirty_members(
+    repo: &git2::Repository,
+    root: &Path,
+    changed: Vec<PathBuf>,
+    entries: &[walk::Entry],
+) -> Result<Vec<String>> {
     let workdir = repo.workdir().map(fs_err::canonicalize).transpose()?;
     let root = fs_err::canonicalize(root)?;
     let Some(prefix) = workdir.and_then(|w| root.strip_prefix(w).ok().map(Path::to_owned)) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let members: std::collections::HashSet<PathBuf> = entries
         .iter()
@@ -621,23 +556,8 @@ fn check_clean(
                 .to_string()
         })
         .collect();
-    if dirty.is_empty() {
-        return Ok(());
-    }
     dirty.sort();
-    let message = dirty_message(&dirty, &source.commit);
-    if config.require_clean {
-        return Err(Problem::Usage(format!(
-            "{message}; --require-clean refuses such a build: nothing was written. Commit \
-             them, or ignore them in .gitignore"
-        ))
-        .into());
-    }
-    ctx.printer.warn(&format!(
-        "{message}; the build records that commit all the same (--require-clean makes this \
-         an error)"
-    ));
-    Ok(())
+    Ok(dirty)
 }
 
 /// "3 files differ from commit abc: a, b, c" with at most five names.
@@ -650,7 +570,7 @@ fn dirty_message(dirty: &[String], commit: &str) -> String {
     format!(
         "{} file(s) in the archive differ from commit {} (modified or not committed): {names}",
         dirty.len(),
-        short(commit)
+        short_commit(commit)
     )
 }
 
@@ -669,7 +589,7 @@ fn plan(
              nothing was written",
             layout.artifact(),
             entries.len(),
-            short(&source.commit)
+            short_commit(&source.commit)
         ),
         json: json!({
             "dry_run": true,
@@ -704,6 +624,7 @@ fn report(
             packed.sha256
         ),
         json: json!({
+            "dry_run": false,
             "artifact": manifest.get(manifest::MODULE),
             "version": version,
             "object": object,
@@ -715,33 +636,7 @@ fn report(
             "git_branch": manifest.get(manifest::GIT_BRANCH),
             "build": manifest.get(manifest::BUILD),
             "latest_moved": moved == Moved::Yes,
-            "seconds": (seconds * 1000.0).round() / 1000.0,
+            "seconds": output::seconds_since(started),
         }),
-    }
-}
-
-fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(12)]
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown-host".into())
-}
-
-/// `12.3 MiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }

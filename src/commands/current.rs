@@ -6,15 +6,15 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Context;
-use super::install::default_dir;
 use crate::cli::CurrentArgs;
-use crate::error::Problem;
+use crate::config;
+use crate::error::ExitError;
 use crate::install_dir::InstallView;
 use crate::manifest;
 use crate::output::Outcome;
 
 /// Runs `release current`.
-pub async fn run(ctx: &Context, args: CurrentArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: CurrentArgs) -> Result<Outcome> {
     let dir = install_dir(ctx, args.dir)?;
     let view = InstallView::new(&dir);
     let artifact = artifact_of(ctx, &view, &dir)?;
@@ -60,8 +60,8 @@ fn install_dir(ctx: &Context, given: Option<PathBuf>) -> Result<PathBuf> {
         return Ok(dir);
     }
     match ctx.settings.artifact.as_deref() {
-        Some(artifact) => Ok(default_dir(None, artifact)),
-        None => Err(Problem::Usage(
+        Some(artifact) => Ok(config::install_dir(None, artifact)),
+        None => Err(ExitError::Usage(
             "which install directory? pass --dir DIR, set RELEASE_INSTALL_DIR, or put `dir` \
              under [install] in release.toml (or give --artifact NAME for /opt/NAME)"
                 .into(),
@@ -76,7 +76,7 @@ fn install_dir(ctx: &Context, given: Option<PathBuf>) -> Result<PathBuf> {
 fn artifact_of(ctx: &Context, view: &InstallView, dir: &std::path::Path) -> Result<Option<String>> {
     let given = ctx.settings.artifact.as_deref();
     match (view.artifact(), given) {
-        (Some(held), Some(given)) if held != given => Err(Problem::Usage(format!(
+        (Some(held), Some(given)) if held != given => Err(ExitError::Usage(format!(
             "`{}` holds artifact `{held}`, not `{given}`: drop --artifact (the directory knows \
              its own) or give the directory of `{given}`",
             dir.display()

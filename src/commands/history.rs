@@ -6,16 +6,21 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Context;
-use super::list::{DEFAULT_LIMIT, short, table};
+use crate::bucket::history::{self, Record};
 use crate::cli::ListArgs;
-use crate::history::{self, Event};
-use crate::output::Outcome;
+use crate::config;
+use crate::output::{Outcome, short_commit, table};
 
 /// Runs `release history`.
-pub async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let store = Arc::new(ctx.store(None).await);
-    let events = history::newest(&store, &layout, args.limit.unwrap_or(DEFAULT_LIMIT)).await?;
+    let events = history::newest(
+        &store,
+        &layout,
+        args.limit.unwrap_or(config::DEFAULT_LIST_LIMIT),
+    )
+    .await?;
     let text = if events.is_empty() {
         format!(
             "no history in `{}` (promotions by the old jobs leave none)",
@@ -24,14 +29,14 @@ pub async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
     } else {
         text(&events)
     };
-    let records: Vec<_> = events.iter().map(|event| &event.record).collect();
+    let records: Vec<_> = events.iter().collect();
     Ok(Outcome {
         text,
         json: json!({ "events": records }),
     })
 }
 
-fn text(events: &[Event]) -> String {
+fn text(events: &[Record]) -> String {
     let mut rows = vec![
         [
             "TIME", "KIND", "FROM", "TO", "USER", "HOST", "TAG", "COMMIT",
@@ -41,7 +46,7 @@ fn text(events: &[Event]) -> String {
     ];
     let number = |n: Option<u64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
     for event in events {
-        let r = &event.record;
+        let r = event;
         rows.push(vec![
             r.time.clone(),
             r.kind.clone(),
@@ -50,7 +55,7 @@ fn text(events: &[Event]) -> String {
             r.user.clone(),
             r.host.clone(),
             r.tag.clone().unwrap_or_else(|| "-".to_owned()),
-            r.commit.as_deref().map_or_else(|| "-".to_owned(), short),
+            r.commit.as_deref().map_or("-", short_commit).to_owned(),
         ]);
     }
     table(&rows)

@@ -10,82 +10,38 @@
 //! the next run for the same build: it runs those hooks again, under the same rules.
 
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow};
 use bytes::{Buf, Bytes};
+use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::Context;
+use crate::bucket::layout::Layout;
+use crate::bucket::resolve::{self, Build};
+use crate::bucket::store::Store;
 use crate::cli::InstallArgs;
-use crate::error::Problem;
+use crate::config::install::InstallConfig;
+use crate::error::ExitError;
 use crate::extract::{self, Format, Unpacked};
 use crate::hooks::{HookEnv, Hooks};
 use crate::install_dir::{InstallDir, InstallView, Pending};
-use crate::layout::Layout;
 use crate::manifest::{self, Manifest};
-use crate::output::{BytesProgress, Outcome};
-use crate::resolve::{self, Build, BuildRef};
+use crate::output::{self, BytesProgress, Outcome};
 use crate::signals::{self, Cleanup};
 use crate::signing;
-use crate::store::Store;
 
 /// Downloaded chunks waiting for the unpacker: bounds memory whatever the archive's size.
 const CHUNKS_QUEUED: usize = 32;
-/// Releases kept by default.
-const DEFAULT_KEEP: usize = 5;
-
-/// Install settings after merging flags, env and release.toml.
-#[derive(Debug)]
-struct InstallConfig {
-    reference: BuildRef,
-    /// Absolute: hooks run inside the release and get paths below it.
-    dir: PathBuf,
-    keep: usize,
-    check: Option<String>,
-    run: Option<String>,
-    force: bool,
-    health_file: Option<PathBuf>,
-    /// Builds must be signed by one of these; none: builds are not verified.
-    trusted_keys: Vec<signing::TrustedKey>,
-}
-
-impl InstallConfig {
-    fn resolve(ctx: &Context, args: InstallArgs) -> Result<Self> {
-        let file = &ctx.settings.file.install;
-        let artifact = ctx.settings.artifact()?;
-        let keep = args.keep.or(file.keep).unwrap_or(DEFAULT_KEEP);
-        if keep == 0 {
-            return Err(Problem::Usage("--keep must be at least 1".into()).into());
-        }
-        let dir = default_dir(args.dir.or(file.dir.clone()), artifact);
-        let dir = std::path::absolute(&dir).map_err(|e| {
-            Problem::Usage(format!(
-                "invalid install directory `{}`: {e}",
-                dir.display()
-            ))
-        })?;
-        Ok(Self {
-            reference: args.build.as_deref().unwrap_or("latest-stable").parse()?,
-            dir,
-            keep,
-            check: args.check.or(file.check.clone()),
-            run: args.run.or(file.run.clone()),
-            force: args.force,
-            health_file: args.health_file.or(file.health_file.clone()),
-            trusted_keys: signing::configured(args.trusted_keys, &file.trusted_keys)?,
-        })
-    }
-}
-
 /// The directory says which artifact it holds: another one is refused before anything is read
 /// from the bucket, dry runs included (the locked install checks it again, `claim_for`).
 fn check_artifact(layout: &Layout, config: &InstallConfig) -> Result<()> {
     match InstallView::new(&config.dir).artifact() {
-        Some(held) if held != layout.artifact() && !config.force => Err(Problem::Usage(format!(
+        Some(held) if held != layout.artifact() && !config.force => Err(ExitError::Usage(format!(
             "`{}` holds artifact `{held}`, not `{}`: use another --dir (one directory holds \
              one artifact), or --force",
             config.dir.display(),
@@ -130,21 +86,17 @@ fn dry_run(layout: &Layout, config: &InstallConfig, build: &Build) -> Outcome {
     }
 }
 
-/// `--dir`, else `RELEASE_INSTALL_DIR` (clap's env twin), else release.toml, else `/opt/{artifact}`.
-pub fn default_dir(given: Option<PathBuf>, artifact: &str) -> PathBuf {
-    given.unwrap_or_else(|| Path::new("/opt").join(artifact))
-}
-
-/// Runs `release install`.
-pub async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
-    let started = Instant::now();
-    let layout = ctx.layout()?;
-    let config = InstallConfig::resolve(ctx, args)?;
-    check_artifact(&layout, &config)?;
-    let store = ctx.store(None).await;
-    let build = resolve::resolve(&store, &layout, &config.reference).await?;
+/// The build as its signed manifest says when trusted keys are configured (or the refusal);
+/// else the build as resolved, with a note that nothing was verified.
+async fn trusted_or_noted(
+    ctx: &Context,
+    store: &Store,
+    layout: &Layout,
+    build: Build,
+    trusted_keys: &[signing::TrustedKey],
+) -> Result<Build> {
     let number = build.number;
-    let build = if config.trusted_keys.is_empty() {
+    Ok(if trusted_keys.is_empty() {
         // A note, not a warning: installing unsigned builds is today's normal, and `-q` (boot
         // scripts, pushes) asks for silence unless something goes wrong.
         ctx.printer.status(
@@ -153,24 +105,53 @@ pub async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
         );
         build
     } else {
-        let (build, key_id) =
-            signing::verified(&store, &layout, number, &config.trusted_keys).await?;
+        let (build, key_id) = signing::verified(store, layout, number, trusted_keys).await?;
         ctx.printer
             .status(&format!("build {number} is signed by trusted key {key_id}"));
         build
-    };
+    })
+}
+
+/// What an install did (`status` in its document).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum InstallStatus {
+    /// Downloaded, unpacked and switched to.
+    Installed,
+    /// An unpacked release was reused and switched to.
+    Switched,
+    /// A switch an earlier run left pending was completed.
+    Finished,
+    /// Nothing to do.
+    AlreadyInstalled,
+}
+
+impl InstallStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Installed => "installed",
+            Self::Switched => "switched",
+            Self::Finished => "finished",
+            Self::AlreadyInstalled => "already-installed",
+        }
+    }
+}
+
+/// Runs `release install`.
+pub(crate) async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
+    let started = Instant::now();
+    let layout = ctx.layout()?;
+    let config = InstallConfig::resolve(&ctx.settings, args)?;
+    check_artifact(&layout, &config)?;
+    let store = ctx.store(None).await;
+    let build = resolve::resolve(&store, &layout, &config.reference).await?;
+    let number = build.number;
+    let build = trusted_or_noted(ctx, &store, &layout, build, &config.trusted_keys).await?;
     if ctx.settings.dry_run {
         return Ok(dry_run(&layout, &config, &build));
     }
 
-    let dir = InstallDir::lock(&config.dir, || {
-        ctx.printer.status(&format!(
-            "waiting for another install in {} to finish",
-            config.dir.display()
-        ));
-    })?;
-    dir.check_current_is_a_link()?;
-    dir.claim_for(layout.artifact(), config.force)?;
+    let dir = locked_dir(ctx, &config, &layout)?;
     let install = Install {
         ctx,
         config: &config,
@@ -186,25 +167,47 @@ pub async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
     if previous == Some(number) && same_build && !config.force {
         return match dir.pending() {
             Some(pending) => install.finish_pending(pending, started),
-            None => Ok(install.outcome(number, previous, "already-installed", None, started)),
+            None => Ok(install.outcome(
+                number,
+                previous,
+                InstallStatus::AlreadyInstalled,
+                None,
+                started,
+            )),
         };
     }
 
     let unpacked = if same_build && !config.force && install.reusable(number) {
         None
     } else {
-        let unpacked = download(ctx, &store, &layout, &build, &dir).await?;
+        let unpacked = download(ctx, &store, &layout, &build, &dir)
+            .await
+            .map_err(|err| discarded(&dir, number, err))?;
         dir.finish(number, &build.manifest)?;
         Some(unpacked)
     };
     install.switch(number, previous)?;
     install.prune(number, previous);
     let status = if unpacked.is_some() {
-        "installed"
+        InstallStatus::Installed
     } else {
-        "switched"
+        InstallStatus::Switched
     };
     Ok(install.outcome(number, previous, status, unpacked, started))
+}
+
+/// The install directory, locked against other installs (waiting for one that runs), with a
+/// `current` that is a link and no other artifact in it.
+fn locked_dir(ctx: &Context, config: &InstallConfig, layout: &Layout) -> Result<InstallDir> {
+    let dir = InstallDir::lock(&config.dir, || {
+        ctx.printer.status(&format!(
+            "waiting for another install in {} to finish",
+            config.dir.display()
+        ));
+    })?;
+    dir.check_current_is_a_link()?;
+    dir.claim_for(layout.artifact(), config.force)?;
+    Ok(dir)
 }
 
 /// One install's settings and directory, for the steps after the download.
@@ -320,7 +323,13 @@ impl Install<'_> {
         ));
         self.complete(pending)?;
         self.prune(pending.build, pending.previous);
-        Ok(self.outcome(pending.build, pending.previous, "finished", None, started))
+        Ok(self.outcome(
+            pending.build,
+            pending.previous,
+            InstallStatus::Finished,
+            None,
+            started,
+        ))
     }
 
     /// The after-switch hooks failed: point `current` back and run the hooks for the previous
@@ -383,23 +392,48 @@ impl Install<'_> {
         }
     }
 
+    /// The install's report (docs/output.md, `install`).
     fn outcome(
         &self,
         number: u64,
         previous: Option<u64>,
-        status: &str,
+        status: InstallStatus,
         unpacked: Option<Unpacked>,
         started: Instant,
     ) -> Outcome {
-        outcome(
-            self.layout,
-            self.dir,
-            number,
-            previous,
-            status,
-            unpacked,
-            started,
-        )
+        let seconds = started.elapsed().as_secs_f64();
+        let sha256 = self
+            .dir
+            .manifest(number)
+            .and_then(|m| m.get(manifest::SHA256).map(str::to_owned));
+        let text = match status {
+            InstallStatus::AlreadyInstalled => format!(
+                "{} {number} is already installed in {}; nothing to do",
+                self.layout.artifact(),
+                self.dir.root().display()
+            ),
+            _ => format!(
+                "{} {} {number} in {}{} in {seconds:.1}s",
+                status.as_str(),
+                self.layout.artifact(),
+                self.dir.root().display(),
+                previous.map_or(String::new(), |p| format!(" (was {p})"))
+            ),
+        };
+        Outcome {
+            text,
+            json: json!({
+                "artifact": self.layout.artifact(),
+                "version": number,
+                "previous": previous,
+                "status": status,
+                "dir": self.dir.root(),
+                "downloaded": unpacked.is_some(),
+                "files": unpacked.map(|u| u.files),
+                "sha256": sha256,
+                "seconds": output::seconds_since(started),
+            }),
+        }
     }
 }
 
@@ -417,7 +451,20 @@ fn same_build(a: &Manifest, b: &Manifest) -> bool {
         .iter()
         .all(|key| a.get(key).map(str::trim) == b.get(key).map(str::trim))
 }
-/// Streams the archive into `releases/{N}.partial`, verifying it; discards it on any failure.
+/// `err` after removing build `number`'s partial download: a partial that stays would make
+/// every later install of this build fail.
+fn discarded(dir: &InstallDir, number: u64, err: anyhow::Error) -> anyhow::Error {
+    match dir.discard_partial(number) {
+        Ok(()) => err,
+        Err(e) => err.context(format!(
+            "the partial download of build {number} could not be removed ({e:#}); the next \
+             install removes it"
+        )),
+    }
+}
+
+/// Streams the archive into `releases/{N}.partial`, verifying it; on failure the caller
+/// discards the partial (`discarded`).
 async fn download(
     ctx: &Context,
     store: &Store,
@@ -452,7 +499,7 @@ async fn download(
     // The download (and its sender) is gone now, so the unpacker ends too.
     let unpacked = unpacking.await.context("the unpack thread failed")?;
     progress.finish();
-    let result = match (downloaded, unpacked) {
+    match (downloaded, unpacked) {
         (None, _) => Err(anyhow!(
             "install interrupted by {} while downloading {url}; nothing was switched",
             signals::received()
@@ -472,17 +519,6 @@ async fn download(
         )),
         (Some(Ok(Some(_))), Err(err)) => Err(err.context("the unpack thread failed")),
         (Some(Ok(Some(_))), Ok(result)) => verify(ctx, &url, build, result),
-    };
-    match result {
-        // A partial that stays would make every later install of this build fail.
-        Err(err) => Err(match dir.discard_partial(number) {
-            Ok(()) => err,
-            Err(e) => err.context(format!(
-                "the partial download of build {number} could not be removed ({e:#}); the \
-                 next install removes it"
-            )),
-        }),
-        ok => ok,
     }
 }
 
@@ -594,47 +630,5 @@ impl Read for HashingReader {
         buf[..n].copy_from_slice(&self.chunk[..n]);
         self.chunk.advance(n);
         Ok(n)
-    }
-}
-
-fn outcome(
-    layout: &Layout,
-    dir: &InstallDir,
-    number: u64,
-    previous: Option<u64>,
-    status: &str,
-    unpacked: Option<Unpacked>,
-    started: Instant,
-) -> Outcome {
-    let seconds = started.elapsed().as_secs_f64();
-    let sha256 = dir
-        .manifest(number)
-        .and_then(|m| m.get(manifest::SHA256).map(str::to_owned));
-    let text = match status {
-        "already-installed" => format!(
-            "{} {number} is already installed in {}; nothing to do",
-            layout.artifact(),
-            dir.root().display()
-        ),
-        _ => format!(
-            "{status} {} {number} in {}{} in {seconds:.1}s",
-            layout.artifact(),
-            dir.root().display(),
-            previous.map_or(String::new(), |p| format!(" (was {p})"))
-        ),
-    };
-    Outcome {
-        text,
-        json: json!({
-            "artifact": layout.artifact(),
-            "version": number,
-            "previous": previous,
-            "status": status,
-            "dir": dir.root(),
-            "downloaded": unpacked.is_some(),
-            "files": unpacked.map(|u| u.files),
-            "sha256": sha256,
-            "seconds": (seconds * 1000.0).round() / 1000.0,
-        }),
     }
 }

@@ -9,7 +9,7 @@ use crate::output::Outcome;
 use crate::signing::{self, SignWith};
 
 /// Runs `release key …`.
-pub async fn run(ctx: &Context, command: KeyCommand) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, command: KeyCommand) -> Result<Outcome> {
     match command {
         KeyCommand::Export(args) => {
             let with: SignWith = args.key.parse()?;

@@ -13,17 +13,14 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::Context;
-use super::build::human_bytes;
-use crate::batch;
+use crate::bucket::fetch_all;
+use crate::bucket::layout::Layout;
+use crate::bucket::resolve::{self, Listing};
+use crate::bucket::store::{Object, Store};
 use crate::cli::ListArgs;
-use crate::layout::Layout;
+use crate::config;
 use crate::manifest::{self, Manifest};
-use crate::output::Outcome;
-use crate::resolve::{self, Listing};
-use crate::store::{Object, Store};
-
-/// Entries shown when `--limit` is not given.
-pub const DEFAULT_LIMIT: usize = 20;
+use crate::output::{Outcome, human_bytes, short_commit, table};
 
 /// One build as listed (field names are documented in docs/output.md).
 #[derive(Debug, Serialize)]
@@ -44,9 +41,9 @@ struct Row {
 }
 
 /// Runs `release list`.
-pub async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
-    let limit = args.limit.unwrap_or(DEFAULT_LIMIT);
+    let limit = args.limit.unwrap_or(config::DEFAULT_LIST_LIMIT);
     let store = Arc::new(ctx.store(None).await);
     let builds = resolve::catalog(&store, &layout).await?;
     let shown: Vec<(u64, &Listing)> = builds
@@ -62,7 +59,7 @@ pub async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
             .filter(|(_, listing)| listing.manifest.is_some())
             .map(|(n, _)| layout.manifest(*n)),
     );
-    let mut objects = batch::get_all(&store, keys).await?.into_iter();
+    let mut objects = fetch_all::get_all(&store, keys).await?.into_iter();
     let warn = |message: String| ctx.printer.warn(&message);
     let latest = pointer(
         &store,
@@ -78,27 +75,7 @@ pub async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
         objects.next().flatten(),
         warn,
     );
-    let mut manifests: BTreeMap<u64, Manifest> = BTreeMap::new();
-    for (number, _) in shown.iter().filter(|(_, l)| l.manifest.is_some()) {
-        let url = store.url(&layout.manifest(*number));
-        let checked = objects.next().flatten().map(|o| {
-            let manifest = Manifest::parse(&o.body).map_err(|e| e.to_string())?;
-            manifest
-                .check_is(layout.artifact(), *number)
-                .map_err(|mismatch| format!("it is not build {number}'s: {mismatch}"))?;
-            Ok::<_, String>(manifest)
-        });
-        match checked {
-            Some(Ok(manifest)) => {
-                manifests.insert(*number, manifest);
-            }
-            // One bad manifest must not hide the other builds, nor be shown as if it were true.
-            Some(Err(why)) => warn(format!(
-                "`{url}` is not a valid manifest ({why}); showing what the listing knows"
-            )),
-            None => {}
-        }
-    }
+    let manifests = checked_manifests(&store, &layout, &shown, objects, warn);
     let marks = (version_of(&latest), version_of(&stable));
     let rows: Vec<Row> = shown
         .iter()
@@ -120,6 +97,39 @@ pub async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
             .push_str(&resolve::other_artifacts(&store, &layout).await);
     }
     Ok(outcome)
+}
+
+/// The manifests of the shown builds that have one, in `objects` (the same order), each
+/// checked to be its build's; a bad one is a warning and left out.
+fn checked_manifests(
+    store: &Store,
+    layout: &Layout,
+    shown: &[(u64, &Listing)],
+    mut objects: impl Iterator<Item = Option<Object>>,
+    warn: impl Fn(String),
+) -> BTreeMap<u64, Manifest> {
+    let mut manifests: BTreeMap<u64, Manifest> = BTreeMap::new();
+    for (number, _) in shown.iter().filter(|(_, l)| l.manifest.is_some()) {
+        let url = store.url(&layout.manifest(*number));
+        let checked = objects.next().flatten().map(|o| {
+            let manifest = Manifest::parse(&o.body).map_err(|e| e.to_string())?;
+            manifest
+                .check_is(layout.artifact(), *number)
+                .map_err(|mismatch| format!("it is not build {number}'s: {mismatch}"))?;
+            Ok::<_, String>(manifest)
+        });
+        match checked {
+            Some(Ok(manifest)) => {
+                manifests.insert(*number, manifest);
+            }
+            // One bad manifest must not hide the other builds, nor be shown as if it were true.
+            Some(Err(why)) => warn(format!(
+                "`{url}` is not a valid manifest ({why}); showing what the listing knows"
+            )),
+            None => {}
+        }
+    }
+    manifests
 }
 
 /// A pointer's manifest if it exists and proves to be the build it names. A garbled or lying
@@ -219,7 +229,7 @@ fn outcome(
                 r.version.to_string(),
                 dash(r.build.as_deref()),
                 dash(r.branch.as_deref()),
-                dash(r.commit.as_deref().map(short).as_deref()),
+                dash(r.commit.as_deref().map(short_commit)),
                 dash(r.timestamp.as_deref()),
                 r.size.map_or_else(|| "-".to_owned(), human_bytes),
                 marks.join(" "),
@@ -233,50 +243,6 @@ fn outcome(
     }
 }
 
-/// The first 12 characters of a commit id.
-pub fn short(commit: &str) -> String {
-    commit.chars().take(12).collect()
-}
-
 fn dash(value: Option<&str>) -> String {
     value.unwrap_or("-").to_owned()
-}
-
-/// Left-aligned columns two spaces apart; trailing spaces trimmed.
-pub fn table(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|cell| cell.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(c, cell)| format!("{cell:<width$}", width = widths[c]))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::table;
-
-    #[test]
-    fn tables_align_columns() {
-        let rows = vec![
-            vec!["A".to_owned(), "BB".to_owned(), "".to_owned()],
-            vec!["ccc".to_owned(), "d".to_owned(), "x".to_owned()],
-        ];
-        assert_eq!(table(&rows), "A    BB\nccc  d   x\n");
-    }
 }

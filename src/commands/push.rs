@@ -2,7 +2,6 @@
 //! batches, health-checked, under the push lock, ending with a per-host report.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
 use release_fleet::Fleet;
@@ -10,208 +9,33 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use crate::cli::{PushArgs, RemoteArgs, TargetArgs};
-use crate::config::PushFile;
+use crate::bucket::history::{self, Record};
+use crate::bucket::layout::Layout;
+use crate::bucket::lock;
+use crate::bucket::resolve;
+use crate::bucket::store::Store;
+use crate::cli::PushArgs;
+use crate::config::push::PushConfig;
 use crate::env_vars;
-use crate::error::{ExitStatus, Problem, Reported};
-use crate::history::{self, Record};
-use crate::output::Outcome;
-use crate::resolve::{self, BuildRef};
-use crate::rollout::health::HealthCheck;
-use crate::rollout::plan::{self, BatchSize};
-use crate::rollout::ssh::{self, SshOptions};
-use crate::rollout::targets::{self, AddressKind, Source, Target};
-use crate::rollout::{self, Halt, Remote, Report, Rollout, lock, template};
+use crate::error::{ExitStatus, FailedWithOutcome};
+use crate::identity;
+use crate::output::{self, Outcome};
+use crate::rollout::plan;
+use crate::rollout::targets::{Source, Target};
+use crate::rollout::{self, Halt, HostResult, Report, Rollout};
 use crate::signals::{self, Cleanup};
 
-/// Default seconds a host has to become healthy.
-const DEFAULT_HEALTH_TIMEOUT: u64 = 60;
-/// Default cap on new SSH connections at once: under sshd's MaxStartups (10), bastions too.
-const DEFAULT_MAX_CONNECTIONS: usize = 8;
-
-/// Where the hosts are and how to reach them, merged from flags and `[push]`.
-pub struct Reach {
-    /// Where targets come from.
-    pub source: Source,
-    /// SSH options.
-    pub ssh: SshOptions,
-    /// New-connection cap.
-    pub max_connections: usize,
-}
-
-/// Resolves `--asg`/`--hosts` and the SSH options (shared with `status`).
-pub fn reach(args: &TargetArgs, file: &PushFile) -> Result<Reach> {
-    let groups = if args.asg.is_empty() {
-        file.asg.clone().unwrap_or_default()
-    } else {
-        args.asg.clone()
-    };
-    let (hosts, origin) = if args.hosts.is_empty() {
-        (
-            file.hosts.clone().unwrap_or_default(),
-            "`hosts` in release.toml",
-        )
-    } else {
-        (args.hosts.clone(), "--hosts")
-    };
-    let hosts: Vec<String> = hosts
-        .into_iter()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .collect();
-    for host in &hosts {
-        targets::check_host(host).map_err(|why| {
-            Problem::Usage(format!(
-                "invalid host `{}` in {origin}: {why}",
-                host.escape_debug()
-            ))
-        })?;
-    }
-    let address: AddressKind = args
-        .address
-        .clone()
-        .or(file.address.clone())
-        .as_deref()
-        .unwrap_or("private")
-        .parse()?;
-    let source = match (groups.is_empty(), hosts.is_empty()) {
-        (false, true) => Source::Groups {
-            names: groups,
-            address,
-        },
-        (true, false) => Source::Hosts(hosts),
-        (true, true) => {
-            return Err(Problem::Usage(
-                "no targets: give --asg NAME (repeatable) or --hosts H,H".into(),
-            )
-            .into());
-        }
-        (false, false) => {
-            return Err(Problem::Usage("give --asg or --hosts, not both".into()).into());
-        }
-    };
-    let policy = args
-        .strict_host_keys
-        .clone()
-        .or(file.strict_host_keys.clone());
-    Ok(Reach {
-        source,
-        ssh: SshOptions {
-            user: args.ssh_user.clone().or(file.ssh_user.clone()),
-            port: args.ssh_port.or(file.ssh_port),
-            config: args.ssh_config.clone().or(file.ssh_config.clone()),
-            identity: args.identity.clone().or(file.identity.clone()),
-            host_keys: ssh::host_key_policy(policy.as_deref().unwrap_or("yes"))?,
-            connect_timeout: Duration::from_secs(10),
-        },
-        max_connections: args
-            .max_connections
-            .or(file.max_connections)
-            .unwrap_or(DEFAULT_MAX_CONNECTIONS),
-    })
-}
-
-/// `--sudo`, `--remote-binary`, `--dir` merged with `[push]` (shared with `status`).
-pub fn remote(args: &RemoteArgs, file: &PushFile) -> Remote {
-    Remote {
-        sudo: args.sudo || file.sudo.unwrap_or(false),
-        binary: args
-            .remote_binary
-            .clone()
-            .or(file.remote_binary.clone())
-            .unwrap_or_else(|| "release".into()),
-        dir: args.dir.clone().or(file.dir.clone()),
-    }
-}
-
-/// Resolves the targets once, saying which instances were left out.
-pub async fn resolve_targets(
-    ctx: &Context,
-    source: &Source,
-) -> Result<(Vec<Target>, Option<Fleet>, Vec<targets::Skipped>)> {
-    let fleet = match source {
-        Source::Groups { .. } => Some(Fleet::new(&ctx.aws_config().await)),
-        Source::Hosts(_) => None,
-    };
-    let (found, skipped) = targets::resolve(source, fleet.as_ref()).await?;
-    for s in &skipped {
-        ctx.printer.warn(&format!(
-            "skipping {} in {}: {}",
-            s.instance, s.group, s.reason
-        ));
-    }
-    if found.is_empty() {
-        let what = match source {
-            Source::Groups { names, .. } => format!("Auto Scaling Group(s) {}", names.join(", ")),
-            Source::Hosts(_) => "--hosts".into(),
-        };
-        return Err(
-            Problem::Usage(format!("{what}: no InService, Healthy instance to reach")).into(),
-        );
-    }
-    Ok((found, fleet, skipped))
-}
-
 /// Runs `release push`.
-pub async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
-    let file = &ctx.settings.file.push;
+pub(crate) async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
-    let reach = reach(&args.target, file)?;
-    let template = args.command.or(file.command.clone());
-    if let Some(t) = &template {
-        template::check(t)?;
-    }
-    let batch: BatchSize = args
-        .batch
-        .or(file.batch.clone())
-        .as_deref()
-        .unwrap_or("25%")
-        .parse()?;
-    let health = match (
-        args.health_url.or(file.health_url.clone()),
-        args.health_command.or(file.health_command.clone()),
-    ) {
-        (Some(_), Some(_)) => {
-            return Err(
-                Problem::Usage("give --health-url or --health-command, not both".into()).into(),
-            );
-        }
-        (Some(url), None) => HealthCheck::Url(url),
-        (None, Some(command)) => HealthCheck::Command(command),
-        (None, None) => HealthCheck::None,
-    };
-    let reference: BuildRef = args.build.as_deref().unwrap_or("latest-stable").parse()?;
+    let config = PushConfig::resolve(args, &ctx.settings.file.push)?;
     let store = ctx.store(None).await;
     // Once, here: every host gets this number even if someone promotes mid-push.
-    let build = resolve::resolve(&store, &layout, &reference).await?;
-    let (found, fleet, skipped) = resolve_targets(ctx, &reach.source).await?;
-    let canary = args.canary.or(file.canary).unwrap_or(0);
-    let batches = plan::batches(&found, batch, canary);
-    let rollout = Rollout {
-        artifact: layout.artifact().to_owned(),
-        version: build.number,
-        bucket: ctx
-            .settings
-            .store
-            .to_string()
-            .trim_start_matches("s3://")
-            .to_owned(),
-        stage: ctx.settings.stage.clone(),
-        remote: remote(&args.remote, file),
-        template,
-        health,
-        health_timeout: Duration::from_secs(
-            args.health_timeout
-                .or(file.health_timeout)
-                .unwrap_or(DEFAULT_HEALTH_TIMEOUT),
-        ),
-        max_failures: args.max_failures.or(file.max_failures).unwrap_or(0),
-        batch,
-        canary,
-        ssh: reach.ssh,
-        max_connections: reach.max_connections,
-        log_dir: args.log_dir.or(file.log_dir.clone()),
-    };
+    let build = resolve::resolve(&store, &layout, &config.reference).await?;
+    let (found, fleet, skipped) = ctx.targets(&config.reach.source).await?;
+    let batches = plan::batches(&found, config.batch, config.canary);
+    let source = config.reach.source.clone();
+    let rollout = rollout_of(ctx, &layout, config, build.number);
     if ctx.settings.dry_run {
         return Ok(plan_outcome(&rollout, &batches));
     }
@@ -228,70 +52,123 @@ pub async fn run(ctx: &Context, args: PushArgs) -> Result<Outcome> {
         rollout.version,
         found.len()
     );
-    let holder = format!("{}@{}", history::user(), history::hostname());
-    let (ttl, ttl_overridden) = lock::lifetime()?;
-    if ttl_overridden {
-        ctx.printer.warn(&format!(
-            "the push lock lives {}s ({}, meant for tests only)",
-            ttl.as_secs(),
-            env_vars::TEST_LOCK_TTL
-        ));
-    }
-    // Before the lock: a failure here has touched nothing.
-    let runner = rollout::Runner::new(rollout.clone(), Arc::clone(&ctx.printer))?;
-    signals::step(
-        "taking the push lock",
-        "no host was touched (if a later push finds the lock held, `release unlock` removes it)",
-        Cleanup::None,
-    );
-    let mut held = lock::acquire(&store, &layout, &holder, &what, ttl).await?;
-    signals::step(
-        format!("pushing build {}", rollout.version),
-        "no new host is started; those running finish and the report says which",
-        Cleanup::Finish,
-    );
-    let halt = Halt::default();
-    let done = CancellationToken::new();
-    let (mut report, ()) = tokio::join!(
-        async {
-            let report = rollout::run(
-                runner,
-                batches,
-                &reach.source,
-                fleet.as_ref(),
-                &ctx.cancel,
-                &halt,
-            )
-            .await;
-            done.cancel();
-            report
-        },
-        held.keep(&store, &done, &halt, &ctx.printer),
-    );
-    if let Err(err) = held.release(&store).await {
-        ctx.printer.warn(&format!(
-            "could not remove the push lock: {err:#}; run `release unlock`"
-        ));
-    }
+    let pushing = Pushing {
+        ctx,
+        store: &store,
+        layout: &layout,
+        source: &source,
+        fleet: fleet.as_ref(),
+    };
+    let mut report = pushing.under_lock(&rollout, batches, &what).await?;
     report.skipped = skipped;
-
-    let mut record = Record::now("push", &layout);
-    record.to_version = Some(rollout.version);
-    record.extra.insert(
-        "hosts".into(),
-        json!(
-            report
-                .hosts
-                .iter()
-                .map(|h| json!({"host": h.host, "instance": h.instance, "result": h.result}))
-                .collect::<Vec<_>>()
-        ),
-    );
-    if let Err(err) = history::append(&store, &layout, &record).await {
-        ctx.printer
-            .warn(&format!("could not write the history record: {err:#}"));
-    }
+    pushing.record(&rollout, &report).await;
     finish(&rollout, report)
+}
+
+/// The rollout's settings: `config` with the build and where the hosts fetch it.
+fn rollout_of(ctx: &Context, layout: &Layout, config: PushConfig, version: u64) -> Rollout {
+    Rollout {
+        artifact: layout.artifact().to_owned(),
+        version,
+        bucket: ctx
+            .settings
+            .store
+            .to_string()
+            .trim_start_matches("s3://")
+            .to_owned(),
+        stage: ctx.settings.stage.clone(),
+        remote: config.remote,
+        template: config.template,
+        health: config.health,
+        health_timeout: config.health_timeout,
+        max_failures: config.max_failures,
+        batch: config.batch,
+        ssh: config.reach.ssh,
+        max_connections: config.reach.max_connections,
+        log_dir: config.log_dir,
+    }
+}
+
+/// What the steps of one push share.
+struct Pushing<'a> {
+    ctx: &'a Context,
+    store: &'a Store,
+    layout: &'a Layout,
+    source: &'a Source,
+    fleet: Option<&'a Fleet>,
+}
+
+impl Pushing<'_> {
+    /// Takes the push lock, runs the batches while keeping the lock alive, releases it.
+    async fn under_lock(
+        &self,
+        rollout: &Rollout,
+        batches: Vec<Vec<Target>>,
+        what: &str,
+    ) -> Result<Report> {
+        let ctx = self.ctx;
+        let holder = format!("{}@{}", identity::user(), identity::hostname());
+        let (ttl, ttl_overridden) = lock::lifetime()?;
+        if ttl_overridden {
+            ctx.printer.warn(&format!(
+                "the push lock lives {}s ({}, meant for tests only)",
+                ttl.as_secs(),
+                env_vars::TEST_LOCK_TTL
+            ));
+        }
+        // Before the lock: a failure here has touched nothing.
+        let runner = rollout::Runner::new(rollout.clone(), Arc::clone(&ctx.printer))?;
+        signals::step(
+            "taking the push lock",
+            "no host was touched (if a later push finds the lock held, `release unlock` removes it)",
+            Cleanup::None,
+        );
+        let mut held = lock::acquire(self.store, self.layout, &holder, what, ttl).await?;
+        signals::step(
+            format!("pushing build {}", rollout.version),
+            "no new host is started; those running finish and the report says which",
+            Cleanup::Finish,
+        );
+        let halt = Halt::default();
+        let done = CancellationToken::new();
+        let (report, ()) = tokio::join!(
+            async {
+                let report =
+                    rollout::run(runner, batches, self.source, self.fleet, &ctx.cancel, &halt)
+                        .await;
+                done.cancel();
+                report
+            },
+            held.keep(self.store, &done, &halt, &ctx.printer),
+        );
+        if let Err(err) = held.release(self.store).await {
+            ctx.printer.warn(&format!(
+                "could not remove the push lock: {err:#}; run `release unlock`"
+            ));
+        }
+        Ok(report)
+    }
+
+    /// Appends the push's history record; a failure is a warning, the push already happened.
+    async fn record(&self, rollout: &Rollout, report: &Report) {
+        let mut record = Record::now(history::PUSH, self.layout);
+        record.to_version = Some(rollout.version);
+        record.extra.insert(
+            "hosts".into(),
+            json!(
+                report
+                    .hosts
+                    .iter()
+                    .map(|h| json!({"host": h.host, "instance": h.instance, "result": h.result}))
+                    .collect::<Vec<_>>()
+            ),
+        );
+        if let Err(err) = history::append(self.store, self.layout, &record).await {
+            self.ctx
+                .printer
+                .warn(&format!("could not write the history record: {err:#}"));
+        }
+    }
 }
 
 fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
@@ -307,6 +184,7 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
             "version": rollout.version,
             "ok": ok,
             "failed": failed,
+            "dry_run": false,
             "batches": report.batches,
             "interrupted": report.interrupted,
             "stopped": report.stopped,
@@ -330,7 +208,7 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
         let left = report
             .hosts
             .iter()
-            .filter(|h| h.result == "not-started")
+            .filter(|h| h.result == HostResult::NotStarted)
             .count();
         if left > 0 {
             format!(
@@ -344,7 +222,7 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
     } else {
         "some hosts are not on the build".to_owned()
     };
-    Err(Reported {
+    Err(FailedWithOutcome {
         status,
         message: format!("push incomplete: {summary}; {why}"),
         outcome,
@@ -374,13 +252,13 @@ fn table(report: &Report) -> String {
             dash(&h.zone),
             num(h.before),
             num(h.after),
-            h.result.clone(),
+            h.result.as_str().to_owned(),
             format!("{:.1}", h.seconds),
         ]
     }));
     // Columns as wide as their widest cell, whatever the host names, so the header stays over
     // its column.
-    let mut out = super::list::table(&rows);
+    let mut out = output::table(&rows);
     let errors: Vec<String> = report
         .hosts
         .iter()
@@ -425,9 +303,9 @@ fn plan_outcome(rollout: &Rollout, batches: &[Vec<Target>]) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::table;
-    use crate::rollout::{HostReport, Report};
+    use crate::rollout::{HostReport, HostResult, Report};
 
-    fn host(name: &str, result: &str) -> HostReport {
+    fn host(name: &str, result: HostResult) -> HostReport {
         HostReport {
             host: name.into(),
             instance: Some("i-0123456789abcdef0".into()),
@@ -436,7 +314,7 @@ mod tests {
             zone: Some("eu-west-1a".into()),
             before: Some(1),
             after: Some(2),
-            result: result.into(),
+            result,
             error: None,
             seconds: 12.5,
         }
@@ -446,8 +324,8 @@ mod tests {
     fn the_report_header_stays_over_its_columns() {
         let report = Report {
             hosts: vec![
-                host("ip-10-0-1-23.eu-west-1.compute.internal", "ok"),
-                host("10.0.0.7", "not-started"),
+                host("ip-10-0-1-23.eu-west-1.compute.internal", HostResult::Ok),
+                host("10.0.0.7", HostResult::NotStarted),
             ],
             ..Report::default()
         };

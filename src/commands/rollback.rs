@@ -10,15 +10,16 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use super::Context;
-use super::promote::{self, Promotion, TagConfig};
+use crate::bucket::history::{self, Previous};
+use crate::bucket::resolve::{self, BuildRef};
 use crate::cli::TagArgs;
-use crate::error::Problem;
-use crate::history::{self, Previous};
+use crate::config::promote::TagConfig;
+use crate::error::ExitError;
 use crate::output::Outcome;
-use crate::resolve::{self, BuildRef};
+use crate::promotion::{self, Promotion};
 
 /// Runs `release rollback`.
-pub async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let allow_format_change = args.allow_format_change;
     let trusted = crate::signing::configured(
@@ -28,9 +29,9 @@ pub async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
     let tagging = TagConfig::resolve(args, &ctx.settings.file.promote, layout.artifact())?;
     let store = Arc::new(ctx.store(None).await);
     let pointer = store.url(&layout.latest_stable());
-    let stable = promote::read_stable(ctx, &store, &layout).await?;
+    let stable = promotion::read_stable(ctx, &store, &layout).await?;
     let Some(current) = stable.as_ref().and_then(|s| s.version) else {
-        return Err(Problem::Usage(format!(
+        return Err(ExitError::Usage(format!(
             "`{pointer}` names no build, so there is nothing to roll back from: run `release \
              promote N` with the build to make stable (`release list` shows them)"
         ))
@@ -39,7 +40,7 @@ pub async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
     let target = match history::previous_stable(&store, &layout, current).await? {
         Previous::Build(number) => number,
         Previous::NoHistory => {
-            return Err(Problem::Usage(format!(
+            return Err(ExitError::Usage(format!(
                 "no promotion history in `{}` (builds promoted by the old jobs leave none), so \
                  the build before {current} is unknown: run `release promote N` with the build \
                  to roll back to (`release list` shows them); nothing was changed",
@@ -48,7 +49,7 @@ pub async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
             .into());
         }
         Previous::NoneBefore => {
-            return Err(Problem::Usage(format!(
+            return Err(ExitError::Usage(format!(
                 "the promotion history names no build that was stable before {current}: run \
                  `release promote N` with the build to roll back to (`release list` shows \
                  them); nothing was changed"
@@ -61,7 +62,7 @@ pub async fn run(ctx: &Context, args: TagArgs) -> Result<Outcome> {
         layout.artifact()
     ));
     let build = resolve::resolve(&store, &layout, &BuildRef::Number(target)).await?;
-    let build = promote::signed_if_required(ctx, &store, &layout, build, &trusted).await?;
+    let build = promotion::signed_if_required(ctx, &store, &layout, build, &trusted).await?;
     let promotion = Promotion {
         ctx,
         store: &store,

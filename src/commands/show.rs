@@ -4,12 +4,12 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Context;
+use crate::bucket::resolve::{self, BuildRef};
 use crate::cli::ShowArgs;
 use crate::output::Outcome;
-use crate::resolve::{self, BuildRef};
 
 /// Runs `release show`.
-pub async fn run(ctx: &Context, args: ShowArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: ShowArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let reference: BuildRef = args.build.parse()?;
     let store = ctx.store(None).await;

@@ -1,23 +1,21 @@
 //! `release status`: which build each host runs, against latest-stable; drift is flagged.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use serde_json::json;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use serde::Serialize;
 
 use super::Context;
-use super::push::{reach, remote, resolve_targets};
+use crate::bucket::resolve;
 use crate::cli::StatusArgs;
-use crate::output::Outcome;
-use crate::resolve;
-use crate::rollout::ssh::{self, RemoteCommand, SshOptions};
+use crate::config::reach::{reach, remote};
+use crate::output::{self, Outcome};
+use crate::rollout::fan_out::{self, Connections};
+use crate::rollout::ssh::{self, RemoteCommand};
 use crate::rollout::targets::Target;
 
 /// Runs `release status`.
-pub async fn run(ctx: &Context, args: StatusArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: StatusArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let reach = reach(&args.target, &ctx.settings.file.push)?;
     let store = ctx.store(None).await;
@@ -28,94 +26,148 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<Outcome> {
         .await
         .context("cannot tell which build is stable, so no host was asked")?
         .map(|b| b.number);
-    let (found, _, _) = resolve_targets(ctx, &reach.source).await?;
+    let (found, _, _) = ctx.targets(&reach.source).await?;
     let command = remote(&args.remote, &ctx.settings.file.push).command(
         "current",
         &[],
         &["--artifact", layout.artifact()],
     );
-    let control_dir = tempfile::Builder::new().prefix("rls").tempdir_in("/tmp")?;
-    let shared = Arc::new((
-        reach.ssh,
-        command,
-        Semaphore::new(reach.max_connections.max(1)),
-        control_dir,
-    ));
-    let mut running = JoinSet::new();
-    let mut tasks = HashMap::new();
-    for (index, target) in found.into_iter().enumerate() {
-        let shared = Arc::clone(&shared);
-        let task_target = target.clone();
-        let handle = running.spawn(async move {
-            let (options, command, connects, dir) = &*shared;
-            let version = current_on(options, command, connects, dir.path(), &task_target).await;
-            (index, task_target, version)
-        });
-        tasks.insert(handle.id(), (index, target));
-    }
-    let mut rows = Vec::new();
-    while let Some(joined) = running.join_next().await {
-        match joined {
-            Ok(row) => rows.push(row),
-            // A host whose task died still gets its line: a missing host would read as fine.
-            Err(err) => {
-                if let Some((index, target)) = tasks.remove(&err.id()) {
-                    rows.push((
-                        index,
-                        target,
-                        Err(anyhow::anyhow!("status task failed: {err}")),
-                    ));
-                }
-            }
+    let connections = Arc::new(Connections::new(reach.ssh, reach.max_connections)?);
+    let command = Arc::new(command);
+    let versions = fan_out::each_host(
+        found.clone(),
+        |target| {
+            let (connections, command) = (Arc::clone(&connections), Arc::clone(&command));
+            async move { current_on(&connections, &command, &target).await }
+        },
+        // A host whose task died still gets its line: a missing host would read as fine.
+        |_, why| Err(anyhow::anyhow!("status task failed: {why}")),
+    )
+    .await;
+    Ok(outcome(layout.artifact(), stable, found, versions))
+}
+
+/// Where a host stands against latest-stable (`state` in the JSON document).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum State {
+    /// Runs the stable build.
+    Stable,
+    /// Runs another build.
+    Drift,
+    /// Has no build installed.
+    Empty,
+    /// Could not be asked; `error` says why.
+    Unreachable,
+}
+
+impl State {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Stable => "stable",
+            Self::Drift => "DRIFT",
+            Self::Empty => "EMPTY",
+            Self::Unreachable => "UNREACHABLE",
         }
     }
-    rows.sort_by_key(|(index, _, _)| *index);
-    let mut text = format!(
-        "{:<16} {:<20} {:>8} {:<8}\n",
-        "HOST", "INSTANCE", "BUILD", "STATE"
-    );
-    let mut hosts = Vec::new();
-    let mut drifted = 0;
-    for (_, target, version) in rows {
-        let (build, state) = match &version {
-            Ok(Some(n)) if Some(*n) == stable => (Some(*n), "stable".to_owned()),
-            Ok(Some(n)) => (Some(*n), "DRIFT".to_owned()),
-            Ok(None) => (None, "EMPTY".to_owned()),
-            Err(err) => (None, format!("UNREACHABLE: {err:#}")),
+}
+
+/// One host's line (docs/output.md, `status`).
+#[derive(Debug, Serialize)]
+struct HostStatus {
+    host: String,
+    instance: Option<String>,
+    group: Option<String>,
+    /// The build it runs, if it could be asked and runs one.
+    version: Option<u64>,
+    /// Not on the stable build (any state but `stable`).
+    drift: bool,
+    state: State,
+    /// Why the host could not be asked (state `unreachable` only).
+    error: Option<String>,
+}
+
+/// `release status`'s document.
+#[derive(Debug, Serialize)]
+struct StatusReport<'a> {
+    artifact: &'a str,
+    stable: Option<u64>,
+    /// Hosts not on the stable build.
+    drifted: usize,
+    hosts: Vec<HostStatus>,
+}
+
+fn host_status(target: Target, version: Result<Option<u64>>, stable: Option<u64>) -> HostStatus {
+    let (version, state, error) = match version {
+        Ok(Some(n)) if Some(n) == stable => (Some(n), State::Stable, None),
+        Ok(Some(n)) => (Some(n), State::Drift, None),
+        Ok(None) => (None, State::Empty, None),
+        Err(err) => (None, State::Unreachable, Some(format!("{err:#}"))),
+    };
+    HostStatus {
+        host: target.host,
+        instance: target.instance,
+        group: target.group,
+        version,
+        drift: state != State::Stable,
+        state,
+        error,
+    }
+}
+
+/// One row per host against `stable`; a host is drifting unless it runs exactly that build.
+fn outcome(
+    artifact: &str,
+    stable: Option<u64>,
+    found: Vec<Target>,
+    versions: Vec<Result<Option<u64>>>,
+) -> Outcome {
+    let hosts: Vec<HostStatus> = found
+        .into_iter()
+        .zip(versions)
+        .map(|(target, version)| host_status(target, version, stable))
+        .collect();
+    let mut rows = vec![
+        ["HOST", "INSTANCE", "BUILD", "STATE"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    rows.extend(hosts.iter().map(|h| {
+        let state = match &h.error {
+            Some(error) => format!("{}: {error}", h.state.label()),
+            None => h.state.label().to_owned(),
         };
-        if state != "stable" {
-            drifted += 1;
-        }
-        text.push_str(&format!(
-            "{:<16} {:<20} {:>8} {}\n",
-            target.host,
-            target.instance.clone().unwrap_or_else(|| "-".into()),
-            build.map_or("-".into(), |n| n.to_string()),
-            state
-        ));
-        hosts.push(json!({"host": target.host, "instance": target.instance, "group": target.group, "version": build, "drift": state != "stable", "state": state}));
-    }
+        vec![
+            h.host.clone(),
+            h.instance.clone().unwrap_or_else(|| "-".into()),
+            h.version.map_or("-".into(), |n| n.to_string()),
+            state,
+        ]
+    }));
+    let drifted = hosts.iter().filter(|h| h.drift).count();
+    let mut text = output::table(&rows);
     text.push_str(&format!(
         "latest-stable: {}; {drifted} host(s) not on it",
         stable.map_or("none".into(), |n| n.to_string())
     ));
-    Ok(Outcome {
+    let report = StatusReport {
+        artifact,
+        stable,
+        drifted,
+        hosts,
+    };
+    Outcome {
         text,
-        json: json!({"artifact": layout.artifact(), "stable": stable, "drifted": drifted, "hosts": hosts}),
-    })
+        json: serde_json::to_value(&report).unwrap_or_default(),
+    }
 }
 
 async fn current_on(
-    options: &SshOptions,
+    connections: &Connections,
     command: &RemoteCommand,
-    connects: &Semaphore,
-    control_dir: &std::path::Path,
     target: &Target,
 ) -> Result<Option<u64>> {
-    let session = {
-        let _permit = connects.acquire().await?;
-        ssh::connect(options, &target.address, control_dir).await?
-    };
+    let session = connections.connect(target).await?;
     let finished = ssh::run(&session, command, |_| {}).await;
     let _ = session.close().await;
     let finished = finished?;

@@ -5,15 +5,15 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Context;
+use crate::bucket::lock::{self, Current};
+use crate::bucket::store::{Store, StoreError};
 use crate::cli::UnlockArgs;
-use crate::error::Problem;
+use crate::error::ExitError;
 use crate::output::Outcome;
-use crate::rollout::lock::{self, Current};
 use crate::signals::{self, Cleanup};
-use crate::store::StoreError;
 
 /// Runs `release unlock`.
-pub async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
+pub(crate) async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
     let layout = ctx.layout()?;
     let store = ctx.store(None).await;
     let key = layout.push_lock();
@@ -26,7 +26,7 @@ pub async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
             });
         }
         Some(Current::Damaged { why, .. }) if !args.force => {
-            return Err(Problem::Conflict(format!(
+            return Err(ExitError::Conflict(format!(
                 "`{url}` is damaged ({why}): no push wrote it like this; \
                  `release unlock --force` removes it"
             ))
@@ -34,7 +34,7 @@ pub async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
         }
         Some(Current::Damaged { etag, .. }) => (None, etag),
         Some(Current::Held { info, .. }) if !info.is_expired() && !args.force => {
-            return Err(Problem::Conflict(format!(
+            return Err(ExitError::Conflict(format!(
                 "the push lock is held by {} since {} ({}) and expires {}: it may still be \
                  running; use `release unlock --force` if you know it is not",
                 info.holder, info.since, info.what, info.expires
@@ -58,17 +58,7 @@ pub async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
         "the lock may or may not have been removed: `release unlock` again tells",
         Cleanup::None,
     );
-    match store.delete_if_match(&key, &etag).await {
-        Ok(()) => {}
-        Err(StoreError::PreconditionFailed { .. }) => {
-            return Err(Problem::Conflict(format!(
-                "`{url}` changed while it was being removed (a push took or renewed it): \
-                 nothing was removed; run `release unlock` again to see who holds it"
-            ))
-            .into());
-        }
-        Err(err) => return Err(err.into()),
-    }
+    remove(&store, &key, &etag).await?;
     let since = held
         .as_ref()
         .map(|h| format!(" since {}", h.since))
@@ -77,4 +67,19 @@ pub async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
         text: format!("removed {whose}{since}"),
         json: json!({"removed": true, "lock": held, "damaged": held.is_none()}),
     })
+}
+
+/// Deletes the lock if it is still the one read (`etag`); one taken or renewed meanwhile is a
+/// conflict (exit 3) and stays.
+async fn remove(store: &Store, key: &str, etag: &str) -> Result<()> {
+    match store.delete_if_match(key, etag).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::PreconditionFailed { .. }) => Err(ExitError::Conflict(format!(
+            "`{}` changed while it was being removed (a push took or renewed it): \
+             nothing was removed; run `release unlock` again to see who holds it",
+            store.url(key)
+        ))
+        .into()),
+        Err(err) => Err(err.into()),
+    }
 }

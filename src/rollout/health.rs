@@ -13,7 +13,7 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// How a host proves it is healthy.
 #[derive(Debug, Clone)]
-pub enum HealthCheck {
+pub(crate) enum HealthCheck {
     /// No check.
     None,
     /// GET this URL template (`{address}`, `{host}`), expect 2xx.
@@ -23,7 +23,7 @@ pub enum HealthCheck {
 }
 
 /// Polls until healthy or `timeout` has passed.
-pub async fn wait_healthy(
+pub(crate) async fn wait_healthy(
     check: &HealthCheck,
     session: &Session,
     host: &str,

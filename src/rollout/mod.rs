@@ -4,14 +4,14 @@
 //! before each batch and swept at the end, so instances that joined meanwhile are not left
 //! behind.
 
-pub mod health;
-pub mod lock;
-pub mod plan;
-pub mod ssh;
-pub mod targets;
-pub mod template;
+pub(crate) mod fan_out;
+pub(crate) mod health;
+pub(crate) mod plan;
+pub(crate) mod ssh;
+pub(crate) mod targets;
+pub(crate) mod template;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -21,11 +21,10 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use release_fleet::Fleet;
 use serde::Serialize;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::output::Printer;
+use crate::output::{self, Printer};
+use fan_out::Connections;
 use health::HealthCheck;
 use plan::BatchSize;
 use ssh::{RemoteCommand, SshOptions};
@@ -33,129 +32,149 @@ use targets::{Skipped, Source, Target};
 
 /// Everything a push needs to know, resolved.
 #[derive(Debug, Clone)]
-pub struct Rollout {
-    /// The artifact.
-    pub artifact: String,
+pub(crate) struct Rollout {
+    pub(crate) artifact: String,
     /// The build number every host gets.
-    pub version: u64,
+    pub(crate) version: u64,
     /// The bucket as the controller was given it (passed on to the hosts).
-    pub bucket: String,
-    /// The stage.
-    pub stage: String,
+    pub(crate) bucket: String,
+    pub(crate) stage: String,
     /// How `release` runs on the hosts.
-    pub remote: Remote,
+    pub(crate) remote: Remote,
     /// `--command` template, instead of `release install`.
-    pub template: Option<String>,
+    pub(crate) template: Option<String>,
     /// Health check.
-    pub health: HealthCheck,
-    /// Health timeout.
-    pub health_timeout: Duration,
+    pub(crate) health: HealthCheck,
+    pub(crate) health_timeout: Duration,
     /// Failures tolerated over the whole push.
-    pub max_failures: usize,
+    pub(crate) max_failures: usize,
     /// Batch size.
-    pub batch: BatchSize,
-    /// Canary hosts.
-    pub canary: usize,
+    pub(crate) batch: BatchSize,
     /// SSH options.
-    pub ssh: SshOptions,
+    pub(crate) ssh: SshOptions,
     /// New connections at once.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Per-host logs.
-    pub log_dir: Option<PathBuf>,
+    pub(crate) log_dir: Option<PathBuf>,
+}
+
+/// How one host ended (`result` in push's report and history record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum HostResult {
+    Ok,
+    Failed,
+    /// No batch of it started: the push stopped before.
+    NotStarted,
+    /// The instance left its group before its batch.
+    Left,
+}
+
+impl HostResult {
+    /// The word in the report's table: the JSON name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+            Self::NotStarted => "not-started",
+            Self::Left => "left",
+        }
+    }
 }
 
 /// How one host ended.
 #[derive(Debug, Clone, Serialize)]
-pub struct HostReport {
+pub(crate) struct HostReport {
     /// Host name (its address).
-    pub host: String,
+    pub(crate) host: String,
     /// Instance id.
-    pub instance: Option<String>,
-    /// Group.
-    pub group: Option<String>,
+    pub(crate) instance: Option<String>,
+    pub(crate) group: Option<String>,
     /// spot / on-demand.
-    pub lifecycle: Option<String>,
+    pub(crate) lifecycle: Option<String>,
     /// Availability zone.
-    pub zone: Option<String>,
+    pub(crate) zone: Option<String>,
     /// Build before.
-    pub before: Option<u64>,
+    pub(crate) before: Option<u64>,
     /// Build after.
-    pub after: Option<u64>,
-    /// `ok`, `failed`, `not-started` or `left` (the instance left its group before its batch).
-    pub result: String,
+    pub(crate) after: Option<u64>,
+    pub(crate) result: HostResult,
     /// Why it failed.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Seconds spent on it.
-    pub seconds: f64,
+    pub(crate) seconds: f64,
 }
 
 /// The whole push.
 #[derive(Debug, Default, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// One entry per host, in the order they were planned.
-    pub hosts: Vec<HostReport>,
+    pub(crate) hosts: Vec<HostReport>,
     /// Instances left out of the groups, and why.
-    pub skipped: Vec<Skipped>,
+    pub(crate) skipped: Vec<Skipped>,
     /// Batches run.
-    pub batches: usize,
+    pub(crate) batches: usize,
     /// Whether a signal stopped it.
-    pub interrupted: bool,
+    pub(crate) interrupted: bool,
     /// Why it stopped before its end although no host failed beyond the limit: an AWS error
     /// re-reading the groups, or a push lock that was lost.
-    pub stopped: Option<String>,
+    pub(crate) stopped: Option<String>,
 }
 
 impl Report {
     /// Hosts that failed.
-    pub fn failed(&self) -> usize {
-        self.hosts.iter().filter(|h| h.result == "failed").count()
+    pub(crate) fn failed(&self) -> usize {
+        self.hosts
+            .iter()
+            .filter(|h| h.result == HostResult::Failed)
+            .count()
     }
 
     /// Hosts that are on the build and healthy.
-    pub fn ok(&self) -> usize {
-        self.hosts.iter().filter(|h| h.result == "ok").count()
+    pub(crate) fn ok(&self) -> usize {
+        self.hosts
+            .iter()
+            .filter(|h| h.result == HostResult::Ok)
+            .count()
     }
 }
 
 /// Why no new batch may start, set from outside the batch loop (the lock's renewal) or by it
 /// (an AWS error): the first reason set wins.
 #[derive(Debug, Clone, Default)]
-pub struct Halt(Arc<Mutex<Option<String>>>);
+pub(crate) struct Halt(Arc<Mutex<Option<String>>>);
 
 impl Halt {
     /// Stops new batches for `reason`, unless a reason was already given.
-    pub fn set(&self, reason: String) {
+    pub(crate) fn set(&self, reason: String) {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         slot.get_or_insert(reason);
     }
 
     /// The reason, if set.
-    pub fn reason(&self) -> Option<String> {
+    pub(crate) fn reason(&self) -> Option<String> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
 /// Shared by the hosts of a push.
-pub struct Runner {
+pub(crate) struct Runner {
     rollout: Rollout,
-    connects: Semaphore,
-    control_dir: tempfile::TempDir,
+    connections: Connections,
     printer: Arc<Printer>,
 }
 
 impl Runner {
     /// Prepares what the hosts share (the control-socket and log directories), before the lock
     /// is taken and any host touched, so that a failure here changes nothing.
-    pub fn new(rollout: Rollout, printer: Arc<Printer>) -> Result<Runner> {
-        // Short: the control sockets live here, and Unix sockets allow about 100 bytes.
-        let control_dir = tempfile::Builder::new().prefix("rls").tempdir_in("/tmp")?;
+    pub(crate) fn new(rollout: Rollout, printer: Arc<Printer>) -> Result<Runner> {
+        let connections = Connections::new(rollout.ssh.clone(), rollout.max_connections)?;
         if let Some(dir) = &rollout.log_dir {
             fs_err::create_dir_all(dir)?;
         }
         Ok(Runner {
-            connects: Semaphore::new(rollout.max_connections.max(1)),
             rollout,
-            control_dir,
+            connections,
             printer,
         })
     }
@@ -163,7 +182,7 @@ impl Runner {
 
 /// Runs the batches; never fails: every host planned gets a line in the report, and an error
 /// after the first host was touched (re-reading the groups) stops new batches instead.
-pub async fn run(
+pub(crate) async fn run(
     runner: Runner,
     batches: Vec<Vec<Target>>,
     source: &Source,
@@ -200,7 +219,7 @@ pub async fn run(
             report.interrupted |= cancel.is_cancelled();
             let why = halt.reason();
             for target in batch.into_iter().chain(queue.drain(..).flatten()) {
-                let mut line = unstarted(&target, "not-started");
+                let mut line = unstarted(&target, HostResult::NotStarted);
                 line.error.clone_from(&why);
                 report.hosts.push(line);
             }
@@ -282,7 +301,7 @@ impl Push<'_> {
                     batch.into_iter().partition(|t| present.contains(&key(t)));
                 report
                     .hosts
-                    .extend(left.iter().map(|t| unstarted(t, "left")));
+                    .extend(left.iter().map(|t| unstarted(t, HostResult::Left)));
                 stay
             }
             Err(err) => {
@@ -310,7 +329,7 @@ async fn run_batch(runner: &Arc<Runner>, batch: Vec<Target>) -> Vec<HostReport> 
         async move { push_host(&runner, target).await }
     })
     .await;
-    for line in reports.iter().filter(|r| r.result == "failed") {
+    for line in reports.iter().filter(|r| r.result == HostResult::Failed) {
         if let Some(error) = line.error.as_deref().filter(|e| e.starts_with(INTERNAL)) {
             runner
                 .printer
@@ -323,68 +342,32 @@ async fn run_batch(runner: &Arc<Runner>, batch: Vec<Target>) -> Vec<HostReport> 
 /// How the report words a host task that panicked.
 const INTERNAL: &str = "internal error";
 
-/// Runs `host` for every target at once and returns one line per target, in the batch's
-/// order: a task that panicked (or vanished) is a failed line saying so, never a missing one.
+/// Runs `host` for every target at once; a task that panicked (or vanished) is a failed line
+/// saying so, in its place.
 async fn join_hosts<F, Fut>(batch: Vec<Target>, host: F) -> Vec<HostReport>
 where
     F: Fn(Target) -> Fut,
     Fut: Future<Output = HostReport> + Send + 'static,
 {
-    let mut running = JoinSet::new();
-    let mut planned: HashMap<tokio::task::Id, (usize, Target)> = HashMap::new();
-    for (index, target) in batch.into_iter().enumerate() {
-        let handle = running.spawn(host(target.clone()));
-        planned.insert(handle.id(), (index, target));
-    }
-    let mut done: BTreeMap<usize, HostReport> = BTreeMap::new();
-    while let Some(joined) = running.join_next_with_id().await {
-        let (id, outcome) = match joined {
-            Ok((id, report)) => (id, Ok(report)),
-            Err(err) => (err.id(), Err(err)),
-        };
-        let Some((index, target)) = planned.remove(&id) else {
-            continue;
-        };
-        let line = outcome.unwrap_or_else(|err| {
-            let why = if err.is_panic() {
-                panic_text(err.into_panic())
-            } else {
-                "its task was cancelled".to_owned()
-            };
-            let mut line = unstarted(&target, "failed");
-            line.error = Some(format!(
-                "{INTERNAL}: {why}; the host may be part-way through"
-            ));
-            line
-        });
-        done.insert(index, line);
-    }
-    for (index, target) in planned.into_values() {
-        let mut line = unstarted(&target, "failed");
-        line.error = Some(format!("{INTERNAL}: its task vanished"));
-        done.insert(index, line);
-    }
-    done.into_values().collect()
-}
-
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    match payload.downcast::<String>() {
-        Ok(text) => *text,
-        Err(payload) => payload
-            .downcast_ref::<&str>()
-            .map_or_else(|| "a panic".to_owned(), |text| (*text).to_owned()),
-    }
+    fan_out::each_host(batch, host, |target, why| {
+        let mut line = unstarted(target, HostResult::Failed);
+        line.error = Some(format!(
+            "{INTERNAL}: {why}; the host may be part-way through"
+        ));
+        line
+    })
+    .await
 }
 
 /// One host: connect, run, check health. Never fails: failures go into the report.
 async fn push_host(runner: &Runner, target: Target) -> HostReport {
     let started = Instant::now();
-    let mut report = unstarted(&target, "failed");
+    let mut report = unstarted(&target, HostResult::Failed);
     let outcome = update(runner, &target, &mut report).await;
-    report.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    report.seconds = output::seconds_since(started);
     match outcome {
         Ok(()) => {
-            report.result = "ok".into();
+            report.result = HostResult::Ok;
             runner
                 .printer
                 .status(&format!("[{}] ok in {:.1}s", target.host, report.seconds));
@@ -402,10 +385,7 @@ async fn push_host(runner: &Runner, target: Target) -> HostReport {
 
 async fn update(runner: &Runner, target: &Target, report: &mut HostReport) -> Result<()> {
     let rollout = &runner.rollout;
-    let session = {
-        let _permit = runner.connects.acquire().await?;
-        ssh::connect(&rollout.ssh, &target.address, runner.control_dir.path()).await?
-    };
+    let session = { runner.connections.connect(target).await? };
     let command = remote_command(rollout, target)?;
     let mut log = match &rollout.log_dir {
         Some(dir) => Some(fs_err::File::create(
@@ -496,19 +476,19 @@ fn remote_command(rollout: &Rollout, target: &Target) -> Result<RemoteCommand> {
 
 /// How `release` runs on the hosts: `[sudo -n] BINARY SUBCOMMAND … --output json [--dir D]`.
 #[derive(Debug, Clone)]
-pub struct Remote {
+pub(crate) struct Remote {
     /// `sudo -n` in front.
-    pub sudo: bool,
+    pub(crate) sudo: bool,
     /// `release` on the hosts.
-    pub binary: String,
+    pub(crate) binary: String,
     /// `--dir` for the hosts, if given; else each host's own default.
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
 }
 
 impl Remote {
     /// The remote `release SUBCOMMAND POSITIONAL… OPTIONS… --output json [--dir D]`, each word
     /// quoted on its own.
-    pub fn command(
+    pub(crate) fn command(
         &self,
         subcommand: &str,
         positional: &[&str],
@@ -529,7 +509,7 @@ impl Remote {
     }
 }
 
-fn unstarted(target: &Target, result: &str) -> HostReport {
+fn unstarted(target: &Target, result: HostResult) -> HostReport {
     HostReport {
         host: target.host.clone(),
         instance: target.instance.clone(),
@@ -538,7 +518,7 @@ fn unstarted(target: &Target, result: &str) -> HostReport {
         zone: target.zone.clone(),
         before: None,
         after: None,
-        result: result.to_owned(),
+        result,
         error: None,
         seconds: 0.0,
     }
@@ -567,16 +547,23 @@ mod tests {
             if t.host == "b" {
                 panic!("boom on {}", t.host);
             }
-            let mut line = unstarted(&t, "ok");
+            let mut line = unstarted(&t, HostResult::Ok);
             line.after = Some(7);
             line
         })
         .await;
-        let lines: Vec<(&str, &str)> = reports
+        let lines: Vec<(&str, HostResult)> = reports
             .iter()
-            .map(|r| (r.host.as_str(), r.result.as_str()))
+            .map(|r| (r.host.as_str(), r.result))
             .collect();
-        assert_eq!(lines, [("a", "ok"), ("b", "failed"), ("c", "ok")]);
+        assert_eq!(
+            lines,
+            [
+                ("a", HostResult::Ok),
+                ("b", HostResult::Failed),
+                ("c", HostResult::Ok)
+            ]
+        );
         let error = reports[1].error.as_deref().unwrap();
         assert!(error.starts_with("internal error: boom on b"), "{error}");
     }

@@ -1,11 +1,11 @@
 //! Cutting the hosts into batches: an optional canary batch first, then batches of N hosts or
 //! P% of them (rounded up, at least one).
 
-use crate::error::Problem;
+use crate::error::ExitError;
 
 /// A batch size as given: `5` or `25%`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BatchSize {
+pub(crate) enum BatchSize {
     /// This many hosts.
     Hosts(usize),
     /// This percentage of all hosts.
@@ -13,11 +13,11 @@ pub enum BatchSize {
 }
 
 impl std::str::FromStr for BatchSize {
-    type Err = Problem;
+    type Err = ExitError;
 
-    fn from_str(text: &str) -> Result<Self, Problem> {
+    fn from_str(text: &str) -> Result<Self, ExitError> {
         let bad = || {
-            Problem::Usage(format!(
+            ExitError::Usage(format!(
                 "invalid --batch `{text}`: give a number of hosts (4) or a percentage (25%)"
             ))
         };
@@ -37,7 +37,7 @@ impl std::str::FromStr for BatchSize {
 
 impl BatchSize {
     /// Hosts per batch for `total` hosts.
-    pub fn hosts(self, total: usize) -> usize {
+    pub(crate) fn hosts(self, total: usize) -> usize {
         match self {
             Self::Hosts(n) => n,
             Self::Percent(p) => (total * usize::from(p)).div_ceil(100),
@@ -47,7 +47,7 @@ impl BatchSize {
 }
 
 /// Cuts `items` into batches, keeping their order.
-pub fn batches<T: Clone>(items: &[T], size: BatchSize, canary: usize) -> Vec<Vec<T>> {
+pub(crate) fn batches<T: Clone>(items: &[T], size: BatchSize, canary: usize) -> Vec<Vec<T>> {
     let canary = canary.min(items.len());
     let mut out = Vec::new();
     if canary > 0 {

@@ -9,33 +9,33 @@ use anyhow::{Context as _, Result};
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::error::Problem;
+use crate::error::ExitError;
 
 /// How to reach hosts.
 #[derive(Debug, Clone)]
-pub struct SshOptions {
+pub(crate) struct SshOptions {
     /// Login user, if one was given; otherwise the ssh config's `User` (or ssh's own default,
     /// the local user) decides, as it does by hand.
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Port, if not the config's.
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
     /// An ssh config file in place of ~/.ssh/config.
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// An identity file.
-    pub identity: Option<PathBuf>,
+    pub(crate) identity: Option<PathBuf>,
     /// Host key policy.
-    pub host_keys: KnownHosts,
+    pub(crate) host_keys: KnownHosts,
     /// Give up connecting after this long.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
 }
 
 /// `yes`, `accept-new` or `no`.
-pub fn host_key_policy(text: &str) -> Result<KnownHosts, Problem> {
+pub(crate) fn host_key_policy(text: &str) -> Result<KnownHosts, ExitError> {
     match text {
         "yes" => Ok(KnownHosts::Strict),
         "accept-new" => Ok(KnownHosts::Add),
         "no" => Ok(KnownHosts::Accept),
-        other => Err(Problem::Usage(format!(
+        other => Err(ExitError::Usage(format!(
             "invalid --strict-host-keys `{other}`: use yes, accept-new or no"
         ))),
     }
@@ -43,7 +43,11 @@ pub fn host_key_policy(text: &str) -> Result<KnownHosts, Problem> {
 
 /// Opens a control-master connection to `address`. `control_dir` must be a short path: Unix
 /// sockets allow about 100 bytes.
-pub async fn connect(options: &SshOptions, address: &str, control_dir: &Path) -> Result<Session> {
+pub(crate) async fn connect(
+    options: &SshOptions,
+    address: &str,
+    control_dir: &Path,
+) -> Result<Session> {
     let mut builder = SessionBuilder::default();
     if let Some(user) = &options.user {
         builder.user(user.clone());
@@ -70,18 +74,18 @@ pub async fn connect(options: &SshOptions, address: &str, control_dir: &Path) ->
 
 /// A finished remote command: its exit code and stdout (stderr went to `on_line`).
 #[derive(Debug)]
-pub struct Finished {
+pub(crate) struct Finished {
     /// Exit code, or `None` if killed by a signal.
-    pub code: Option<i32>,
+    pub(crate) code: Option<i32>,
     /// Everything it printed on stdout.
-    pub stdout: String,
+    pub(crate) stdout: String,
     /// The last lines it printed on stderr, for the error message.
-    pub stderr_tail: Vec<String>,
+    pub(crate) stderr_tail: Vec<String>,
 }
 
 /// Runs `words` (each escaped as one word) or `shell` (a command line given to the remote
 /// shell as is), streaming stderr lines to `on_line` as they come.
-pub async fn run(
+pub(crate) async fn run(
     session: &Session,
     command: &RemoteCommand,
     mut on_line: impl FnMut(&str),
@@ -134,7 +138,7 @@ pub async fn run(
 
 /// What to run on a host.
 #[derive(Debug, Clone)]
-pub enum RemoteCommand {
+pub(crate) enum RemoteCommand {
     /// Program and arguments, each sent as one quoted word.
     Words(Vec<String>),
     /// A command line for the remote shell (a rendered `--command` template).

@@ -5,39 +5,37 @@ use anyhow::Result;
 use release_fleet::{Addresses, Fleet};
 use serde::Serialize;
 
-use crate::error::Problem;
+use crate::error::ExitError;
 
 /// One host to update.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Target {
+pub(crate) struct Target {
     /// What to call it in reports: its address.
-    pub host: String,
+    pub(crate) host: String,
     /// Where to connect.
-    pub address: String,
+    pub(crate) address: String,
     /// EC2 instance id, for ASG targets.
-    pub instance: Option<String>,
-    /// Its group.
-    pub group: Option<String>,
+    pub(crate) instance: Option<String>,
+    pub(crate) group: Option<String>,
     /// `spot` or `on-demand`.
-    pub lifecycle: Option<String>,
+    pub(crate) lifecycle: Option<String>,
     /// Availability zone.
-    pub zone: Option<String>,
+    pub(crate) zone: Option<String>,
 }
 
 /// An instance that was left out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Skipped {
+pub(crate) struct Skipped {
     /// Its id.
-    pub instance: String,
-    /// Its group.
-    pub group: String,
+    pub(crate) instance: String,
+    pub(crate) group: String,
     /// Why.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// Which address of an instance to connect to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddressKind {
+pub(crate) enum AddressKind {
     /// Private IPv4 (the default: controllers usually run inside the VPC).
     Private,
     /// Public IPv4.
@@ -47,14 +45,14 @@ pub enum AddressKind {
 }
 
 impl std::str::FromStr for AddressKind {
-    type Err = Problem;
+    type Err = ExitError;
 
-    fn from_str(text: &str) -> Result<Self, Problem> {
+    fn from_str(text: &str) -> Result<Self, ExitError> {
         match text {
             "private" => Ok(Self::Private),
             "public" => Ok(Self::Public),
             "dns" => Ok(Self::Dns),
-            other => Err(Problem::Usage(format!(
+            other => Err(ExitError::Usage(format!(
                 "invalid --address `{other}`: use private, public or dns"
             ))),
         }
@@ -63,7 +61,7 @@ impl std::str::FromStr for AddressKind {
 
 /// Where the targets come from.
 #[derive(Debug, Clone)]
-pub enum Source {
+pub(crate) enum Source {
     /// `--hosts`: as given, in order.
     Hosts(Vec<String>),
     /// `--asg`: looked up each time.
@@ -76,7 +74,7 @@ pub enum Source {
 }
 
 /// Resolves targets; `fleet` is only used for groups.
-pub async fn resolve(
+pub(crate) async fn resolve(
     source: &Source,
     fleet: Option<&Fleet>,
 ) -> Result<(Vec<Target>, Vec<Skipped>)> {
@@ -100,7 +98,7 @@ pub async fn resolve(
     let fleet = fleet.ok_or_else(|| anyhow::anyhow!("no AWS client for Auto Scaling"))?;
     let members = fleet.members(names).await.map_err(|e| match e {
         release_fleet::FleetError::NoSuchGroup(_) => {
-            anyhow::Error::from(Problem::Usage(e.to_string()))
+            anyhow::Error::from(ExitError::Usage(e.to_string()))
         }
         other => anyhow::Error::from(other),
     })?;
@@ -173,7 +171,7 @@ fn pick(addresses: &Addresses, kind: AddressKind) -> Option<String> {
 /// The openssh crate passes the host to `ssh` as its last argument with no `--` before it (it
 /// offers no way to add one), so a leading `-` would be read as an option (`-oProxyCommand=…`
 /// runs a command on the controller). The host also names the per-host log file, so no `/`.
-pub fn check_host(value: &str) -> Result<(), String> {
+pub(crate) fn check_host(value: &str) -> Result<(), String> {
     let (user, host) = match value.rsplit_once('@') {
         Some((user, host)) => (Some(user), host),
         None => (None, value),

@@ -3,21 +3,21 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::Problem;
+use crate::error::ExitError;
 
 /// The placeholders a template may use.
-pub const PLACEHOLDERS: &[&str] = &[
+pub(crate) const PLACEHOLDERS: &[&str] = &[
     "artifact", "version", "bucket", "stage", "host", "address", "instance",
 ];
 
 /// Checks a template before anything connects: balanced braces, known placeholders only.
-pub fn check(template: &str) -> Result<(), Problem> {
+pub(crate) fn check(template: &str) -> Result<(), ExitError> {
     let values: BTreeMap<&str, String> = PLACEHOLDERS.iter().map(|p| (*p, String::new())).collect();
     render(template, &values).map(|_| ())
 }
 
 /// Substitutes `{name}` with the shell-quoted value; `{{` and `}}` are literal braces.
-pub fn render(template: &str, values: &BTreeMap<&str, String>) -> Result<String, Problem> {
+pub(crate) fn render(template: &str, values: &BTreeMap<&str, String>) -> Result<String, ExitError> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(at) = rest.find(['{', '}']) {
@@ -48,7 +48,7 @@ pub fn render(template: &str, values: &BTreeMap<&str, String>) -> Result<String,
 }
 
 /// One word for `sh`: left bare when it is plainly safe, else single-quoted.
-pub fn quote(value: &str) -> String {
+pub(crate) fn quote(value: &str) -> String {
     let safe = !value.is_empty()
         && value
             .bytes()
@@ -60,8 +60,8 @@ pub fn quote(value: &str) -> String {
     }
 }
 
-fn bad(template: &str, why: &str) -> Problem {
-    Problem::Usage(format!(
+fn bad(template: &str, why: &str) -> ExitError {
+    ExitError::Usage(format!(
         "invalid --command template `{template}`: {why}; placeholders are {}",
         PLACEHOLDERS
             .iter()

@@ -44,7 +44,11 @@ fn configuration_reference_names_every_variable() {
     let source = fs_err::read_to_string(repo_file("src/env_vars.rs")).expect("read env_vars.rs");
     let names: Vec<&str> = source
         .lines()
-        .filter_map(|line| line.trim().strip_prefix("pub const "))
+        .filter_map(|line| {
+            let line = line.trim();
+            line.strip_prefix("pub(crate) const ")
+                .or_else(|| line.strip_prefix("pub const "))
+        })
         .filter_map(|rest| rest.split('"').nth(1))
         .collect();
     assert!(names.len() >= 15, "parsed too few names: {names:?}");

@@ -28,24 +28,19 @@ const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600)
 
 /// A directory store.
 #[derive(Debug)]
-pub struct DirStore {
+pub(crate) struct DirStore {
     root: PathBuf,
 }
 
 impl DirStore {
     /// A store rooted at `root` (created on the first write).
-    pub fn new(root: PathBuf) -> Self {
+    pub(crate) fn new(root: PathBuf) -> Self {
         Self { root }
     }
 
     /// The file that holds `key`.
-    pub fn path_of(&self, key: &str) -> PathBuf {
+    pub(crate) fn path_of(&self, key: &str) -> PathBuf {
         self.root.join(key)
-    }
-
-    /// The root, if it does not exist (a typo, or no build was ever made there).
-    pub fn missing_root(&self) -> Option<PathBuf> {
-        (!self.root.exists()).then(|| self.root.clone())
     }
 
     /// The directories at the root, sorted.
@@ -110,7 +105,6 @@ impl DirStore {
             .len();
         let (start, end) = match range {
             ByteRange::Tail(n) => (len.saturating_sub(n), len),
-            ByteRange::Span { start, end } => (start.min(len), end.min(len)),
         };
         let mut body = vec![0; (end - start) as usize];
         file.seek(SeekFrom::Start(start))

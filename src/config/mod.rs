@@ -4,6 +4,12 @@
 //! defaults. `release.toml` has the global keys at its top and one table per command whose keys
 //! are the long flag names with `_` for `-`. Unknown keys are an error, so a typo is not silence.
 
+pub(crate) mod build;
+pub(crate) mod install;
+pub(crate) mod promote;
+pub(crate) mod push;
+pub(crate) mod reach;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,23 +17,23 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::aws::Timeouts;
-use crate::cli::{CompressionArg, GlobalArgs, OutputFormat, Sse};
+use crate::bucket::store::{Sse, StoreLocation};
+use crate::cli::{CompressionArg, GlobalArgs, OutputFormat};
 use crate::names;
 
 /// The file read when `--config` is not given.
-pub const DEFAULT_CONFIG: &str = "release.toml";
+pub(crate) const DEFAULT_CONFIG: &str = "release.toml";
 /// Default bucket, as in the old jobs.
-pub const DEFAULT_BUCKET: &str = "build";
+pub(crate) const DEFAULT_BUCKET: &str = "build";
 /// Default stage, as in the old jobs.
-pub const DEFAULT_STAGE: &str = "prod";
+pub(crate) const DEFAULT_STAGE: &str = "prod";
 
 /// A configuration problem (exit 2).
 #[derive(Debug, Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config file `{path}`")]
     Read {
-        /// The file.
         path: PathBuf,
         /// Why.
         #[source]
@@ -36,7 +42,6 @@ pub enum ConfigError {
     /// The file is not valid TOML or has unknown keys.
     #[error("invalid config file `{path}`: {message}")]
     Parse {
-        /// The file.
         path: PathBuf,
         /// The parser's message, with line and column.
         message: String,
@@ -65,199 +70,167 @@ pub enum ConfigError {
 /// `release.toml`, every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     /// Global `artifact`.
-    pub artifact: Option<String>,
+    pub(crate) artifact: Option<String>,
     /// Global `bucket`.
-    pub bucket: Option<String>,
+    pub(crate) bucket: Option<String>,
     /// Global `stage`.
-    pub stage: Option<String>,
+    pub(crate) stage: Option<String>,
     /// Global `region`.
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// Global `sse`.
-    pub sse: Option<Sse>,
+    pub(crate) sse: Option<Sse>,
     /// Global `sse_kms_key_id`.
-    pub sse_kms_key_id: Option<String>,
+    pub(crate) sse_kms_key_id: Option<String>,
     /// Global `output`.
-    pub output: Option<OutputFormat>,
+    pub(crate) output: Option<OutputFormat>,
     /// Global `dry_run`.
-    pub dry_run: Option<bool>,
+    pub(crate) dry_run: Option<bool>,
     /// Global `connect_timeout`, seconds.
-    pub connect_timeout: Option<u64>,
+    pub(crate) connect_timeout: Option<u64>,
     /// Global `read_timeout`, seconds.
-    pub read_timeout: Option<u64>,
+    pub(crate) read_timeout: Option<u64>,
     /// Global `operation_timeout`, seconds.
-    pub operation_timeout: Option<u64>,
+    pub(crate) operation_timeout: Option<u64>,
     /// `[build]`.
     #[serde(default)]
-    pub build: BuildFile,
+    pub(crate) build: BuildFile,
     /// `[promote]`.
     #[serde(default)]
-    pub promote: PromoteFile,
+    pub(crate) promote: PromoteFile,
     /// `[install]`.
     #[serde(default)]
-    pub install: InstallFile,
+    pub(crate) install: InstallFile,
     /// `[push]`.
     #[serde(default)]
-    pub push: PushFile,
+    pub(crate) push: PushFile,
 }
 
 /// `[build]` of release.toml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BuildFile {
+pub(crate) struct BuildFile {
     /// Paths to archive.
-    pub paths: Option<Vec<PathBuf>>,
+    pub(crate) paths: Option<Vec<PathBuf>>,
     /// Exclude globs (added to those given with `--exclude`).
-    pub exclude: Option<Vec<String>>,
-    /// Compression.
-    pub compression: Option<CompressionArg>,
+    pub(crate) exclude: Option<Vec<String>>,
+    pub(crate) compression: Option<CompressionArg>,
     /// Compression level.
-    pub level: Option<u32>,
+    pub(crate) level: Option<u32>,
     /// Storage class of archives.
-    pub storage_class: Option<String>,
+    pub(crate) storage_class: Option<String>,
     /// Local copy of the archive.
-    pub keep_local: Option<PathBuf>,
+    pub(crate) keep_local: Option<PathBuf>,
     /// `sign`: `kms:KEY` or `key:FILE`.
-    pub sign: Option<String>,
+    pub(crate) sign: Option<String>,
 }
 
 /// `[promote]` of release.toml (also read by rollback).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PromoteFile {
+pub(crate) struct PromoteFile {
     /// Tag name.
-    pub tag: Option<String>,
+    pub(crate) tag: Option<String>,
     /// Remote name.
-    pub remote: Option<String>,
+    pub(crate) remote: Option<String>,
     /// Repository directory.
-    pub repo: Option<PathBuf>,
+    pub(crate) repo: Option<PathBuf>,
     /// Skip git.
-    pub no_tag: Option<bool>,
+    pub(crate) no_tag: Option<bool>,
     /// `trusted_keys`: promote only builds signed by one of these public keys.
-    pub trusted_keys: Option<Vec<PathBuf>>,
+    pub(crate) trusted_keys: Option<Vec<PathBuf>>,
 }
 
 /// `[install]` of release.toml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct InstallFile {
+pub(crate) struct InstallFile {
     /// Install directory.
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// Releases kept.
-    pub keep: Option<usize>,
+    pub(crate) keep: Option<usize>,
     /// Check command.
-    pub check: Option<String>,
+    pub(crate) check: Option<String>,
     /// Run command.
-    pub run: Option<String>,
-    /// Health file.
-    pub health_file: Option<PathBuf>,
+    pub(crate) run: Option<String>,
+    pub(crate) health_file: Option<PathBuf>,
     /// `trusted_keys`: public key files; builds not signed by one are refused.
-    pub trusted_keys: Option<Vec<PathBuf>>,
+    pub(crate) trusted_keys: Option<Vec<PathBuf>>,
 }
 
 /// `[push]` of release.toml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PushFile {
+pub(crate) struct PushFile {
     /// Auto Scaling Groups.
-    pub asg: Option<Vec<String>>,
-    /// Hosts.
-    pub hosts: Option<Vec<String>>,
+    pub(crate) asg: Option<Vec<String>>,
+    pub(crate) hosts: Option<Vec<String>>,
     /// Batch size.
-    pub batch: Option<String>,
+    pub(crate) batch: Option<String>,
     /// Canary hosts.
-    pub canary: Option<usize>,
+    pub(crate) canary: Option<usize>,
     /// Failures tolerated.
-    pub max_failures: Option<usize>,
+    pub(crate) max_failures: Option<usize>,
     /// Health URL template.
-    pub health_url: Option<String>,
-    /// Health command.
-    pub health_command: Option<String>,
+    pub(crate) health_url: Option<String>,
+    pub(crate) health_command: Option<String>,
     /// Health timeout in seconds.
-    pub health_timeout: Option<u64>,
+    pub(crate) health_timeout: Option<u64>,
     /// Remote command template.
-    pub command: Option<String>,
+    pub(crate) command: Option<String>,
     /// Use sudo.
-    pub sudo: Option<bool>,
-    /// Remote binary.
-    pub remote_binary: Option<String>,
+    pub(crate) sudo: Option<bool>,
+    pub(crate) remote_binary: Option<String>,
     /// Remote install directory.
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// Per-host log directory.
-    pub log_dir: Option<PathBuf>,
-    /// SSH user.
-    pub ssh_user: Option<String>,
-    /// SSH port.
-    pub ssh_port: Option<u16>,
+    pub(crate) log_dir: Option<PathBuf>,
+    pub(crate) ssh_user: Option<String>,
+    pub(crate) ssh_port: Option<u16>,
     /// SSH config file.
-    pub ssh_config: Option<PathBuf>,
+    pub(crate) ssh_config: Option<PathBuf>,
     /// SSH identity.
-    pub identity: Option<PathBuf>,
+    pub(crate) identity: Option<PathBuf>,
     /// Host key policy.
-    pub strict_host_keys: Option<String>,
+    pub(crate) strict_host_keys: Option<String>,
     /// New-connection cap.
-    pub max_connections: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
     /// Address kind.
-    pub address: Option<String>,
-}
-
-/// Where the builds are kept.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub enum StoreLocation {
-    /// An S3 bucket.
-    S3 {
-        /// Bucket name.
-        bucket: String,
-    },
-    /// A local directory (`file://DIR`).
-    Dir {
-        /// The directory.
-        root: PathBuf,
-    },
-}
-
-impl std::fmt::Display for StoreLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::S3 { bucket } => write!(f, "s3://{bucket}"),
-            Self::Dir { root } => write!(f, "file://{}", root.display()),
-        }
-    }
+    pub(crate) address: Option<String>,
 }
 
 /// Resolved global settings.
 #[derive(Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Artifact name, if any layer gave one (checked by the commands that need it).
-    pub artifact: Option<String>,
-    /// The store.
-    pub store: StoreLocation,
+    pub(crate) artifact: Option<String>,
+    pub(crate) store: StoreLocation,
     /// Stage prefix.
-    pub stage: String,
+    pub(crate) stage: String,
     /// Region override.
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// Server-side encryption.
-    pub sse: Sse,
+    pub(crate) sse: Sse,
     /// KMS key for `aws:kms`.
-    pub sse_kms_key_id: Option<String>,
+    pub(crate) sse_kms_key_id: Option<String>,
     /// Output format.
-    pub output: OutputFormat,
+    pub(crate) output: OutputFormat,
     /// Plan only.
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Timeouts of every AWS call.
-    pub timeouts: Timeouts,
+    pub(crate) timeouts: Timeouts,
     /// The file layer, for the per-command tables.
-    pub file: FileConfig,
+    pub(crate) file: FileConfig,
     /// Where the file layer came from, if anywhere.
-    pub file_path: Option<PathBuf>,
+    pub(crate) file_path: Option<PathBuf>,
     /// Warnings for the user (a config file ignored, and why).
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Settings {
     /// Merges flags/env with release.toml and defaults.
-    pub fn resolve(args: &GlobalArgs) -> Result<Self, ConfigError> {
+    pub(crate) fn resolve(args: &GlobalArgs) -> Result<Self, ConfigError> {
         let (file, file_path, warnings) = load_file(args.config.as_deref())?;
         let bucket = args
             .bucket
@@ -291,7 +264,7 @@ impl Settings {
     }
 
     /// The artifact, or the error that says how to give one.
-    pub fn artifact(&self) -> Result<&str, ConfigError> {
+    pub(crate) fn artifact(&self) -> Result<&str, ConfigError> {
         self.artifact.as_deref().ok_or(ConfigError::Missing {
             what: "artifact",
             fix: "pass --artifact NAME, set ARTIFACT, or put `artifact = \"NAME\"` in release.toml",
@@ -299,7 +272,7 @@ impl Settings {
     }
 
     /// The resolved settings as JSON, for `--show-config`.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "artifact": self.artifact,
             "store": self.store.to_string(),
@@ -409,7 +382,7 @@ fn untrusted(meta: &std::fs::Metadata) -> Option<String> {
 }
 
 /// `file://DIR` is a directory store; anything else must be a bucket name.
-pub fn parse_store(bucket: &str) -> Result<StoreLocation, ConfigError> {
+pub(crate) fn parse_store(bucket: &str) -> Result<StoreLocation, ConfigError> {
     if let Some(path) = bucket.strip_prefix("file://") {
         if path.is_empty() {
             return Err(ConfigError::Invalid {
@@ -458,6 +431,14 @@ pub fn parse_store(bucket: &str) -> Result<StoreLocation, ConfigError> {
         bucket: bucket.to_owned(),
     })
 }
+
+/// `--dir`, else `RELEASE_INSTALL_DIR` (clap's env twin), else release.toml, else `/opt/{artifact}`.
+pub(crate) fn install_dir(given: Option<PathBuf>, artifact: &str) -> PathBuf {
+    given.unwrap_or_else(|| Path::new("/opt").join(artifact))
+}
+
+/// Rows `list` and `history` show without `--limit`.
+pub(crate) const DEFAULT_LIST_LIMIT: usize = 20;
 
 #[cfg(test)]
 mod tests {

@@ -10,16 +10,16 @@ use std::str::FromStr;
 
 use anyhow::{Context as _, Result};
 
-use crate::error::Problem;
-use crate::layout::Layout;
+use crate::bucket::layout::Layout;
+use crate::bucket::pointers;
+use crate::bucket::store::{ByteRange, Listed, Store};
+use crate::error::ExitError;
 use crate::legacy;
 use crate::manifest::{self, Manifest, Shape};
-use crate::pointers;
-use crate::store::{ByteRange, Listed, Store};
 
 /// What a command was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BuildRef {
+pub(crate) enum BuildRef {
     /// `latest`: latest.txt.
     Latest,
     /// `latest-stable`: latest-stable.txt.
@@ -33,9 +33,9 @@ pub enum BuildRef {
 }
 
 impl FromStr for BuildRef {
-    type Err = Problem;
+    type Err = ExitError;
 
-    fn from_str(text: &str) -> Result<Self, Problem> {
+    fn from_str(text: &str) -> Result<Self, ExitError> {
         let text = text.trim();
         match text {
             "latest" => return Ok(Self::Latest),
@@ -56,8 +56,8 @@ impl FromStr for BuildRef {
     }
 }
 
-fn bad_ref(text: &str) -> Problem {
-    Problem::Usage(format!(
+fn bad_ref(text: &str) -> ExitError {
+    ExitError::Usage(format!(
         "`{text}` is not a build: use `latest`, `latest-stable`, a build number (42), a \
          semantic version (2.3.1) or a requirement (^2.3)"
     ))
@@ -78,7 +78,7 @@ impl std::fmt::Display for BuildRef {
 /// Where a build's manifest was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Origin {
+pub(crate) enum Origin {
     /// `{artifact}-{N}.release`.
     Manifest,
     /// latest.txt or latest-stable.txt.
@@ -90,13 +90,11 @@ pub enum Origin {
 /// A resolved build, whose manifest was checked to describe exactly this build (see
 /// `Manifest::check_is`): only `Build::checked` makes one.
 #[derive(Debug, Clone)]
-pub struct Build {
-    /// Its number.
-    pub number: u64,
-    /// Its manifest.
-    pub manifest: Manifest,
+pub(crate) struct Build {
+    pub(crate) number: u64,
+    pub(crate) manifest: Manifest,
     /// Where the manifest came from.
-    pub origin: Origin,
+    pub(crate) origin: Origin,
     shape: Shape,
 }
 
@@ -104,13 +102,13 @@ impl Build {
     /// Build `number` of the layout's artifact, if `manifest`, read from `object` (a URL),
     /// proves to be it; otherwise an input error (exit 2) naming the object and the offending
     /// key.
-    pub fn checked(
+    pub(crate) fn checked(
         layout: &Layout,
         number: u64,
         manifest: Manifest,
         origin: Origin,
         object: &str,
-    ) -> Result<Self, Problem> {
+    ) -> Result<Self, ExitError> {
         let mismatch = match manifest.check_is(layout.artifact(), number) {
             Ok(shape) => {
                 return Ok(Self {
@@ -136,7 +134,7 @@ impl Build {
                 "delete or replace the archive, or use another build",
             ),
         };
-        Err(Problem::Usage(format!(
+        Err(ExitError::Usage(format!(
             "{what} is not a manifest of build {number} of {}: {mismatch}; it is not trusted and \
              nothing was changed: {fix}",
             layout.artifact()
@@ -145,7 +143,7 @@ impl Build {
 
     /// The archive's object name: `ARCHIVE` (checked to be this build's), or the old jobs'
     /// `{artifact}-{N}.tar`.
-    pub fn archive_name(&self, layout: &Layout) -> String {
+    pub(crate) fn archive_name(&self, layout: &Layout) -> String {
         match (self.shape, self.manifest.get(manifest::ARCHIVE)) {
             (Shape::Verified, Some(name)) => name.trim().to_owned(),
             _ => format!("{}-{}.tar", layout.artifact(), self.number),
@@ -153,27 +151,22 @@ impl Build {
     }
 
     /// The archive's key.
-    pub fn archive_key(&self, layout: &Layout) -> String {
+    pub(crate) fn archive_key(&self, layout: &Layout) -> String {
         format!("{}{}", layout.prefix(), self.archive_name(layout))
-    }
-
-    /// An old job's build: no SHA256 or SIZE to check against.
-    pub fn is_legacy(&self) -> bool {
-        self.shape == Shape::Legacy
     }
 }
 
 /// What the stage's listing says about one build number.
 #[derive(Debug, Clone, Default)]
-pub struct Listing {
+pub(crate) struct Listing {
     /// `{artifact}-{N}.release`, if present.
-    pub manifest: Option<Listed>,
+    pub(crate) manifest: Option<Listed>,
     /// The archive object(s) named `{artifact}-{N}.tar*`.
-    pub archives: Vec<Listed>,
+    pub(crate) archives: Vec<Listed>,
 }
 
 /// Every build the stage names, by number (claims are not builds).
-pub async fn catalog(store: &Store, layout: &Layout) -> Result<BTreeMap<u64, Listing>> {
+pub(crate) async fn catalog(store: &Store, layout: &Layout) -> Result<BTreeMap<u64, Listing>> {
     let mut builds: BTreeMap<u64, Listing> = BTreeMap::new();
     for object in store.list(&layout.prefix()).await? {
         if object.key.starts_with(&layout.claims_prefix()) {
@@ -193,7 +186,7 @@ pub async fn catalog(store: &Store, layout: &Layout) -> Result<BTreeMap<u64, Lis
 }
 
 /// Resolves a reference to a build, or says (exit 2) that there is none.
-pub async fn resolve(store: &Store, layout: &Layout, reference: &BuildRef) -> Result<Build> {
+pub(crate) async fn resolve(store: &Store, layout: &Layout, reference: &BuildRef) -> Result<Build> {
     match reference {
         BuildRef::Latest => {
             from_pointer(
@@ -222,7 +215,11 @@ pub async fn resolve(store: &Store, layout: &Layout, reference: &BuildRef) -> Re
 }
 
 /// Build `number` from its `.release`, or from the tail of an old job's `.tar`.
-pub async fn read_build(store: &Store, layout: &Layout, number: u64) -> Result<Option<Build>> {
+pub(crate) async fn read_build(
+    store: &Store,
+    layout: &Layout,
+    number: u64,
+) -> Result<Option<Build>> {
     let key = layout.manifest(number);
     if let Some(object) = store.get(&key).await? {
         let url = store.url(&key);
@@ -257,7 +254,7 @@ pub async fn read_build(store: &Store, layout: &Layout, number: u64) -> Result<O
             break; // The whole archive was read.
         }
     }
-    Err(Problem::Usage(format!(
+    Err(ExitError::Usage(format!(
         "`{url}` has no manifest beside it and no RELEASE as its last member"
     ))
     .into())
@@ -266,7 +263,7 @@ pub async fn read_build(store: &Store, layout: &Layout, number: u64) -> Result<O
 async fn from_pointer(store: &Store, layout: &Layout, key: &str, none_yet: &str) -> Result<Build> {
     match pointer_build(store, layout, key).await? {
         Some(build) => Ok(build),
-        None => Err(Problem::Usage(format!(
+        None => Err(ExitError::Usage(format!(
             "`{}` does not exist: {none_yet}{}",
             store.url(key),
             other_artifacts(store, layout).await
@@ -277,7 +274,7 @@ async fn from_pointer(store: &Store, layout: &Layout, key: &str, none_yet: &str)
 
 /// When the bucket holds nothing of this artifact but holds others, the artifact is likely
 /// misspelled: name the ones it holds. Empty when that is not the case (or unknown).
-pub async fn other_artifacts(store: &Store, layout: &Layout) -> String {
+pub(crate) async fn other_artifacts(store: &Store, layout: &Layout) -> String {
     let Ok(names) = store.top_level().await else {
         return String::new();
     };
@@ -304,7 +301,11 @@ pub async fn other_artifacts(store: &Store, layout: &Layout) -> String {
 /// The build a pointer (latest.txt, latest-stable.txt) names, checked like any manifest, or
 /// `None` only if the pointer does not exist: any other failure to read it is an error, never
 /// "no build".
-pub async fn pointer_build(store: &Store, layout: &Layout, key: &str) -> Result<Option<Build>> {
+pub(crate) async fn pointer_build(
+    store: &Store,
+    layout: &Layout,
+    key: &str,
+) -> Result<Option<Build>> {
     // Both kinds of failure already name the object: the store's errors and a garbled pointer.
     let Some(pointer) = pointers::read(store, key).await? else {
         return Ok(None);
@@ -346,7 +347,7 @@ async fn by_semver(store: &Store, layout: &Layout, reference: &BuildRef) -> Resu
             return Ok(build);
         }
     }
-    Err(Problem::Usage(format!(
+    Err(ExitError::Usage(format!(
         "no build of {} in {} has a SEMVER matching `{reference}`",
         layout.artifact(),
         store.url(&layout.prefix())
@@ -375,7 +376,7 @@ async fn not_found(store: &Store, layout: &Layout, number: u64) -> anyhow::Error
         // Said, not hidden: the build is reported missing, and why its neighbours are unknown.
         Err(err) => format!("the nearest builds are unknown (listing failed: {err:#})"),
     };
-    Problem::Usage(format!(
+    ExitError::Usage(format!(
         "build {number} of {} does not exist (no `{}`); {nearest}{}",
         layout.artifact(),
         store.url(&layout.manifest(number)),

@@ -10,10 +10,10 @@
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 
-use crate::error::Problem;
-use crate::layout::Layout;
+use crate::bucket::layout::Layout;
+use crate::bucket::store::{Object, Precondition, Store, StoreError};
+use crate::error::ExitError;
 use crate::manifest::Manifest;
-use crate::store::{Object, Precondition, Store, StoreError};
 
 /// How many numbers one build tries before giving up (each loss means another build won one).
 const CLAIM_ATTEMPTS: u64 = 200;
@@ -22,21 +22,21 @@ const MOVE_ATTEMPTS: usize = 50;
 
 /// A pointer as read: its manifest and the ETag to compare-and-swap against.
 #[derive(Debug, Clone)]
-pub struct Pointer {
+pub(crate) struct Pointer {
     /// The manifest it holds.
-    pub manifest: Manifest,
+    pub(crate) manifest: Manifest,
     /// Its version tag.
-    pub etag: String,
+    pub(crate) etag: String,
 }
 
 /// Reads a pointer (`latest.txt` or `latest-stable.txt`); garbage is an input error, never
 /// mistaken for "no builds yet" (the old build job's worst bug restarted numbering at 1).
-pub async fn read(store: &Store, key: &str) -> Result<Option<Pointer>> {
+pub(crate) async fn read(store: &Store, key: &str) -> Result<Option<Pointer>> {
     let Some(Object { body, etag }) = store.get(key).await? else {
         return Ok(None);
     };
     let manifest = Manifest::parse_build(&body).map_err(|e| {
-        Problem::Usage(format!(
+        ExitError::Usage(format!(
             "`{}` is not a RELEASE manifest ({e}); nothing was changed: fix or delete it \
              (the next build number is computed from it and must not be guessed)",
             store.url(key)
@@ -46,7 +46,7 @@ pub async fn read(store: &Store, key: &str) -> Result<Option<Pointer>> {
 }
 
 /// The number the next build should try first.
-pub async fn next_candidate(store: &Store, layout: &Layout) -> Result<u64> {
+pub(crate) async fn next_candidate(store: &Store, layout: &Layout) -> Result<u64> {
     let latest = read(store, &layout.latest()).await?;
     let from_pointer = latest.and_then(|p| p.manifest.version()).unwrap_or(0);
     let listed = store.list(&layout.prefix()).await?;
@@ -59,7 +59,7 @@ pub async fn next_candidate(store: &Store, layout: &Layout) -> Result<u64> {
 }
 
 /// Claims the first free number from `first` on; returns it.
-pub async fn claim(store: &Store, layout: &Layout, first: u64, token: &str) -> Result<u64> {
+pub(crate) async fn claim(store: &Store, layout: &Layout, first: u64, token: &str) -> Result<u64> {
     let body = Bytes::from(format!("{token}\n"));
     for number in first..first + CLAIM_ATTEMPTS {
         let key = layout.claim(number);
@@ -91,7 +91,7 @@ pub async fn claim(store: &Store, layout: &Layout, first: u64, token: &str) -> R
 
 /// Whether a pointer moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Moved {
+pub(crate) enum Moved {
     /// It now holds the new manifest.
     Yes,
     /// It already named a build at least this new; it was left alone.
@@ -99,7 +99,7 @@ pub enum Moved {
 }
 
 /// Moves `key` to `manifest` by compare-and-swap, never to a lower VERSION than it holds.
-pub async fn advance(store: &Store, key: &str, manifest: &Manifest) -> Result<Moved> {
+pub(crate) async fn advance(store: &Store, key: &str, manifest: &Manifest) -> Result<Moved> {
     let number = manifest.version().unwrap_or(0);
     let body = Bytes::from(manifest.to_text());
     for _ in 0..MOVE_ATTEMPTS {

@@ -7,95 +7,93 @@ use crate::archive::Compression;
 
 /// Key builder for one artifact in one stage.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub(crate) struct Layout {
     artifact: String,
     stage: String,
 }
 
 impl Layout {
     /// A layout for already-validated artifact and stage names.
-    pub fn new(artifact: &str, stage: &str) -> Self {
+    pub(crate) fn new(artifact: &str, stage: &str) -> Self {
         Self {
             artifact: artifact.to_owned(),
             stage: stage.to_owned(),
         }
     }
 
-    /// The artifact name.
-    pub fn artifact(&self) -> &str {
+    pub(crate) fn artifact(&self) -> &str {
         &self.artifact
     }
 
-    /// The stage name.
-    pub fn stage(&self) -> &str {
+    pub(crate) fn stage(&self) -> &str {
         &self.stage
     }
 
     /// `{artifact}/{stage}/`: every key of this artifact and stage starts with it.
-    pub fn prefix(&self) -> String {
+    pub(crate) fn prefix(&self) -> String {
         format!("{}/{}/", self.artifact, self.stage)
     }
 
     /// Object name (no prefix) of build `n`'s archive.
-    pub fn archive_name(&self, n: u64, compression: Compression) -> String {
+    pub(crate) fn archive_name(&self, n: u64, compression: Compression) -> String {
         format!("{}-{n}{}", self.artifact, compression.extension())
     }
 
     /// Key of build `n`'s archive.
-    pub fn archive(&self, n: u64, compression: Compression) -> String {
+    pub(crate) fn archive(&self, n: u64, compression: Compression) -> String {
         format!("{}{}", self.prefix(), self.archive_name(n, compression))
     }
 
     /// Key of build `n`'s manifest.
-    pub fn manifest(&self, n: u64) -> String {
+    pub(crate) fn manifest(&self, n: u64) -> String {
         format!("{}{}-{n}.release", self.prefix(), self.artifact)
     }
 
     /// Key of build `n`'s manifest signature (docs/signing.md).
-    pub fn signature(&self, n: u64) -> String {
+    pub(crate) fn signature(&self, n: u64) -> String {
         format!("{}.sig", self.manifest(n))
     }
 
     /// Key of the pointer to the newest build.
-    pub fn latest(&self) -> String {
+    pub(crate) fn latest(&self) -> String {
         format!("{}latest.txt", self.prefix())
     }
 
     /// Key of the pointer to the promoted build.
-    pub fn latest_stable(&self) -> String {
+    pub(crate) fn latest_stable(&self) -> String {
         format!("{}latest-stable.txt", self.prefix())
     }
 
     /// Key of the claim on build number `n` (see `commands::build` for the protocol).
-    pub fn claim(&self, n: u64) -> String {
+    pub(crate) fn claim(&self, n: u64) -> String {
         format!("{}claims/{n}", self.prefix())
     }
 
     /// Key of the push lock.
-    pub fn push_lock(&self) -> String {
+    pub(crate) fn push_lock(&self) -> String {
         format!("{}push.lock", self.prefix())
     }
 
     /// Prefix of the claims, to list them.
-    pub fn claims_prefix(&self) -> String {
+    pub(crate) fn claims_prefix(&self) -> String {
         format!("{}claims/", self.prefix())
     }
 
     /// Prefix of the history records (promotions, pushes), one object per event; their names
     /// sort in time order (see `history`).
-    pub fn history_prefix(&self) -> String {
+    pub(crate) fn history_prefix(&self) -> String {
         format!("{}history/", self.prefix())
     }
 
     /// Key of the history record named `name`.
-    pub fn history(&self, name: &str) -> String {
+    pub(crate) fn history(&self, name: &str) -> String {
         format!("{}{name}", self.history_prefix())
     }
 
     /// The build number a key under `prefix()` names, if it is a claim, manifest or archive.
     ///
     /// Old buckets hold only `{artifact}-{N}.tar`; newer ones `.tar.gz`, `.tar.zst`, `.release`.
-    pub fn build_number_of(&self, key: &str) -> Option<u64> {
+    pub(crate) fn build_number_of(&self, key: &str) -> Option<u64> {
         let rest = key.strip_prefix(&self.prefix())?;
         if let Some(n) = rest.strip_prefix("claims/") {
             return n.parse().ok();

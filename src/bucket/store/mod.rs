@@ -8,22 +8,21 @@ mod dir;
 mod s3;
 
 use std::fmt;
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::Sse;
-use crate::config::{Settings, StoreLocation};
-use crate::error::ExitStatus;
+use crate::aws::Timeouts;
 
-pub use dir::DirStore;
-pub use s3::S3Store;
+pub(crate) use dir::DirStore;
+pub(crate) use s3::S3Store;
 
 /// A condition on a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Precondition {
+pub(crate) enum Precondition {
     /// Write unconditionally.
     None,
     /// Write only if no object has the key (`If-None-Match: *`).
@@ -34,7 +33,7 @@ pub enum Precondition {
 
 /// What kind of object is written: only archives take the configured storage class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectKind {
+pub(crate) enum ObjectKind {
     /// A build archive.
     Archive,
     /// Manifests, pointers, claims, history, locks: tiny and read often, always STANDARD.
@@ -43,68 +42,95 @@ pub enum ObjectKind {
 
 /// A whole object and its version tag.
 #[derive(Debug, Clone)]
-pub struct Object {
-    /// The bytes.
-    pub body: Bytes,
+pub(crate) struct Object {
+    pub(crate) body: Bytes,
     /// Opaque version tag for compare-and-swap.
-    pub etag: String,
+    pub(crate) etag: String,
 }
 
 /// An object's size and version tag.
 #[derive(Debug, Clone)]
-pub struct ObjectMeta {
+pub(crate) struct ObjectMeta {
     /// Size in bytes.
-    pub size: u64,
+    pub(crate) size: u64,
     /// Opaque version tag.
-    pub etag: String,
+    pub(crate) etag: String,
 }
 
 /// A key found by listing.
 #[derive(Debug, Clone)]
-pub struct Listed {
+pub(crate) struct Listed {
     /// The full key.
-    pub key: String,
+    pub(crate) key: String,
     /// Size in bytes.
-    pub size: u64,
+    pub(crate) size: u64,
 }
 
 /// A part of an object to read.
 #[derive(Debug, Clone, Copy)]
-pub enum ByteRange {
+pub(crate) enum ByteRange {
     /// The last `n` bytes.
     Tail(u64),
-    /// From `start` (inclusive) to `end` (exclusive).
-    Span {
-        /// First byte.
-        start: u64,
-        /// One past the last byte.
-        end: u64,
+}
+
+/// Server-side encryption of the objects written: `--sse`, `sse` in release.toml. The clap
+/// and serde names are the values S3 itself uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+pub enum Sse {
+    /// SSE-S3, AES-256.
+    #[value(name = "AES256", alias = "aes256")]
+    #[serde(rename = "AES256", alias = "aes256")]
+    Aes256,
+    /// SSE-KMS with `--sse-kms-key-id` (or the account's default key).
+    #[value(name = "aws:kms")]
+    #[serde(rename = "aws:kms")]
+    Kms,
+}
+
+/// Where the builds are kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) enum StoreLocation {
+    /// An S3 bucket.
+    S3 {
+        /// Bucket name.
+        bucket: String,
     },
+    /// A local directory (`file://DIR`).
+    Dir {
+        /// The directory.
+        root: PathBuf,
+    },
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::S3 { bucket } => write!(f, "s3://{bucket}"),
+            Self::Dir { root } => write!(f, "file://{}", root.display()),
+        }
+    }
 }
 
 /// Encryption and storage class applied to writes.
 #[derive(Debug, Clone)]
-pub struct WritePolicy {
+pub(crate) struct WritePolicy {
     /// Server-side encryption.
-    pub sse: Sse,
+    pub(crate) sse: Sse,
     /// KMS key for `aws:kms`.
-    pub kms_key_id: Option<String>,
+    pub(crate) kms_key_id: Option<String>,
     /// Storage class for archives (`None`: STANDARD).
-    pub storage_class: Option<String>,
+    pub(crate) storage_class: Option<String>,
 }
 
 /// What a store operation was doing, for error messages.
 #[derive(Debug, Clone, Copy)]
-pub enum Op {
+pub(crate) enum Op {
     /// GET.
     Read,
-    /// HEAD.
     Head,
     /// PUT.
     Write,
-    /// LIST.
     List,
-    /// DELETE.
     Delete,
     /// Multipart upload.
     Upload,
@@ -125,16 +151,13 @@ impl fmt::Display for Op {
 
 /// A store failure, naming the object and the step.
 #[derive(Debug, Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// The bucket is not there.
     #[error(
         "bucket `{bucket}` does not exist or is not visible to these credentials \
          (check --bucket / RELEASE_BUCKET and the region)"
     )]
-    NoSuchBucket {
-        /// The bucket.
-        bucket: String,
-    },
+    NoSuchBucket { bucket: String },
     /// No credentials could be found.
     #[error(
         "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run \
@@ -148,21 +171,17 @@ pub enum StoreError {
     /// The credentials may not do this.
     #[error("access denied {op} `{key}` in {location}: the IAM policy must allow it (docs/iam.md)")]
     AccessDenied {
-        /// The step.
         op: Op,
         /// Where.
         location: String,
-        /// The key.
         key: String,
     },
     /// The condition of a conditional write was false.
     #[error("`{key}` in {location} was changed by someone else while {op} it")]
     PreconditionFailed {
-        /// The step.
         op: Op,
         /// Where.
         location: String,
-        /// The key.
         key: String,
     },
     /// No answer in time.
@@ -171,11 +190,9 @@ pub enum StoreError {
          network, or raise --read-timeout / --operation-timeout"
     )]
     TimedOut {
-        /// The step.
         op: Op,
         /// Where.
         location: String,
-        /// The key.
         key: String,
         /// Which limit, in the SDK's words.
         detail: String,
@@ -206,7 +223,6 @@ pub enum StoreError {
     /// Anything else.
     #[error("{op} `{key}` in {location} failed")]
     Request {
-        /// The step.
         op: Op,
         /// Where.
         location: String,
@@ -218,28 +234,14 @@ pub enum StoreError {
     },
 }
 
-impl StoreError {
-    /// The exit status this error decides, if any.
-    pub fn exit_status(&self) -> Option<ExitStatus> {
-        match self {
-            Self::NoSuchBucket { .. }
-            | Self::NoCredentials { .. }
-            | Self::Unreachable { .. }
-            | Self::NoRegion => Some(ExitStatus::Usage),
-            Self::PreconditionFailed { .. } => Some(ExitStatus::Conflict),
-            _ => None,
-        }
-    }
-}
-
 /// The underlying error's text (the SDK's errors are not `Sync`; their text is all we keep).
 #[derive(Debug, Error)]
 #[error("{0}")]
-pub struct Detail(pub String);
+pub(crate) struct Detail(pub String);
 
 /// The store the settings name.
 #[derive(Debug)]
-pub enum Store {
+pub(crate) enum Store {
     /// S3 or an S3-compatible service.
     S3(S3Store),
     /// A local directory.
@@ -247,14 +249,20 @@ pub enum Store {
 }
 
 impl Store {
-    /// Opens the store named by the settings.
-    pub async fn open(settings: &Settings, policy: WritePolicy) -> Self {
-        match &settings.store {
+    /// Opens the store at `location`; `region` (else the AWS chain's) and `timeouts` apply to
+    /// S3 only.
+    pub(crate) async fn open(
+        location: &StoreLocation,
+        region: Option<String>,
+        timeouts: Timeouts,
+        policy: WritePolicy,
+    ) -> Self {
+        match location {
             StoreLocation::S3 { bucket } => {
-                let shared = crate::aws::sdk_config(settings.region.clone(), &settings.timeouts);
+                let shared = crate::aws::sdk_config(region, &timeouts);
                 Self::S3(S3Store::new(
                     &shared.await,
-                    settings.timeouts,
+                    timeouts,
                     bucket.clone(),
                     policy,
                 ))
@@ -264,7 +272,7 @@ impl Store {
     }
 
     /// `s3://bucket/key` or `file://dir/key`, for messages.
-    pub fn url(&self, key: &str) -> String {
+    pub(crate) fn url(&self, key: &str) -> String {
         match self {
             Self::S3(s) => format!("s3://{}/{key}", s.bucket()),
             Self::Dir(d) => format!("file://{}", d.path_of(key).display()),
@@ -272,7 +280,7 @@ impl Store {
     }
 
     /// A whole object, or `None` if there is none at `key`.
-    pub async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
         match self {
             Self::S3(s) => s.get(key).await,
             Self::Dir(d) => d.get(key),
@@ -280,7 +288,7 @@ impl Store {
     }
 
     /// Part of an object, or `None` if there is none at `key`.
-    pub async fn get_range(
+    pub(crate) async fn get_range(
         &self,
         key: &str,
         range: ByteRange,
@@ -292,7 +300,7 @@ impl Store {
     }
 
     /// Size and version tag, or `None` if there is no object at `key`.
-    pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+    pub(crate) async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
         match self {
             Self::S3(s) => s.head(key).await,
             Self::Dir(d) => d.head(key),
@@ -300,7 +308,7 @@ impl Store {
     }
 
     /// Every key under `prefix`.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
         match self {
             Self::S3(s) => s.list(prefix).await,
             Self::Dir(d) => d.list(prefix),
@@ -309,19 +317,10 @@ impl Store {
 
     /// The first level of names in the bucket (the artifacts), from one LIST with a delimiter:
     /// at most one page, for a hint, never a full walk.
-    pub async fn top_level(&self) -> Result<Vec<String>, StoreError> {
+    pub(crate) async fn top_level(&self) -> Result<Vec<String>, StoreError> {
         match self {
             Self::S3(s) => s.top_level().await,
             Self::Dir(d) => d.top_level(),
-        }
-    }
-
-    /// A directory store whose root does not exist; `None` for S3 (a missing bucket is the
-    /// SDK's NoSuchBucket, already an error).
-    pub fn missing_root(&self) -> Option<std::path::PathBuf> {
-        match self {
-            Self::S3(_) => None,
-            Self::Dir(d) => d.missing_root(),
         }
     }
 
@@ -329,7 +328,12 @@ impl Store {
     ///
     /// A write whose answer was lost (and whose retry then met its own write) is recognised by
     /// reading the object back: if it holds exactly `body`, the write happened.
-    pub async fn put(&self, key: &str, body: Bytes, when: Precondition) -> Result<(), StoreError> {
+    pub(crate) async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        when: Precondition,
+    ) -> Result<(), StoreError> {
         let result = match self {
             Self::S3(s) => s.put(key, body.clone(), &when).await,
             Self::Dir(d) => d.put(key, &body, &when),
@@ -350,7 +354,7 @@ impl Store {
     }
 
     /// Deletes an object (no error if it is not there).
-    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self {
             Self::S3(s) => s.delete(key).await,
             Self::Dir(d) => d.delete(key),
@@ -363,7 +367,7 @@ impl Store {
     /// S3 checks `If-Match` on DeleteObject atomically (moto 5.2.5 checks it too); an
     /// S3-compatible store that ignores the header is still covered by the HEAD that compares
     /// the ETag first, with a window of one round trip between the HEAD and the DELETE.
-    pub async fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
+    pub(crate) async fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
         match self {
             Self::S3(s) => s.delete_if_match(key, etag).await,
             Self::Dir(d) => d.delete_if_match(key, etag),
@@ -374,7 +378,7 @@ impl Store {
     ///
     /// Returns the object's size. On error, or when `cancel` fires, no object is left at `key`
     /// and no incomplete upload is left open.
-    pub async fn upload(
+    pub(crate) async fn upload(
         &self,
         key: &str,
         parts: mpsc::Receiver<Bytes>,
@@ -391,7 +395,7 @@ impl Store {
     /// A body cut mid-stream (which the SDK reports but does not retry) is resumed from the
     /// last byte received, with `If-Match` on the first answer's ETag so that two versions are
     /// never stitched together, at most `DOWNLOAD_RESUMES` times. A missing object is `Ok(None)`.
-    pub async fn download(
+    pub(crate) async fn download(
         &self,
         key: &str,
         chunks: mpsc::Sender<Bytes>,
@@ -404,4 +408,4 @@ impl Store {
 }
 
 /// How many times one download resumes after its body was cut.
-pub const DOWNLOAD_RESUMES: usize = 5;
+pub(crate) const DOWNLOAD_RESUMES: usize = 5;

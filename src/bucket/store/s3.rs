@@ -17,11 +17,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ByteRange, Detail, Listed, Object, ObjectKind, ObjectMeta, Op, Precondition, StoreError,
+    ByteRange, Detail, Listed, Object, ObjectKind, ObjectMeta, Op, Precondition, Sse, StoreError,
     WritePolicy,
 };
 use crate::aws::Timeouts;
-use crate::cli::Sse;
 use crate::signals;
 
 /// Parts uploading at once: enough to keep the link busy on two cores, few enough to bound memory.
@@ -31,7 +30,7 @@ const CONFLICT_ATTEMPTS: usize = 5;
 
 /// An S3 bucket.
 #[derive(Debug)]
-pub struct S3Store {
+pub(crate) struct S3Store {
     client: Client,
     bucket: String,
     policy: WritePolicy,
@@ -44,7 +43,7 @@ impl S3Store {
     ///
     /// A custom endpoint (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`) means an S3-compatible
     /// store, which wants path-style addressing.
-    pub fn new(
+    pub(crate) fn new(
         shared: &aws_config::SdkConfig,
         timeouts: Timeouts,
         bucket: String,
@@ -63,8 +62,7 @@ impl S3Store {
         }
     }
 
-    /// The bucket name.
-    pub fn bucket(&self) -> &str {
+    pub(crate) fn bucket(&self) -> &str {
         &self.bucket
     }
 
@@ -82,7 +80,6 @@ impl S3Store {
     ) -> Result<Option<Bytes>, StoreError> {
         let header = match range {
             ByteRange::Tail(n) => format!("bytes=-{n}"),
-            ByteRange::Span { start, end } => format!("bytes={start}-{}", end.saturating_sub(1)),
         };
         Ok(self.read(key, Some(header)).await?.map(|(body, _)| body))
     }

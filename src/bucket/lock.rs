@@ -12,22 +12,22 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::Halt;
+use crate::bucket::layout::Layout;
+use crate::bucket::store::{Precondition, Store, StoreError};
 use crate::env_vars;
-use crate::error::Problem;
-use crate::layout::Layout;
+use crate::error::ExitError;
 use crate::output::Printer;
-use crate::store::{Precondition, Store, StoreError};
+use crate::rollout::Halt;
 
 /// How long a lock is honoured: longer than any sane push, short enough to recover from a
 /// controller that died without unlocking. A running push renews it every quarter of this.
-pub const LOCK_TTL_SECONDS: i64 = 2 * 3600;
+pub(crate) const LOCK_TTL_SECONDS: i64 = 2 * 3600;
 
 /// The lock's lifetime, and whether the test-only variable changed it.
 ///
 /// `RELEASE_TEST_LOCK_TTL_SECONDS` exists so tests can prove renewal without waiting two hours;
 /// it is not meant for operators (a push warns when it is set).
-pub fn lifetime() -> Result<(SignedDuration, bool)> {
+pub(crate) fn lifetime() -> Result<(SignedDuration, bool)> {
     let Some(text) = std::env::var_os(env_vars::TEST_LOCK_TTL) else {
         return Ok((SignedDuration::from_secs(LOCK_TTL_SECONDS), false));
     };
@@ -35,7 +35,7 @@ pub fn lifetime() -> Result<(SignedDuration, bool)> {
         Some(seconds) if (1..=LOCK_TTL_SECONDS).contains(&seconds) => {
             Ok((SignedDuration::from_secs(seconds), true))
         }
-        _ => Err(Problem::Usage(format!(
+        _ => Err(ExitError::Usage(format!(
             "{} must be a number of seconds from 1 to {LOCK_TTL_SECONDS}, not `{}`",
             env_vars::TEST_LOCK_TTL,
             text.to_string_lossy()
@@ -46,31 +46,31 @@ pub fn lifetime() -> Result<(SignedDuration, bool)> {
 
 /// What the lock object holds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct LockInfo {
+pub(crate) struct LockInfo {
     /// `user@host`.
-    pub holder: String,
+    pub(crate) holder: String,
     /// Process id on that host.
-    pub pid: u32,
+    pub(crate) pid: u32,
     /// When it was taken (RFC 3339).
-    pub since: String,
+    pub(crate) since: String,
     /// When it stops counting (RFC 3339); moved forward by each renewal.
-    pub expires: String,
+    pub(crate) expires: String,
     /// What is being pushed.
-    pub what: String,
+    pub(crate) what: String,
     /// A token unique to this push.
-    pub token: String,
+    pub(crate) token: String,
 }
 
 impl LockInfo {
     /// Whether it has expired.
-    pub fn is_expired(&self) -> bool {
+    pub(crate) fn is_expired(&self) -> bool {
         self.expires
             .parse::<Timestamp>()
             .map_or(true, |at| at < Timestamp::now())
     }
 
     /// `holder since … (what), until …`, for messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "{} since {} ({}), until {}",
             self.holder, self.since, self.what, self.expires
@@ -80,10 +80,9 @@ impl LockInfo {
 
 /// What is at the lock's key.
 #[derive(Debug, Clone)]
-pub enum Current {
+pub(crate) enum Current {
     /// A push lock, with the ETag it was read at.
     Held {
-        /// Its content.
         info: LockInfo,
         /// Its version, for a conditional delete.
         etag: String,
@@ -98,7 +97,7 @@ pub enum Current {
 }
 
 /// What is at the lock's key now, if anything.
-pub async fn current(store: &Store, layout: &Layout) -> Result<Option<Current>> {
+pub(crate) async fn current(store: &Store, layout: &Layout) -> Result<Option<Current>> {
     let key = layout.push_lock();
     let Some(object) = store.get(&key).await? else {
         return Ok(None);
@@ -123,7 +122,7 @@ pub async fn current(store: &Store, layout: &Layout) -> Result<Option<Current>> 
 
 /// A held lock: renew it with [`PushLock::keep`] while the push runs, `release` it when done.
 #[derive(Debug)]
-pub struct PushLock {
+pub(crate) struct PushLock {
     key: String,
     url: String,
     info: LockInfo,
@@ -136,7 +135,7 @@ fn stamp(at: Timestamp) -> String {
 }
 
 /// Takes the lock for `ttl`, or fails with exit 3 naming the holder.
-pub async fn acquire(
+pub(crate) async fn acquire(
     store: &Store,
     layout: &Layout,
     holder: &str,
@@ -175,7 +174,7 @@ pub async fn acquire(
                 ),
                 None => format!("another push holds `{url}` (the lock could not be read)"),
             };
-            return Err(Problem::Conflict(message).into());
+            return Err(ExitError::Conflict(message).into());
         }
         Err(err) => return Err(err).context("taking the push lock"),
     }
@@ -188,7 +187,7 @@ pub async fn acquire(
             etag: object.etag,
             ttl,
         }),
-        _ => Err(Problem::Conflict(format!(
+        _ => Err(ExitError::Conflict(format!(
             "`{url}` was replaced right after this push took it (`release unlock --force` \
              elsewhere?); nothing was pushed"
         ))
@@ -200,7 +199,7 @@ impl PushLock {
     /// Renews the lock every quarter of its lifetime until `done` fires. If it was removed or
     /// taken over meanwhile, or could not be renewed before it expired, `halt` says so and no new
     /// batch starts.
-    pub async fn keep(
+    pub(crate) async fn keep(
         &mut self,
         store: &Store,
         done: &CancellationToken,
@@ -283,7 +282,7 @@ impl PushLock {
     }
 
     /// Removes the lock if it is still ours (same token), and only the version read.
-    pub async fn release(self, store: &Store) -> Result<()> {
+    pub(crate) async fn release(self, store: &Store) -> Result<()> {
         let Some(object) = store.get(&self.key).await? else {
             return Ok(());
         };
@@ -311,7 +310,7 @@ enum Renewal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::DirStore;
+    use crate::bucket::store::DirStore;
 
     /// Renewal, loss and release against the directory store (S3 is covered by
     /// tests/it/hardening_push.rs against moto).

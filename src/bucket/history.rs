@@ -12,53 +12,53 @@ use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::batch;
-use crate::env_vars;
-use crate::layout::Layout;
+use crate::bucket::fetch_all;
+use crate::bucket::layout::Layout;
+use crate::bucket::store::{Precondition, Store, StoreError};
+use crate::identity;
 use crate::redact;
-use crate::store::{Precondition, Store, StoreError};
 
 /// `kind` of a promotion (rollbacks included).
-pub const PROMOTE: &str = "promote";
+pub(crate) const PROMOTE: &str = "promote";
+/// `kind` of a push.
+pub(crate) const PUSH: &str = "push";
 
 /// One event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
+pub(crate) struct Record {
     /// What happened: `promote`, later `push`.
-    pub kind: String,
+    pub(crate) kind: String,
     /// When, RFC 3339 in UTC to the millisecond.
-    pub time: String,
+    pub(crate) time: String,
     /// Who: Jenkins' BUILD_USER_ID, else USER, else `unknown`.
-    pub user: String,
+    pub(crate) user: String,
     /// The machine the tool ran on.
-    pub host: String,
-    /// The artifact.
-    pub artifact: String,
-    /// The stage.
-    pub stage: String,
+    pub(crate) host: String,
+    pub(crate) artifact: String,
+    pub(crate) stage: String,
     /// The build that was stable before (`null` if none was).
-    pub from_version: Option<u64>,
+    pub(crate) from_version: Option<u64>,
     /// The build that became stable (or was pushed).
-    pub to_version: Option<u64>,
+    pub(crate) to_version: Option<u64>,
     /// The git tag moved, if any.
-    pub tag: Option<String>,
+    pub(crate) tag: Option<String>,
     /// The commit tagged (the build's GIT_COMMIT), if any.
-    pub commit: Option<String>,
+    pub(crate) commit: Option<String>,
     /// Fields of other kinds of event, kept as read.
     #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
+    pub(crate) extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Record {
     /// A record of `kind` happening now, by this user on this host.
-    pub fn now(kind: &str, layout: &Layout) -> Self {
+    pub(crate) fn now(kind: &str, layout: &Layout) -> Self {
         let time = jiff::Timestamp::now();
         let time = time.round(jiff::Unit::Millisecond).unwrap_or(time);
         Self {
             kind: kind.to_owned(),
             time: rfc3339_millis(time),
-            user: user(),
-            host: hostname(),
+            user: identity::user(),
+            host: identity::hostname(),
             artifact: layout.artifact().to_owned(),
             stage: layout.stage().to_owned(),
             from_version: None,
@@ -70,17 +70,8 @@ impl Record {
     }
 }
 
-/// An event as read back, with the key it was read from.
-#[derive(Debug, Clone)]
-pub struct Event {
-    /// The record's key.
-    pub key: String,
-    /// The record.
-    pub record: Record,
-}
-
 /// Writes `record` as a new object; returns its key.
-pub async fn append(store: &Store, layout: &Layout, record: &Record) -> Result<String> {
+pub(crate) async fn append(store: &Store, layout: &Layout, record: &Record) -> Result<String> {
     // Records outlive the run and are read by anyone with the bucket: no credentials in them.
     let mut value = serde_json::to_value(record)?;
     redact::json(&mut value);
@@ -106,7 +97,7 @@ pub async fn append(store: &Store, layout: &Layout, record: &Record) -> Result<S
 }
 
 /// Every record key, newest first.
-pub async fn keys_newest_first(store: &Store, layout: &Layout) -> Result<Vec<String>> {
+pub(crate) async fn keys_newest_first(store: &Store, layout: &Layout) -> Result<Vec<String>> {
     let prefix = layout.history_prefix();
     let mut keys: Vec<String> = store
         .list(&prefix)
@@ -122,16 +113,13 @@ pub async fn keys_newest_first(store: &Store, layout: &Layout) -> Result<Vec<Str
 
 /// The records at `keys`, in that order. A record that is gone or unreadable is left out with
 /// a warning in the log: one bad object must not hide the rest of the history.
-pub async fn read(store: &Arc<Store>, keys: &[String]) -> Result<Vec<Event>> {
-    let objects = batch::get_all(store, keys.to_vec()).await?;
+pub(crate) async fn read(store: &Arc<Store>, keys: &[String]) -> Result<Vec<Record>> {
+    let objects = fetch_all::get_all(store, keys.to_vec()).await?;
     let mut events = Vec::with_capacity(keys.len());
     for (key, object) in keys.iter().zip(objects) {
         let Some(object) = object else { continue };
         match serde_json::from_slice::<Record>(&object.body) {
-            Ok(record) => events.push(Event {
-                key: key.clone(),
-                record,
-            }),
+            Ok(record) => events.push(record),
             Err(err) => tracing::warn!("skipping history record `{}`: {err}", store.url(key)),
         }
     }
@@ -139,17 +127,21 @@ pub async fn read(store: &Arc<Store>, keys: &[String]) -> Result<Vec<Event>> {
 }
 
 /// The newest `limit` events, newest first.
-pub async fn newest(store: &Arc<Store>, layout: &Layout, limit: usize) -> Result<Vec<Event>> {
+pub(crate) async fn newest(
+    store: &Arc<Store>,
+    layout: &Layout,
+    limit: usize,
+) -> Result<Vec<Record>> {
     let keys = keys_newest_first(store, layout).await?;
     read(store, &keys[..keys.len().min(limit)]).await
 }
 
 /// Marks the record of a rollback (in `Record::extra`): it undoes the promotion before it.
-pub const ROLLBACK: &str = "rollback";
+pub(crate) const ROLLBACK: &str = "rollback";
 
 /// What the history says about the build to roll back to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Previous {
+pub(crate) enum Previous {
     /// No promotion was ever recorded.
     NoHistory,
     /// Promotions were recorded, but none says which build was stable before the current one.
@@ -208,16 +200,16 @@ impl Walk {
 
 /// The build that was stable before `current` became stable, walking the promotions back
 /// (see `Walk::take`), so repeated rollbacks keep going back.
-pub async fn previous_stable(
+pub(crate) async fn previous_stable(
     store: &Arc<Store>,
     layout: &Layout,
     current: u64,
 ) -> Result<Previous> {
     let keys = keys_newest_first(store, layout).await?;
     let mut walk = Walk::default();
-    for page in keys.chunks(batch::MAX_IN_FLIGHT) {
+    for page in keys.chunks(fetch_all::MAX_IN_FLIGHT) {
         for event in read(store, page).await? {
-            if let Some(answer) = walk.take(&event.record, current) {
+            if let Some(answer) = walk.take(&event, current) {
                 return Ok(answer);
             }
         }
@@ -227,40 +219,6 @@ pub async fn previous_stable(
     } else {
         Previous::NoHistory
     })
-}
-
-/// Who runs the tool: Jenkins' BUILD_USER_ID, else USER, else the name of the process's uid
-/// (cron jobs and systemd units often have no USER), else `unknown`.
-pub fn user() -> String {
-    [env_vars::BUILD_USER_ID, env_vars::USER]
-        .iter()
-        .filter_map(|name| std::env::var(name).ok())
-        .map(|value| value.trim().to_owned())
-        .find(|value| !value.is_empty())
-        .or_else(|| {
-            let passwd = fs_err::read_to_string("/etc/passwd").ok()?;
-            name_of_uid(&passwd, rustix::process::getuid().as_raw())
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-/// The user name of `uid` in a passwd file (`name:password:uid:...` lines).
-fn name_of_uid(passwd: &str, uid: u32) -> Option<String> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?.trim();
-        let listed: u32 = fields.nth(1)?.trim().parse().ok()?;
-        (listed == uid && !name.is_empty()).then(|| name.to_owned())
-    })
-}
-
-/// This machine's host name.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".into())
 }
 
 /// `2026-11-23T10:15:00.123Z`.
@@ -279,14 +237,6 @@ fn key_stamp(time: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uid_names_come_from_passwd() {
-        let passwd = "# comment\nroot:x:0:0:root:/root:/bin/bash\njenkins:x:1001:1001::/var/lib/jenkins:/bin/sh\n";
-        assert_eq!(name_of_uid(passwd, 1001).as_deref(), Some("jenkins"));
-        assert_eq!(name_of_uid(passwd, 0).as_deref(), Some("root"));
-        assert_eq!(name_of_uid(passwd, 7), None);
-    }
 
     fn promotion(from: Option<u64>, to: u64, rollback: bool) -> Record {
         let mut record = Record::now(PROMOTE, &Layout::new("web", "prod"));
@@ -361,7 +311,7 @@ mod tests {
     #[test]
     fn records_keep_no_credentials() {
         let root = tempfile::tempdir().unwrap();
-        let store = Store::Dir(crate::store::DirStore::new(root.path().to_owned()));
+        let store = Store::Dir(crate::bucket::store::DirStore::new(root.path().to_owned()));
         let layout = Layout::new("web", "prod");
         let mut record = Record::now(PROMOTE, &layout);
         record.tag = Some("web-stable".into());

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use tokio::task::JoinSet;
 
-use crate::store::{Object, Store};
+use crate::bucket::store::{Object, Store};
 
 /// Requests in flight at once.
-pub const MAX_IN_FLIGHT: usize = 8;
+pub(crate) const MAX_IN_FLIGHT: usize = 8;
 
 /// Every object of `keys`, in the same order (`None` where there is none).
-pub async fn get_all(store: &Arc<Store>, keys: Vec<String>) -> Result<Vec<Option<Object>>> {
+pub(crate) async fn get_all(store: &Arc<Store>, keys: Vec<String>) -> Result<Vec<Option<Object>>> {
     let mut found: Vec<Option<Object>> = vec![None; keys.len()];
     let mut pending = keys.into_iter().enumerate();
     let mut running = JoinSet::new();
