@@ -163,6 +163,8 @@ pub(crate) struct Listing {
     pub(crate) manifest: Option<Listed>,
     /// The archive object(s) named `{artifact}-{N}.tar*`.
     pub(crate) archives: Vec<Listed>,
+    /// `{artifact}-{N}.release.sig`, if the build was signed.
+    pub(crate) signature: Option<Listed>,
 }
 
 /// Every build the stage names, by number (claims are not builds).
@@ -170,6 +172,13 @@ pub(crate) async fn catalog(store: &Store, layout: &Layout) -> Result<BTreeMap<u
     let mut builds: BTreeMap<u64, Listing> = BTreeMap::new();
     for object in store.list(&layout.prefix()).await? {
         if object.key.starts_with(&layout.claims_prefix()) {
+            continue;
+        }
+        if let Some(manifest_key) = object.key.strip_suffix(".sig")
+            && let Some(number) = layout.build_number_of(manifest_key)
+            && manifest_key == layout.manifest(number)
+        {
+            builds.entry(number).or_default().signature = Some(object);
             continue;
         }
         let Some(number) = layout.build_number_of(&object.key) else {

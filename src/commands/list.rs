@@ -3,7 +3,8 @@
 //! One listing of the stage names every build; the newest `--limit` manifests are then read a
 //! few at a time. Builds of the old jobs have no manifest beside them: they show what the
 //! listing knows (number, archive, size), plus what latest.txt or latest-stable.txt says if one
-//! of them names the build. No archive is read.
+//! of them names the build. A signed build's signature object is read in the same batch, for
+//! the key id it names. No archive is read.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::cli::ListArgs;
 use crate::config;
 use crate::manifest::{self, Manifest};
 use crate::output::{Outcome, human_bytes, short_commit, table};
+use crate::signing;
 
 /// One build as listed (field names are documented in docs/output.md).
 #[derive(Debug, Serialize)]
@@ -38,6 +40,9 @@ struct Row {
     /// Where the details come from: `manifest`, `pointer` (an old build named by latest.txt
     /// or latest-stable.txt) or `listing` (only the key and size are known).
     source: &'static str,
+    /// The key id the build's signature object names (not verified here: `install` and
+    /// `promote` check it against their trusted keys); `null` for an unsigned build.
+    signed_by: Option<String>,
 }
 
 /// Runs `release list`.
@@ -59,6 +64,12 @@ pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
             .filter(|(_, listing)| listing.manifest.is_some())
             .map(|(n, _)| layout.manifest(*n)),
     );
+    let signed: Vec<u64> = shown
+        .iter()
+        .filter(|(_, listing)| listing.signature.is_some())
+        .map(|(n, _)| *n)
+        .collect();
+    keys.extend(signed.iter().map(|n| layout.signature(*n)));
     let mut objects = fetch_all::get_all(&store, keys).await?.into_iter();
     let warn = |message: String| ctx.printer.warn(&message);
     let latest = pointer(
@@ -75,7 +86,12 @@ pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
         objects.next().flatten(),
         warn,
     );
-    let manifests = checked_manifests(&store, &layout, &shown, objects, warn);
+    let manifests = checked_manifests(&store, &layout, &shown, objects.by_ref(), warn);
+    let signers: BTreeMap<u64, String> = signed
+        .into_iter()
+        .zip(objects)
+        .filter_map(|(n, object)| Some((n, signing::named_signer(&object?.body)?)))
+        .collect();
     let marks = (version_of(&latest), version_of(&stable));
     let rows: Vec<Row> = shown
         .iter()
@@ -87,7 +103,9 @@ pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
                     .find(|m| m.version() == Some(*number))
                     .map(|m| (m, "pointer"))
             });
-            row(&layout, *number, listing, known, marks)
+            let mut row = row(&layout, *number, listing, known, marks);
+            row.signed_by = signers.get(number).cloned();
+            row
         })
         .collect();
     let mut outcome = outcome(&layout, rows, marks);
@@ -192,6 +210,7 @@ fn row(
         latest: latest == Some(number),
         stable: stable == Some(number),
         source: known.map_or("listing", |(_, source)| source),
+        signed_by: None,
     }
 }
 
@@ -215,6 +234,7 @@ fn outcome(
                 "COMMIT",
                 "TIMESTAMP",
                 "SIZE",
+                "SIGNED BY",
                 "",
             ]
             .map(str::to_owned)
@@ -232,6 +252,7 @@ fn outcome(
                 dash(r.commit.as_deref().map(short_commit)),
                 dash(r.timestamp.as_deref()),
                 r.size.map_or_else(|| "-".to_owned(), human_bytes),
+                dash(r.signed_by.as_deref().map(short_key_id)),
                 marks.join(" "),
             ]);
         }
@@ -241,6 +262,11 @@ fn outcome(
         text,
         json: json!({ "latest": latest, "stable": stable, "builds": rows }),
     }
+}
+
+/// A key id short enough for a table: a minisign id as it is, a KMS key ARN as its last part.
+fn short_key_id(id: &str) -> &str {
+    id.rsplit('/').next().unwrap_or(id)
 }
 
 fn dash(value: Option<&str>) -> String {

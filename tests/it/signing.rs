@@ -519,6 +519,24 @@ fn promote_with_trusted_keys_refuses_an_unsigned_build_and_show_names_the_signer
         .success()
         .stdout_json();
     assert!(unsigned["signed_by"].is_null(), "{unsigned}");
+    // list says who signed each build, from the signature objects.
+    let listed = ctx
+        .release()
+        .args(["--artifact", ARTIFACT, "--output", "json", "list"])
+        .success()
+        .stdout_json();
+    let signers: Vec<(u64, Option<&str>)> = listed["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["version"].as_u64().unwrap(), b["signed_by"].as_str()))
+        .collect();
+    assert_eq!(signers, [(2, None), (1, Some(id.as_str()))], "{listed}");
+    ctx.release()
+        .args(["--artifact", ARTIFACT, "list"])
+        .success()
+        .stdout_contains("SIGNED BY")
+        .stdout_contains(&id);
 
     // The promotion's history record names the key.
     let history = ctx
