@@ -57,19 +57,7 @@ pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
         .take(limit)
         .map(|(n, l)| (*n, l))
         .collect();
-    let mut keys = vec![layout.latest(), layout.latest_stable()];
-    keys.extend(
-        shown
-            .iter()
-            .filter(|(_, listing)| listing.manifest.is_some())
-            .map(|(n, _)| layout.manifest(*n)),
-    );
-    let signed: Vec<u64> = shown
-        .iter()
-        .filter(|(_, listing)| listing.signature.is_some())
-        .map(|(n, _)| *n)
-        .collect();
-    keys.extend(signed.iter().map(|n| layout.signature(*n)));
+    let (keys, signed) = keys_to_read(&layout, &shown);
     let mut objects = fetch_all::get_all(&store, keys).await?.into_iter();
     let warn = |message: String| ctx.printer.warn(&message);
     let latest = pointer(
@@ -115,6 +103,26 @@ pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
             .push_str(&resolve::other_artifacts(&store, &layout).await);
     }
     Ok(outcome)
+}
+
+/// What to read in one batch, in this order: latest.txt, latest-stable.txt, the manifests of
+/// the shown builds that have one, then the signatures of those that have one (their numbers
+/// returned beside).
+fn keys_to_read(layout: &Layout, shown: &[(u64, &Listing)]) -> (Vec<String>, Vec<u64>) {
+    let mut keys = vec![layout.latest(), layout.latest_stable()];
+    keys.extend(
+        shown
+            .iter()
+            .filter(|(_, listing)| listing.manifest.is_some())
+            .map(|(n, _)| layout.manifest(*n)),
+    );
+    let signed: Vec<u64> = shown
+        .iter()
+        .filter(|(_, listing)| listing.signature.is_some())
+        .map(|(n, _)| *n)
+        .collect();
+    keys.extend(signed.iter().map(|n| layout.signature(*n)));
+    (keys, signed)
 }
 
 /// The manifests of the shown builds that have one, in `objects` (the same order), each
