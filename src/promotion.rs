@@ -394,7 +394,7 @@ impl Promotion<'_> {
         from: Option<u64>,
         commit: Option<&str>,
     ) -> Result<String> {
-        let mut record = Record::now(history::PROMOTE, self.layout);
+        let mut record = Record::now(history::Kind::Promote, self.layout);
         record.from_version = from;
         record.to_version = Some(build.number);
         record.tag = commit.map(|_| self.tagging.name.clone());

@@ -18,16 +18,60 @@ use crate::bucket::store::{Precondition, Store, StoreError};
 use crate::identity;
 use crate::redact;
 
-/// `kind` of a promotion (rollbacks included).
-pub(crate) const PROMOTE: &str = "promote";
-/// `kind` of a push.
-pub(crate) const PUSH: &str = "push";
+/// What a record tells of. Serialized as its name (`promote`, `push`); a name this version does
+/// not know (written by a newer one) is kept as read, so `history` still lists the record and a
+/// rewrite does not lose it, while the rollback walk passes over it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub(crate) enum Kind {
+    /// A promotion (rollbacks included, marked in `Record::extra`).
+    Promote,
+    /// A push to hosts.
+    Push,
+    /// A kind this version does not know, as read.
+    Unknown(String),
+}
+
+impl Kind {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Self::Promote => "promote",
+            Self::Push => "push",
+            Self::Unknown(name) => name,
+        }
+    }
+}
+
+impl From<String> for Kind {
+    fn from(name: String) -> Self {
+        match name.as_str() {
+            "promote" => Self::Promote,
+            "push" => Self::Push,
+            _ => Self::Unknown(name),
+        }
+    }
+}
+
+impl From<Kind> for String {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Unknown(name) => name,
+            known => known.as_str().to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Record {
-    /// What happened: `promote`, later `push`.
-    pub(crate) kind: String,
+    /// What happened.
+    pub(crate) kind: Kind,
     /// When, RFC 3339 in UTC to the millisecond.
     pub(crate) time: String,
     /// Who: Jenkins' BUILD_USER_ID, else USER, else `unknown`.
@@ -51,11 +95,11 @@ pub(crate) struct Record {
 
 impl Record {
     /// A record of `kind` happening now, by this user on this host.
-    pub(crate) fn now(kind: &str, layout: &Layout) -> Self {
+    pub(crate) fn now(kind: Kind, layout: &Layout) -> Self {
         let time = jiff::Timestamp::now();
         let time = time.round(jiff::Unit::Millisecond).unwrap_or(time);
         Self {
-            kind: kind.to_owned(),
+            kind,
             time: rfc3339_millis(time),
             user: identity::user(),
             host: identity::hostname(),
@@ -169,7 +213,7 @@ impl Walk {
     /// change nothing and are skipped, so after promote 1, 2, 1 the answer is 2, and after a
     /// rollback to 2 the next one goes to 1.
     fn take(&mut self, record: &Record, current: u64) -> Option<Previous> {
-        if record.kind != PROMOTE {
+        if record.kind != Kind::Promote {
             return None;
         }
         self.seen = true;
@@ -239,7 +283,7 @@ mod tests {
     use super::*;
 
     fn promotion(from: Option<u64>, to: u64, rollback: bool) -> Record {
-        let mut record = Record::now(PROMOTE, &Layout::new("web", "prod"));
+        let mut record = Record::now(Kind::Promote, &Layout::new("web", "prod"));
         record.from_version = from;
         record.to_version = Some(to);
         if rollback {
@@ -313,7 +357,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let store = Store::Dir(crate::bucket::store::DirStore::new(root.path().to_owned()));
         let layout = Layout::new("web", "prod");
-        let mut record = Record::now(PROMOTE, &layout);
+        let mut record = Record::now(Kind::Promote, &layout);
         record.tag = Some("web-stable".into());
         record.extra.insert(
             "hosts".into(),
@@ -339,5 +383,20 @@ mod tests {
         assert_eq!(record.extra["hosts"], serde_json::json!(["h1"]));
         let back = serde_json::to_value(&record).unwrap();
         assert_eq!(back["hosts"], serde_json::json!(["h1"]));
+    }
+
+    #[test]
+    fn unknown_kinds_are_kept_as_read_and_skipped_by_the_walk() {
+        let text = r#"{"kind":"scale","time":"2026-11-23T10:15:00.123Z","user":"a","host":"h",
+            "artifact":"web","stage":"prod","from_version":1,"to_version":9,"tag":null,
+            "commit":null}"#;
+        let record: Record = serde_json::from_str(text).unwrap();
+        assert_eq!(record.kind, Kind::Unknown("scale".into()));
+        assert_eq!(serde_json::to_value(&record).unwrap()["kind"], "scale");
+        let push: Record = serde_json::from_str(&text.replace("scale", "push")).unwrap();
+        assert_eq!(push.kind, Kind::Push);
+        // Oldest first: a promotion 1 -> 2, then the unknown event naming 9.
+        let records = [promotion(Some(1), 2, false), record];
+        assert_eq!(walk_back(&records, 2), Previous::Build(1));
     }
 }

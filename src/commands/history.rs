@@ -49,7 +49,7 @@ fn text(events: &[Record]) -> String {
         let r = event;
         rows.push(vec![
             r.time.clone(),
-            r.kind.clone(),
+            r.kind.to_string(),
             number(r.from_version),
             number(r.to_version),
             r.user.clone(),

@@ -151,7 +151,7 @@ impl Pushing<'_> {
 
     /// Appends the push's history record; a failure is a warning, the push already happened.
     async fn record(&self, rollout: &Rollout, report: &Report) {
-        let mut record = Record::now(history::PUSH, self.layout);
+        let mut record = Record::now(history::Kind::Push, self.layout);
         record.to_version = Some(rollout.version);
         record.extra.insert(
             "hosts".into(),

@@ -94,3 +94,44 @@ fn real_runs_say_dry_run_false() {
     assert_eq!(doc["dry_run"], false, "{doc}");
     assert_eq!(doc["version"], 1, "{doc}");
 }
+
+/// History kinds are an enum, but a record of a kind this version does not know (written by a
+/// newer one) stays readable: `history` lists it with its kind as written, and `rollback`'s walk
+/// passes over it instead of failing or taking its versions.
+#[test]
+fn unknown_history_kinds_are_listed_and_skipped_by_rollback() {
+    let bucket = tempfile::tempdir().unwrap();
+    let ws = tempfile::tempdir().unwrap();
+    fs_err::write(ws.path().join("app.txt"), "hello\n").unwrap();
+    let store = format!("file://{}", bucket.path().display());
+    let global = ["--output", "json", "--bucket", &store, "--artifact", "web"];
+    let run = |args: &[&str]| {
+        Release::new()
+            .current_dir(ws.path())
+            .env("GIT_COMMIT", "0123456789abcdef0123456789abcdef01234567")
+            .args(global)
+            .args(args)
+            .success()
+            .stdout_json()
+    };
+    run(&["build"]);
+    run(&["build"]);
+    run(&["promote", "1", "--no-tag"]);
+    run(&["promote", "2", "--no-tag"]);
+    let history = bucket.path().join("web/prod/history");
+    let newest = "29991231T235959.999Z-scale-0a1b2c3d.json";
+    fs_err::write(
+        history.join(newest),
+        r#"{"kind":"scale","time":"2999-12-31T23:59:59.999Z","user":"a","host":"h",
+            "artifact":"web","stage":"prod","from_version":2,"to_version":9,"tag":null,
+            "commit":null,"replicas":3}"#,
+    )
+    .unwrap();
+    let listed = run(&["history"]);
+    assert_eq!(listed["events"][0]["kind"], "scale", "{listed}");
+    assert_eq!(listed["events"][0]["replicas"], 3, "{listed}");
+    assert_eq!(listed["events"][1]["kind"], "promote", "{listed}");
+    let rolled = run(&["rollback", "--no-tag"]);
+    assert_eq!(rolled["version"], 1, "{rolled}");
+    assert_eq!(rolled["from_version"], 2, "{rolled}");
+}
