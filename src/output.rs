@@ -32,6 +32,18 @@ pub(crate) struct Outcome {
     pub(crate) json: serde_json::Value,
 }
 
+impl Outcome {
+    /// `text` for people and `doc`, a `Serialize` struct (the documented keys and types of
+    /// docs/output.md), for scripts. Plain structs of strings, numbers and lists always
+    /// serialize, hence no error.
+    pub(crate) fn new(text: String, doc: &impl serde::Serialize) -> Self {
+        Self {
+            text,
+            json: serde_json::to_value(doc).unwrap_or_default(),
+        }
+    }
+}
+
 /// Prints results, progress and warnings.
 #[derive(Debug)]
 pub(crate) struct Printer {

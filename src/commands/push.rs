@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use release_fleet::Fleet;
-use serde_json::json;
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
@@ -21,8 +21,8 @@ use crate::error::{ExitStatus, FailedWithOutcome};
 use crate::identity;
 use crate::output::{self, Outcome};
 use crate::rollout::plan;
-use crate::rollout::targets::{Source, Target};
-use crate::rollout::{self, Halt, HostResult, Report, Rollout};
+use crate::rollout::targets::{Skipped, Source, Target};
+use crate::rollout::{self, Halt, HostReport, HostResult, Report, Rollout};
 use crate::signals::{self, Cleanup};
 
 /// Runs `release push`.
@@ -155,13 +155,18 @@ impl Pushing<'_> {
         record.to_version = Some(rollout.version);
         record.extra.insert(
             "hosts".into(),
-            json!(
+            serde_json::to_value(
                 report
                     .hosts
                     .iter()
-                    .map(|h| json!({"host": h.host, "instance": h.instance, "result": h.result}))
-                    .collect::<Vec<_>>()
-            ),
+                    .map(|h| RecordedHost {
+                        host: &h.host,
+                        instance: h.instance.as_deref(),
+                        result: h.result,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_default(),
         );
         if let Err(err) = history::append(self.store, self.layout, &record).await {
             self.ctx
@@ -177,21 +182,22 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
         "{} {}: {ok} of {total} host(s) ok, {failed} failed",
         rollout.artifact, rollout.version
     );
-    let outcome = Outcome {
-        text: format!("{}\n{summary}", table(&report)),
-        json: json!({
-            "artifact": rollout.artifact,
-            "version": rollout.version,
-            "ok": ok,
-            "failed": failed,
-            "dry_run": false,
-            "batches": report.batches,
-            "interrupted": report.interrupted,
-            "stopped": report.stopped,
-            "hosts": report.hosts,
-            "skipped": report.skipped,
-        }),
-    };
+    let text = format!("{}\n{summary}", table(&report));
+    let outcome = Outcome::new(
+        text,
+        &PushReport {
+            artifact: &rollout.artifact,
+            version: rollout.version,
+            ok,
+            failed,
+            dry_run: false,
+            batches: report.batches,
+            interrupted: report.interrupted,
+            stopped: report.stopped.as_deref(),
+            hosts: &report.hosts,
+            skipped: &report.skipped,
+        },
+    );
     if ok == total && report.stopped.is_none() {
         return Ok(outcome);
     }
@@ -283,21 +289,59 @@ fn plan_outcome(rollout: &Rollout, batches: &[Vec<Target>]) -> Outcome {
             )
         })
         .collect();
-    Outcome {
-        text: format!(
-            "dry run: would push {} {} ({} host(s)); nothing was changed\n{}",
-            rollout.artifact,
-            rollout.version,
-            batches.iter().map(Vec::len).sum::<usize>(),
-            lines.join("\n")
-        ),
-        json: json!({
-            "dry_run": true,
-            "artifact": rollout.artifact,
-            "version": rollout.version,
-            "batches": batches,
-        }),
-    }
+    let text = format!(
+        "dry run: would push {} {} ({} host(s)); nothing was changed\n{}",
+        rollout.artifact,
+        rollout.version,
+        batches.iter().map(Vec::len).sum::<usize>(),
+        lines.join("\n")
+    );
+    Outcome::new(
+        text,
+        &PushPlan {
+            dry_run: true,
+            artifact: &rollout.artifact,
+            version: rollout.version,
+            batches: batches.len(),
+            plan: batches,
+        },
+    )
+}
+
+/// `push`'s document (docs/output.md).
+#[derive(Serialize)]
+struct PushReport<'a> {
+    artifact: &'a str,
+    version: u64,
+    ok: usize,
+    failed: usize,
+    dry_run: bool,
+    /// Batches started.
+    batches: usize,
+    interrupted: bool,
+    stopped: Option<&'a str>,
+    hosts: &'a [HostReport],
+    skipped: &'a [Skipped],
+}
+
+/// `push --dry-run`'s document: `batches` is a count as in the report, the hosts of each batch
+/// are under `plan`.
+#[derive(Serialize)]
+struct PushPlan<'a> {
+    dry_run: bool,
+    artifact: &'a str,
+    version: u64,
+    /// Batches that would run.
+    batches: usize,
+    plan: &'a [Vec<Target>],
+}
+
+/// One host of a push's history record.
+#[derive(Serialize)]
+struct RecordedHost<'a> {
+    host: &'a str,
+    instance: Option<&'a str>,
+    result: HostResult,
 }
 
 #[cfg(test)]

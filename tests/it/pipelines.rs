@@ -792,9 +792,13 @@ fn push_pipeline_dry_run_plans_the_hosts() {
     let plan = json_file(ws.path().join("push.json"));
     assert_eq!(plan["dry_run"], true, "{plan}{}", run.report());
     assert_eq!(plan["version"], 1, "{plan}");
-    let batches: Vec<Vec<String>> = plan["batches"]
+    assert_eq!(
+        plan["batches"], 2,
+        "one type per key: a count, as in the report; {plan}"
+    );
+    let batches: Vec<Vec<String>> = plan["plan"]
         .as_array()
-        .expect("batches")
+        .expect("plan")
         .iter()
         .map(|batch| {
             batch
