@@ -207,25 +207,54 @@ fn completions(shell: clap_complete::Shell) -> Outcome {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "release", &mut script);
     let text = String::from_utf8_lossy(&script).into_owned();
-    Outcome {
-        json: serde_json::json!({ "shell": shell.to_string(), "script": text }),
-        text,
-    }
+    let doc = Completions {
+        shell: shell.to_string(),
+        script: &text,
+    };
+    Outcome::new(text.clone(), &doc)
+}
+
+/// `completions`' document (docs/output.md).
+#[derive(serde::Serialize)]
+struct Completions<'a> {
+    shell: String,
+    script: &'a str,
+}
+
+/// `man --dir`'s document (docs/output.md).
+#[derive(serde::Serialize)]
+struct ManPagesWritten<'a> {
+    dir: &'a std::path::Path,
+    /// The file names written into `dir`.
+    pages: &'a [String],
+}
+
+/// `man`'s document (docs/output.md).
+#[derive(serde::Serialize)]
+struct ManPage<'a> {
+    /// The page, roff.
+    man: &'a str,
+}
+
+/// The `error` object added to a report that failed (docs/output.md).
+#[derive(serde::Serialize)]
+struct ReportError<'a> {
+    message: &'a str,
+    exit_code: u8,
 }
 
 fn man_page(args: cli::ManArgs) -> Result<Outcome> {
     if let Some(dir) = args.dir {
         let pages = man::write_all(&dir)?;
-        return Ok(Outcome {
-            text: format!("wrote {} man pages to {}", pages.len(), dir.display()),
-            json: serde_json::json!({ "dir": dir, "pages": pages }),
-        });
+        let text = format!("wrote {} man pages to {}", pages.len(), dir.display());
+        let doc = ManPagesWritten {
+            dir: &dir,
+            pages: &pages,
+        };
+        return Ok(Outcome::new(text, &doc));
     }
     let text = man::page(args.command.as_deref())?;
-    Ok(Outcome {
-        json: serde_json::json!({ "man": text }),
-        text,
-    })
+    Ok(Outcome::new(text.clone(), &ManPage { man: &text }))
 }
 
 fn report_error(printer: &Printer, err: &anyhow::Error) -> ExitStatus {
@@ -235,7 +264,11 @@ fn report_error(printer: &Printer, err: &anyhow::Error) -> ExitStatus {
         if let Some(doc) = outcome.json.as_object_mut() {
             doc.insert(
                 "error".into(),
-                serde_json::json!({"message": reported.message, "exit_code": status as u8}),
+                serde_json::to_value(ReportError {
+                    message: &reported.message,
+                    exit_code: status as u8,
+                })
+                .unwrap_or_default(),
             );
         }
         printer.outcome(&outcome);

@@ -77,12 +77,41 @@ pub(crate) fn command_line_error(err: &clap::Error, json: bool) -> ExitStatus {
                 .trim_start_matches("error: ")
                 .to_owned(),
         };
-        let doc = serde_json::json!({
-            "error": {"message": message, "causes": [], "exit_code": ExitStatus::Usage as u8}
-        });
-        to_stdout(format_args!("{doc}\n"));
+        let doc = ErrorDoc::new(Some(&message), &[], ExitStatus::Usage as u8);
+        to_stdout(format_args!("{}\n", doc.to_json()));
     }
     ExitStatus::Usage
+}
+
+/// The document of a command that failed (docs/output.md, "Errors").
+#[derive(serde::Serialize)]
+struct ErrorDoc<'a> {
+    error: ErrorBody<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    /// The error, `null` only if there is no message at all.
+    message: Option<&'a String>,
+    /// What led to it, outermost first.
+    causes: &'a [String],
+    exit_code: u8,
+}
+
+impl<'a> ErrorDoc<'a> {
+    fn new(message: Option<&'a String>, causes: &'a [String], exit_code: u8) -> Self {
+        Self {
+            error: ErrorBody {
+                message,
+                causes,
+                exit_code,
+            },
+        }
+    }
+
+    fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 /// One error line on stderr, now, from anywhere (a second signal ending the process): no
@@ -149,14 +178,9 @@ impl Printer {
                 }
             }
             OutputFormat::Json => {
-                let doc = serde_json::json!({
-                    "error": {
-                        "message": messages.first(),
-                        "causes": messages.get(1..).unwrap_or_default(),
-                        "exit_code": exit_code,
-                    }
-                });
-                to_stdout(format_args!("{doc}\n"));
+                let causes = messages.get(1..).unwrap_or_default();
+                let doc = ErrorDoc::new(messages.first(), causes, exit_code);
+                to_stdout(format_args!("{}\n", doc.to_json()));
                 if let Some(first) = messages.first() {
                     to_stderr(format_args!("error: {first}\n"));
                 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::Context;
@@ -160,7 +160,7 @@ pub(crate) async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
     let signed = publish(ctx, &store, &layout, &archive_key, &manifest, sign).await?;
     let moved = move_latest(ctx, &store, &layout, &manifest, &archive_key).await?;
     let compression = config.compression;
-    let outcome = report(
+    let (text, doc) = report(
         &store,
         &archive_key,
         &manifest,
@@ -169,7 +169,7 @@ pub(crate) async fn run(ctx: &Context, args: BuildArgs) -> Result<Outcome> {
         moved,
         started,
     );
-    Ok(with_signer(outcome, signed))
+    Ok(with_signer(text, doc, signed))
 }
 
 /// The keys only known once the archive is stored: its name, digest and size.
@@ -180,12 +180,12 @@ fn set_archive_keys(manifest: &mut Manifest, archive_name: &str, packed: &Packed
 }
 
 /// The build's report with the key that signed it (`signed_by`, null when unsigned).
-fn with_signer(mut outcome: Outcome, signed: Option<String>) -> Outcome {
+fn with_signer(mut text: String, mut doc: Built, signed: Option<String>) -> Outcome {
     if let Some(key_id) = &signed {
-        outcome.text.push_str(&format!(", signed by key {key_id}"));
+        text.push_str(&format!(", signed by key {key_id}"));
     }
-    outcome.json["signed_by"] = json!(signed);
-    outcome
+    doc.signed_by = signed;
+    Outcome::new(text, &doc)
 }
 
 /// The files the build packs (`--path`, `--exclude`, .gitignore), warning about surprises.
@@ -445,10 +445,7 @@ fn listing(entries: &[walk::Entry]) -> Outcome {
             }
         })
         .collect();
-    Outcome {
-        text: paths.join("\n"),
-        json: json!(paths),
-    }
+    Outcome::new(paths.join("\n"), &paths)
 }
 
 /// An archive of nothing (or of empty directories) would become `latest` and install an empty
@@ -583,25 +580,63 @@ fn plan(
     entries: &[walk::Entry],
 ) -> Outcome {
     let object = store.url(&layout.archive(number, config.compression));
-    Outcome {
-        text: format!(
-            "dry run: would build {} {number} as {object} from {} entries (commit {}); \
-             nothing was written",
-            layout.artifact(),
-            entries.len(),
-            short_commit(&source.commit)
-        ),
-        json: json!({
-            "dry_run": true,
-            "artifact": layout.artifact(),
-            "version": number,
-            "object": object,
-            "entries": entries.len(),
-            "git_commit": source.commit,
-            "git_branch": source.branch,
-            "compression": config.compression,
-        }),
-    }
+    let text = format!(
+        "dry run: would build {} {number} as {object} from {} entries (commit {}); \
+         nothing was written",
+        layout.artifact(),
+        entries.len(),
+        short_commit(&source.commit)
+    );
+    let doc = BuildPlan {
+        dry_run: true,
+        artifact: layout.artifact(),
+        version: number,
+        object: &object,
+        entries: entries.len(),
+        git_commit: &source.commit,
+        git_branch: source.branch.as_deref(),
+        compression: config.compression,
+    };
+    Outcome::new(text, &doc)
+}
+
+/// `build --dry-run`'s document (docs/output.md).
+#[derive(Serialize)]
+struct BuildPlan<'a> {
+    dry_run: bool,
+    artifact: &'a str,
+    version: u64,
+    /// The archive's URL it would write.
+    object: &'a str,
+    /// Files, links and directories it would pack.
+    entries: usize,
+    git_commit: &'a str,
+    git_branch: Option<&'a str>,
+    compression: Compression,
+}
+
+/// `build`'s document (docs/output.md).
+#[derive(Serialize)]
+struct Built {
+    dry_run: bool,
+    artifact: Option<String>,
+    version: u64,
+    /// The archive's URL.
+    object: String,
+    /// Archive bytes.
+    size: u64,
+    /// Bytes of the tar before compression.
+    tar_size: u64,
+    sha256: String,
+    compression: Compression,
+    git_commit: Option<String>,
+    git_branch: Option<String>,
+    build: Option<String>,
+    latest_moved: bool,
+    /// Wall time, to the millisecond.
+    seconds: f64,
+    /// The key id that signed the manifest, `null` when unsigned.
+    signed_by: Option<String>,
 }
 
 fn report(
@@ -612,31 +647,32 @@ fn report(
     compression: Compression,
     moved: Moved,
     started: Instant,
-) -> Outcome {
+) -> (String, Built) {
     let seconds = started.elapsed().as_secs_f64();
     let version = manifest.version().unwrap_or(0);
     let object = store.url(key);
-    Outcome {
-        text: format!(
-            "built {} {version}: {object} ({}, sha256 {}) in {seconds:.1}s",
-            manifest.get(manifest::MODULE).unwrap_or_default(),
-            human_bytes(packed.size),
-            packed.sha256
-        ),
-        json: json!({
-            "dry_run": false,
-            "artifact": manifest.get(manifest::MODULE),
-            "version": version,
-            "object": object,
-            "size": packed.size,
-            "tar_size": packed.tar_size,
-            "sha256": packed.sha256,
-            "compression": compression,
-            "git_commit": manifest.get(manifest::GIT_COMMIT),
-            "git_branch": manifest.get(manifest::GIT_BRANCH),
-            "build": manifest.get(manifest::BUILD),
-            "latest_moved": moved == Moved::Yes,
-            "seconds": output::seconds_since(started),
-        }),
-    }
+    let text = format!(
+        "built {} {version}: {object} ({}, sha256 {}) in {seconds:.1}s",
+        manifest.get(manifest::MODULE).unwrap_or_default(),
+        human_bytes(packed.size),
+        packed.sha256
+    );
+    let owned = |key| manifest.get(key).map(str::to_owned);
+    let doc = Built {
+        dry_run: false,
+        artifact: owned(manifest::MODULE),
+        version,
+        object,
+        size: packed.size,
+        tar_size: packed.tar_size,
+        sha256: packed.sha256.clone(),
+        compression,
+        git_commit: owned(manifest::GIT_COMMIT),
+        git_branch: owned(manifest::GIT_BRANCH),
+        build: owned(manifest::BUILD),
+        latest_moved: moved == Moved::Yes,
+        seconds: output::seconds_since(started),
+        signed_by: None,
+    };
+    (text, doc)
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use serde_json::json;
+use serde::Serialize;
 
 use super::Context;
 use crate::cli::CurrentArgs;
@@ -20,37 +20,57 @@ pub(crate) async fn run(ctx: &Context, args: CurrentArgs) -> Result<Outcome> {
     let artifact = artifact_of(ctx, &view, &dir)?;
     let releases = view.releases();
     let Some(number) = view.current() else {
-        return Ok(Outcome {
-            text: format!("nothing is installed in {}", dir.display()),
-            json: json!({"artifact": artifact, "dir": dir, "version": null, "releases": releases}),
-        });
+        let doc = Current {
+            artifact,
+            dir: &dir,
+            version: None,
+            git_commit: None,
+            sha256: None,
+            timestamp: None,
+            releases,
+        };
+        let text = format!("nothing is installed in {}", dir.display());
+        return Ok(Outcome::new(text, &doc));
     };
     let manifest = view.manifest(number).unwrap_or_default();
     let field = |key| manifest.get(key).map(str::to_owned);
     let artifact = artifact.or_else(|| field(manifest::MODULE));
-    Ok(Outcome {
-        text: format!(
-            "{} {number} in {} (commit {}, sha256 {}); on disk: {}",
-            artifact.as_deref().unwrap_or("?"),
-            dir.display(),
-            field(manifest::GIT_COMMIT).unwrap_or_else(|| "?".into()),
-            field(manifest::SHA256).unwrap_or_else(|| "?".into()),
-            releases
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        json: json!({
-            "artifact": artifact,
-            "dir": dir,
-            "version": number,
-            "git_commit": field(manifest::GIT_COMMIT),
-            "sha256": field(manifest::SHA256),
-            "timestamp": field(manifest::TIMESTAMP),
-            "releases": releases,
-        }),
-    })
+    let text = format!(
+        "{} {number} in {} (commit {}, sha256 {}); on disk: {}",
+        artifact.as_deref().unwrap_or("?"),
+        dir.display(),
+        field(manifest::GIT_COMMIT).unwrap_or_else(|| "?".into()),
+        field(manifest::SHA256).unwrap_or_else(|| "?".into()),
+        releases
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let doc = Current {
+        artifact,
+        dir: &dir,
+        version: Some(number),
+        git_commit: field(manifest::GIT_COMMIT),
+        sha256: field(manifest::SHA256),
+        timestamp: field(manifest::TIMESTAMP),
+        releases,
+    };
+    Ok(Outcome::new(text, &doc))
+}
+
+/// `current`'s document (docs/output.md): the same keys whether a build is installed or not.
+#[derive(Serialize)]
+struct Current<'a> {
+    artifact: Option<String>,
+    dir: &'a std::path::Path,
+    /// The build `current` points to, `null` if none.
+    version: Option<u64>,
+    git_commit: Option<String>,
+    sha256: Option<String>,
+    timestamp: Option<String>,
+    /// Builds on disk, oldest first.
+    releases: Vec<u64>,
 }
 
 /// `--dir`, else `RELEASE_INSTALL_DIR`, else release.toml `[install] dir`, else

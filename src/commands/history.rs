@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use serde_json::json;
+use serde::Serialize;
 
 use super::Context;
 use crate::bucket::history::{self, Record};
@@ -29,11 +29,13 @@ pub(crate) async fn run(ctx: &Context, args: ListArgs) -> Result<Outcome> {
     } else {
         text(&events)
     };
-    let records: Vec<_> = events.iter().collect();
-    Ok(Outcome {
-        text,
-        json: json!({ "events": records }),
-    })
+    Ok(Outcome::new(text, &History { events: &events }))
+}
+
+/// `history`'s document (docs/output.md): the records as stored, newest first.
+#[derive(Serialize)]
+struct History<'a> {
+    events: &'a [Record],
 }
 
 fn text(events: &[Record]) -> String {

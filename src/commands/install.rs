@@ -16,7 +16,6 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, anyhow};
 use bytes::{Buf, Bytes};
 use serde::Serialize;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -74,16 +73,45 @@ fn dry_run(layout: &Layout, config: &InstallConfig, build: &Build) -> Outcome {
             config.dir.display()
         )
     };
-    Outcome {
-        text,
-        json: json!({
-            "dry_run": true,
-            "artifact": layout.artifact(),
-            "version": number,
-            "dir": config.dir,
-            "already_installed": installed,
-        }),
-    }
+    let doc = InstallPlan {
+        dry_run: true,
+        artifact: layout.artifact(),
+        version: number,
+        dir: &config.dir,
+        already_installed: installed,
+    };
+    Outcome::new(text, &doc)
+}
+
+/// `install --dry-run`'s document (docs/output.md).
+#[derive(Serialize)]
+struct InstallPlan<'a> {
+    dry_run: bool,
+    artifact: &'a str,
+    version: u64,
+    dir: &'a Path,
+    /// The build is installed and current: install would change nothing (without `--force`).
+    already_installed: bool,
+}
+
+/// `install`'s document (docs/output.md).
+#[derive(Serialize)]
+struct Installed<'a> {
+    dry_run: bool,
+    artifact: &'a str,
+    version: u64,
+    /// The build current before, `null` if none.
+    previous: Option<u64>,
+    status: InstallStatus,
+    dir: &'a Path,
+    /// Whether the archive was fetched (false when already installed).
+    downloaded: bool,
+    /// Files unpacked, `null` when nothing was.
+    files: Option<u64>,
+    /// The installed manifest's SHA256.
+    sha256: Option<String>,
+    /// Wall time, to the millisecond.
+    seconds: f64,
 }
 
 /// The build as its signed manifest says when trusted keys are configured (or the refusal);
@@ -420,20 +448,19 @@ impl Install<'_> {
                 previous.map_or(String::new(), |p| format!(" (was {p})"))
             ),
         };
-        Outcome {
-            text,
-            json: json!({
-                "artifact": self.layout.artifact(),
-                "version": number,
-                "previous": previous,
-                "status": status,
-                "dir": self.dir.root(),
-                "downloaded": unpacked.is_some(),
-                "files": unpacked.map(|u| u.files),
-                "sha256": sha256,
-                "seconds": output::seconds_since(started),
-            }),
-        }
+        let doc = Installed {
+            dry_run: false,
+            artifact: self.layout.artifact(),
+            version: number,
+            previous,
+            status,
+            dir: self.dir.root(),
+            downloaded: unpacked.is_some(),
+            files: unpacked.map(|u| u.files),
+            sha256,
+            seconds: output::seconds_since(started),
+        };
+        Outcome::new(text, &doc)
     }
 }
 

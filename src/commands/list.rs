@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use serde::Serialize;
-use serde_json::json;
 
 use super::Context;
 use crate::bucket::fetch_all;
@@ -266,10 +265,25 @@ fn outcome(
         }
         table(&lines)
     };
-    Outcome {
+    Outcome::new(
         text,
-        json: json!({ "latest": latest, "stable": stable, "builds": rows }),
-    }
+        &List {
+            latest,
+            stable,
+            builds: rows,
+        },
+    )
+}
+
+/// `list`'s document (docs/output.md).
+#[derive(Serialize)]
+struct List {
+    /// The build latest.txt names, `null` if none.
+    latest: Option<u64>,
+    /// The build latest-stable.txt names, `null` if none.
+    stable: Option<u64>,
+    /// Newest first.
+    builds: Vec<Row>,
 }
 
 /// A key id short enough for a table: a minisign id as it is, a KMS key ARN as its last part.

@@ -1,7 +1,7 @@
 //! `release show`: one build's manifest, read from the least data that answers.
 
 use anyhow::Result;
-use serde_json::json;
+use serde::Serialize;
 
 use super::Context;
 use crate::bucket::resolve::{self, BuildRef};
@@ -35,13 +35,23 @@ pub(crate) async fn run(ctx: &Context, args: ShowArgs) -> Result<Outcome> {
             .printer
             .status(&format!("build {} is not signed", build.number)),
     }
-    Ok(Outcome {
-        text: build.manifest.to_text(),
-        json: json!({
-            "version": build.number,
-            "origin": build.origin,
-            "manifest": fields,
-            "signed_by": signed_by,
-        }),
-    })
+    let doc = Show {
+        version: build.number,
+        origin: build.origin,
+        manifest: fields,
+        signed_by,
+    };
+    Ok(Outcome::new(build.manifest.to_text(), &doc))
+}
+
+/// `show`'s document (docs/output.md).
+#[derive(Serialize)]
+struct Show {
+    version: u64,
+    /// Where the manifest came from: `manifest` or `pointer`.
+    origin: resolve::Origin,
+    /// The manifest's keys and values, as strings.
+    manifest: serde_json::Map<String, serde_json::Value>,
+    /// The key id the signature object names, `null` when unsigned.
+    signed_by: Option<String>,
 }

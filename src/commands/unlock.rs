@@ -2,10 +2,10 @@
 //! one. Only the version read is removed: a lock renewed or taken by a push meanwhile stays.
 
 use anyhow::Result;
-use serde_json::json;
+use serde::Serialize;
 
 use super::Context;
-use crate::bucket::lock::{self, Current};
+use crate::bucket::lock::{self, Current, LockInfo};
 use crate::bucket::store::{Store, StoreError};
 use crate::cli::UnlockArgs;
 use crate::error::ExitError;
@@ -20,10 +20,8 @@ pub(crate) async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
     let url = store.url(&key);
     let (held, etag) = match lock::current(&store, &layout).await? {
         None => {
-            return Ok(Outcome {
-                text: format!("no push lock at {url}"),
-                json: json!({"removed": false, "lock": null}),
-            });
+            let doc = Unlocked::none(ctx.settings.dry_run);
+            return Ok(Outcome::new(format!("no push lock at {url}"), &doc));
         }
         Some(Current::Damaged { why, .. }) if !args.force => {
             return Err(ExitError::Conflict(format!(
@@ -48,10 +46,8 @@ pub(crate) async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
         |h| format!("the push lock held by {}", h.holder),
     );
     if ctx.settings.dry_run {
-        return Ok(Outcome {
-            text: format!("dry run: would remove {whose}"),
-            json: json!({"dry_run": true, "removed": false, "lock": held, "damaged": held.is_none()}),
-        });
+        let doc = Unlocked::found(true, false, held.as_ref());
+        return Ok(Outcome::new(format!("dry run: would remove {whose}"), &doc));
     }
     signals::step(
         "removing the push lock",
@@ -63,10 +59,42 @@ pub(crate) async fn run(ctx: &Context, args: UnlockArgs) -> Result<Outcome> {
         .as_ref()
         .map(|h| format!(" since {}", h.since))
         .unwrap_or_default();
-    Ok(Outcome {
-        text: format!("removed {whose}{since}"),
-        json: json!({"removed": true, "lock": held, "damaged": held.is_none()}),
-    })
+    let doc = Unlocked::found(false, true, held.as_ref());
+    Ok(Outcome::new(format!("removed {whose}{since}"), &doc))
+}
+
+/// `unlock`'s document (docs/output.md): the same keys in every case (before, `dry_run` and
+/// `damaged` appeared only in some).
+#[derive(Serialize)]
+struct Unlocked<'a> {
+    dry_run: bool,
+    removed: bool,
+    /// The lock removed (or that would be), `null` if none or damaged.
+    lock: Option<&'a LockInfo>,
+    /// The lock found could not be read.
+    damaged: bool,
+}
+
+impl<'a> Unlocked<'a> {
+    /// No lock was there.
+    fn none(dry_run: bool) -> Self {
+        Self {
+            dry_run,
+            removed: false,
+            lock: None,
+            damaged: false,
+        }
+    }
+
+    /// A lock was there: `held` as read, `None` when damaged.
+    fn found(dry_run: bool, removed: bool, held: Option<&'a LockInfo>) -> Self {
+        Self {
+            dry_run,
+            removed,
+            lock: held,
+            damaged: held.is_none(),
+        }
+    }
 }
 
 /// Deletes the lock if it is still the one read (`etag`); one taken or renewed meanwhile is a

@@ -13,7 +13,7 @@ pub(crate) mod reach;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::aws::Timeouts;
@@ -273,21 +273,39 @@ impl Settings {
 
     /// The resolved settings as JSON, for `--show-config`.
     pub(crate) fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "artifact": self.artifact,
-            "store": self.store.to_string(),
-            "stage": self.stage,
-            "region": self.region,
-            "sse": format!("{:?}", self.sse),
-            "sse_kms_key_id": self.sse_kms_key_id,
-            "output": format!("{:?}", self.output).to_lowercase(),
-            "dry_run": self.dry_run,
-            "connect_timeout": self.timeouts.connect.as_secs(),
-            "read_timeout": self.timeouts.read.as_secs(),
-            "operation_timeout": self.timeouts.operation.as_secs(),
-            "config_file": self.file_path,
-        })
+        let shown = ShownConfig {
+            artifact: self.artifact.as_deref(),
+            store: self.store.to_string(),
+            stage: &self.stage,
+            region: self.region.as_deref(),
+            sse: format!("{:?}", self.sse),
+            sse_kms_key_id: self.sse_kms_key_id.as_deref(),
+            output: format!("{:?}", self.output).to_lowercase(),
+            dry_run: self.dry_run,
+            connect_timeout: self.timeouts.connect.as_secs(),
+            read_timeout: self.timeouts.read.as_secs(),
+            operation_timeout: self.timeouts.operation.as_secs(),
+            config_file: self.file_path.as_deref(),
+        };
+        serde_json::to_value(shown).unwrap_or_default()
     }
+}
+
+/// `--show-config`'s document (docs/output.md); timeouts in seconds.
+#[derive(Serialize)]
+struct ShownConfig<'a> {
+    artifact: Option<&'a str>,
+    store: String,
+    stage: &'a str,
+    region: Option<&'a str>,
+    sse: String,
+    sse_kms_key_id: Option<&'a str>,
+    output: String,
+    dry_run: bool,
+    connect_timeout: u64,
+    read_timeout: u64,
+    operation_timeout: u64,
+    config_file: Option<&'a std::path::Path>,
 }
 
 /// The AWS timeouts: flag or env, else release.toml, else the defaults; zero is refused (it
