@@ -105,8 +105,9 @@ fn json_documents_that_need_no_server() {
     insta::assert_snapshot!("unlock_no_lock", json(&["unlock"], 0));
 }
 
-/// The documents of the bucket commands in a file store: list, show, history, promote (without
-/// a tag), install, and push's plan (a dry run connects to no host).
+/// The documents of the bucket commands in a file store: list, show, history, promote and
+/// rollback (without a tag), install, unlock's dry run, and push's plan (a dry run connects to
+/// no host).
 #[test]
 fn json_documents_of_the_bucket_commands() {
     let bucket = tempfile::tempdir().unwrap();
@@ -143,6 +144,9 @@ fn json_documents_of_the_bucket_commands() {
     let install_dir = ws.path().join("opt");
     let install_dir = install_dir.to_str().unwrap();
     insta::assert_snapshot!("install", json(&["install", "2", "--dir", install_dir]));
+    json(&["promote", "2", "--no-tag"]);
+    insta::assert_snapshot!("rollback", json(&["rollback", "--no-tag"]));
+    insta::assert_snapshot!("unlock_dry_run", json(&["--dry-run", "unlock"]));
     let push = [
         "push",
         "1",
