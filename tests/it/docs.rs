@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::Release;
+use crate::common::SUBCOMMANDS;
 
 fn repo_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -151,23 +152,6 @@ fn json_blocks(text: &str) -> Vec<(usize, String)> {
     assert!(current.is_none(), "an unterminated ```json block");
     blocks
 }
-
-const SUBCOMMANDS: [&str; 14] = [
-    "build",
-    "promote",
-    "rollback",
-    "list",
-    "show",
-    "history",
-    "install",
-    "current",
-    "push",
-    "status",
-    "unlock",
-    "completions",
-    "man",
-    "key",
-];
 
 #[test]
 fn completions_name_every_subcommand() {

@@ -5,24 +5,7 @@
 
 use serde_json::Value;
 
-use crate::common::Release;
-
-const COMMANDS: &[&str] = &[
-    "build",
-    "promote",
-    "rollback",
-    "list",
-    "show",
-    "history",
-    "install",
-    "current",
-    "push",
-    "status",
-    "unlock",
-    "key",
-    "completions",
-    "man",
-];
+use crate::common::{Release, SUBCOMMANDS};
 
 /// Keys whose values change from run to run (paths, times, sizes, digests, ports).
 const VOLATILE: &[&str] = &[
@@ -67,7 +50,7 @@ fn redacted_also(mut doc: Value, also: &[&str]) -> String {
 #[test]
 fn help_of_the_program_and_every_command() {
     insta::assert_snapshot!("help", Release::new().arg("--help").success().stdout());
-    for command in COMMANDS {
+    for command in SUBCOMMANDS {
         let help = Release::new().args([command, "--help"]).success().stdout();
         insta::assert_snapshot!(format!("help_{command}"), help);
     }

@@ -34,6 +34,25 @@ pub use workspace::{BareRepo, Workspace};
 /// Longest a single run of the binary may take before it is killed and the test fails.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Every subcommand of `release`, in the order its help lists them: completions, man pages and
+/// help snapshots are checked for each.
+pub const SUBCOMMANDS: [&str; 14] = [
+    "build",
+    "promote",
+    "rollback",
+    "list",
+    "show",
+    "history",
+    "install",
+    "current",
+    "push",
+    "status",
+    "unlock",
+    "key",
+    "completions",
+    "man",
+];
+
 /// A bucket name no other test uses: `{prefix}-{12 hex digits}` (tests share one moto server).
 pub fn unique_bucket(prefix: &str) -> String {
     assert!(
