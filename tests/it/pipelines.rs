@@ -453,6 +453,8 @@ fn pipelines_have_the_old_jobs_parameters_and_call_only_release() {
                 "FORKS",
                 "MAX_FAILURES",
                 "CUSTOM_SCRIPT",
+                "TRANSPORT",
+                "SSM_OUTPUT",
                 "SSH_USER",
                 "SUDO",
                 "SSH_CONFIG",
@@ -734,6 +736,8 @@ fn push_vars(hosts: &str, asgs: &str, script: &str) -> Vec<(String, String)> {
         ("FORKS", "2"),
         ("MAX_FAILURES", "1"),
         ("CUSTOM_SCRIPT", script),
+        ("TRANSPORT", "ssh"),
+        ("SSM_OUTPUT", ""),
         ("SSH_USER", "deploy"),
         ("SUDO", "true"),
         ("SSH_CONFIG", ""),
@@ -828,4 +832,101 @@ fn push_pipeline_dry_run_plans_the_hosts() {
         "{}",
         run.report()
     );
+}
+
+/// A `release` stand-in for the push job: writes `RELEASE_PUSH_VIA` and then each argument it
+/// got, one per line, to `$WORKSPACE/argv`, and prints an empty JSON document.
+fn argv_recorder() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("release-argv-")
+        .tempdir()
+        .expect("stand-in dir");
+    let script = r#"#!/bin/sh
+{ printf 'RELEASE_PUSH_VIA=%s\n' "${RELEASE_PUSH_VIA-unset}"; printf '%s\n' "$@"; } > "$WORKSPACE/argv"
+echo '{}'
+"#;
+    let path = dir.path().join("release");
+    fs_err::write(&path, script).expect("write the stand-in");
+    fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the stand-in");
+    dir
+}
+
+/// TRANSPORT reaches `release push` as `--via` (ssm) or as the env twin (ssh, the default),
+/// SSM_OUTPUT as `--ssm-output` with ssm only, the SSH parameters with ssh only; hostile values
+/// stay single words. Runs the job's step with a stand-in `release` that records its arguments.
+#[test]
+fn push_pipeline_passes_the_transport_and_ssm_output_as_single_words() {
+    let agent = Agent {
+        endpoint: "http://127.0.0.1:9".into(),
+        bucket: "build".into(),
+        home: tempfile::tempdir().expect("agent HOME"),
+    };
+    let push = Jenkinsfile::load("push");
+    let stand_in = argv_recorder();
+    let path = format!("{}:/usr/bin:/bin", stand_in.path().display());
+    let hostile_output = "s3://logs/release x; touch /tmp/pwned-$(id -u) *";
+    let hostile_group = "web-a;$(id)";
+    let args = |transport: &str, output: &str| {
+        let ws = tempfile::tempdir().expect("workspace");
+        let mut vars = push_vars("*", &format!("{hostile_group},web-b"), "");
+        for (key, value) in &mut vars {
+            match key.as_str() {
+                "TRANSPORT" => *value = transport.into(),
+                "SSM_OUTPUT" => *value = output.into(),
+                "SSH_CONFIG" => *value = "/etc/ssh config".into(),
+                _ => {}
+            }
+        }
+        vars.push(("PATH".into(), path.clone()));
+        agent.run(&push, ws.path(), &borrowed(&vars)).success();
+        let argv = fs_err::read_to_string(ws.path().join("argv")).expect("the stand-in ran");
+        let workspace = ws.path().display().to_string();
+        argv.lines()
+            .map(|l| l.replace(&workspace, "$WORKSPACE"))
+            .collect::<Vec<_>>()
+    };
+    let common = [
+        "--output",
+        "json",
+        "push",
+        "--asg",
+        hostile_group,
+        "--asg",
+        "web-b",
+        "--batch",
+        "2",
+        "--max-failures",
+        "1",
+    ];
+
+    let ssm = args("ssm", hostile_output);
+    let mut expected = vec!["RELEASE_PUSH_VIA=unset"];
+    expected.extend(common);
+    expected.extend(["--via", "ssm", "--ssm-output", hostile_output]);
+    assert_eq!(ssm, expected, "TRANSPORT=ssm");
+
+    let ssm_no_output = args("ssm", "");
+    assert_eq!(
+        ssm_no_output,
+        expected[..expected.len() - 2],
+        "an empty SSM_OUTPUT passes no --ssm-output"
+    );
+
+    let ssh = args("ssh", hostile_output);
+    let mut expected = vec!["RELEASE_PUSH_VIA=ssh"];
+    expected.extend(common);
+    expected.extend([
+        "--sudo",
+        "--ssh-config",
+        "/etc/ssh config",
+        "--ssh-user",
+        "deploy",
+        "--strict-host-keys",
+        "accept-new",
+        "--log-dir",
+        "$WORKSPACE/push-logs",
+    ]);
+    assert_eq!(ssh, expected, "TRANSPORT=ssh: no --via, no --ssm-output");
 }
