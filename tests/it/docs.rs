@@ -132,6 +132,93 @@ fn iam_policies_parse() {
     ] {
         assert!(text.contains(needed), "docs/iam.md lacks {needed}");
     }
+    // Host reports: the instances write only under hosts/, and nothing else gains a write.
+    let statements: Vec<serde_json::Value> = blocks
+        .iter()
+        .filter_map(|(_, block)| serde_json::from_str::<serde_json::Value>(block).ok())
+        .filter_map(|doc| doc["Statement"].as_array().cloned())
+        .flatten()
+        .collect();
+    let by_sid = |sid: &str| {
+        statements
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("docs/iam.md has no statement {sid}"))
+    };
+    let reports = by_sid("WriteHostReports");
+    assert_eq!(
+        reports["Action"],
+        serde_json::json!(["s3:PutObject", "s3:DeleteObject"])
+    );
+    assert_eq!(
+        reports["Resource"],
+        "arn:aws:s3:::build/obelix-appengine/prod/hosts/*"
+    );
+    assert_eq!(
+        by_sid("ListTheHostReports")["Condition"]["StringLike"]["s3:prefix"],
+        serde_json::json!(["obelix-appengine/prod/hosts/*"])
+    );
+    assert_eq!(
+        by_sid("RemoveTheReportsOfTerminatedInstances")["Resource"],
+        "arn:aws:s3:::build/obelix-appengine/prod/hosts/*"
+    );
+}
+
+/// docs/ssm.md's policies parse, and the controller's `ssm:SendCommand` is never allowed on
+/// `*`: once for the document `AWS-RunShellScript` only, once for instances only under an
+/// `ssm:resourceTag/aws:autoscaling:groupName` condition. The actions push --via ssm calls are
+/// all granted.
+#[test]
+fn ssm_policies_parse_and_restrict_send_command() {
+    let text = fs_err::read_to_string(repo_file("docs/ssm.md")).expect("read docs/ssm.md");
+    let mut send_command = Vec::new();
+    let mut actions = String::new();
+    for (line, block) in json_blocks(&text) {
+        let doc: serde_json::Value = serde_json::from_str(&block)
+            .unwrap_or_else(|e| panic!("docs/ssm.md line {line}: not JSON ({e})"));
+        assert_eq!(doc["Version"], "2012-10-17", "line {line}");
+        for statement in doc["Statement"].as_array().expect("Statement is a list") {
+            assert_eq!(statement["Effect"], "Allow", "line {line}: {statement}");
+            let action = statement["Action"].to_string();
+            assert!(
+                !action.contains("\"*\"") && !action.contains(":*"),
+                "line {line}: not least privilege: {action}"
+            );
+            if action.contains("ssm:SendCommand") {
+                send_command.push(statement.clone());
+            }
+            actions.push_str(&action);
+        }
+    }
+    assert_eq!(send_command.len(), 2, "{send_command:?}");
+    for statement in &send_command {
+        let resource = statement["Resource"].to_string();
+        assert!(!resource.contains("\"*\""), "SendCommand on *: {statement}");
+        if resource.contains(":document/") {
+            assert_eq!(
+                statement["Resource"], "arn:aws:ssm:*:*:document/AWS-RunShellScript",
+                "{statement}"
+            );
+            assert!(statement.get("Condition").is_none(), "{statement}");
+        } else {
+            assert!(resource.contains(":instance/"), "{statement}");
+            let condition = statement["Condition"]["StringLike"]
+                ["ssm:resourceTag/aws:autoscaling:groupName"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no group-tag condition: {statement}"));
+            assert!(!condition.is_empty() && !condition.iter().any(|v| v == "*"));
+        }
+    }
+    for needed in [
+        "ssm:ListCommandInvocations",
+        "ssm:CancelCommand",
+        "ssm:DescribeInstanceInformation",
+        "autoscaling:DescribeAutoScalingGroups",
+        "s3:GetObject",
+        "s3:PutObject",
+    ] {
+        assert!(actions.contains(needed), "docs/ssm.md grants no {needed}");
+    }
 }
 
 /// The fenced ```json blocks of a Markdown text, with the line each starts on.
