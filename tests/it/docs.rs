@@ -510,3 +510,53 @@ fn glibc_requirement_script_reads_the_binary() {
     assert_eq!(too_old.status.code(), Some(1), "{too_old:?}");
     assert!(String::from_utf8_lossy(&too_old.stderr).contains("newer than the allowed glibc 2.0"));
 }
+
+/// scripts/ssm-smoke.sh (run by users against a real account, never here) parses, is
+/// executable, and refuses to run without `--i-mean-it` and against a non-AWS endpoint: both
+/// checks end it before any request.
+#[test]
+fn ssm_smoke_script_refuses_without_consent() {
+    use std::os::unix::fs::PermissionsExt;
+    let script = repo_file("scripts/ssm-smoke.sh");
+    let mode = fs_err::metadata(&script).expect("the script").permissions().mode();
+    assert_ne!(mode & 0o111, 0, "scripts/ssm-smoke.sh is not executable");
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .expect("bash -n");
+    assert!(syntax.status.success(), "{syntax:?}");
+    let home = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        std::process::Command::new("bash")
+            .arg(&script)
+            .args([
+                "--asg",
+                "web-canary",
+                "--bucket",
+                "build",
+                "--artifact",
+                "web",
+                "--ssm-output",
+                "s3://logs/smoke",
+            ])
+            .args(extra)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", home.path())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .output()
+            .expect("run the script")
+    };
+    let without = run(&[]);
+    assert_eq!(without.status.code(), Some(2), "{without:?}");
+    assert!(String::from_utf8_lossy(&without.stderr).contains("--i-mean-it"));
+    let local = run(&["--i-mean-it", "--release", env!("CARGO_BIN_EXE_release")]);
+    assert_eq!(local.status.code(), Some(2), "{local:?}");
+    assert!(
+        String::from_utf8_lossy(&local.stderr).contains("real AWS account"),
+        "{local:?}"
+    );
+}
