@@ -202,10 +202,10 @@ fn ssm_policies_parse_and_restrict_send_command() {
             assert!(statement.get("Condition").is_none(), "{statement}");
         } else {
             assert!(resource.contains(":instance/"), "{statement}");
-            let condition = statement["Condition"]["StringLike"]
-                ["ssm:resourceTag/aws:autoscaling:groupName"]
-                .as_array()
-                .unwrap_or_else(|| panic!("no group-tag condition: {statement}"));
+            let condition =
+                statement["Condition"]["StringLike"]["ssm:resourceTag/aws:autoscaling:groupName"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("no group-tag condition: {statement}"));
             assert!(!condition.is_empty() && !condition.iter().any(|v| v == "*"));
         }
     }
@@ -518,7 +518,10 @@ fn glibc_requirement_script_reads_the_binary() {
 fn ssm_smoke_script_refuses_without_consent() {
     use std::os::unix::fs::PermissionsExt;
     let script = repo_file("scripts/ssm-smoke.sh");
-    let mode = fs_err::metadata(&script).expect("the script").permissions().mode();
+    let mode = fs_err::metadata(&script)
+        .expect("the script")
+        .permissions()
+        .mode();
     assert_ne!(mode & 0o111, 0, "scripts/ssm-smoke.sh is not executable");
     let syntax = std::process::Command::new("bash")
         .arg("-n")
