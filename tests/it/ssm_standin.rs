@@ -273,9 +273,13 @@ fn long_output_is_truncated_inline_and_whole_in_s3() {
     let full: String = (1..=3000).map(|i| format!("{i:09}\n")).collect();
     assert_eq!(full.len(), 30_000);
     let inline = done["StandardOutputContent"].as_str().unwrap();
-    assert_eq!(
-        inline,
-        format!("{}\n---Output truncated---", &full[..24_000])
+    // Compared as bools: a failure must not print 30 KB.
+    let expected = format!("{}\n---Output truncated---", &full[..24_000]);
+    assert!(
+        inline == expected,
+        "inline stdout: {} characters, ending {:?}; want the first 24,000 and the marker",
+        inline.len(),
+        tail(inline, 60)
     );
     let key = format!("push/1/{command}/{ONE}/awsrunShellScript/0.awsrunShellScript/stdout");
     assert!(
@@ -286,13 +290,20 @@ fn long_output_is_truncated_inline_and_whole_in_s3() {
         "{done}"
     );
     let stored = world.ok("s3_get", json!({"bucket": "ssm-logs", "key": key}));
-    assert_eq!(stored.as_str().unwrap(), full, "the whole stdout in S3");
+    let stored = stored.as_str().unwrap();
+    assert!(
+        stored == full,
+        "S3 has {} characters, not all 30,000",
+        stored.len()
+    );
     thread::sleep(POLL); // one poll per min_poll_interval, GetCommandInvocation included
     let listed = world.list(command);
     let output = listed[0]["output"].as_str().unwrap();
-    assert_eq!(
-        output,
-        format!("{}\n---Output truncated---", &full[..2_500])
+    let expected = format!("{}\n---Output truncated---", &full[..2_500]);
+    assert!(
+        output == expected,
+        "plugin Output ends {:?}",
+        tail(output, 60)
     );
 }
 
@@ -314,8 +325,15 @@ fn cancel_kills_a_sleeping_command_and_its_process_group() {
     let done = world.wait_done(&command, ONE);
     assert_eq!(done["Status"], "Cancelled", "{done}");
     let gone = Instant::now();
-    // `sleep` was orphaned by bash's death; init reaps it, which may take a moment.
-    while Path::new(&format!("/proc/{pid}")).exists() {
+    // Killed, it is a zombie until whoever inherited it reaps it: that counts as gone.
+    while fs_err::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    }) {
         assert!(
             gone.elapsed() < Duration::from_secs(5),
             "sleep {pid} survived the cancel"
