@@ -436,3 +436,44 @@ fn an_asg_world_runs_on_the_stand_in() {
     lines.sort_unstable();
     assert_eq!(lines, ids);
 }
+
+#[test]
+fn lists_come_in_pages_and_later_pages_are_not_throttled() {
+    let world = World::start(Timing {
+        min_poll_interval: 5.0,
+        ..FAST
+    });
+    let home = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = (0..12).map(|i| format!("i-{i:017x}")).collect();
+    for id in &ids {
+        world.instance(id, &[], home.path());
+    }
+    // DescribeInstanceInformation answers 10 per page by default; the client follows NextToken.
+    let described = world.ok("describe", json!({}));
+    assert_eq!(described.as_array().map(Vec::len), Some(12), "{described}");
+    assert!(
+        world
+            .standin()
+            .request_count("ssm", "DescribeInstanceInformation")
+            >= 2
+    );
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let command = world.send(&id_refs, &["true"]);
+    thread::sleep(Duration::from_millis(600)); // all listed (2 × pending_seconds + margin)
+    let mut seen = Vec::new();
+    let mut token = Value::Null;
+    for _ in 0..3 {
+        let args = json!({"command_id": command, "max_results": 5, "next_token": token});
+        let page = world.ok("list", args);
+        seen.extend(
+            page["invocations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].clone()),
+        );
+        token = page["next_token"].clone();
+    }
+    assert_eq!(token, Value::Null, "three pages of 5, 5, 2");
+    assert_eq!(seen, ids.iter().map(|id| json!(id)).collect::<Vec<_>>());
+}
