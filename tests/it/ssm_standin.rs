@@ -320,20 +320,13 @@ fn cancel_kills_a_sleeping_command_and_its_process_group() {
         thread::sleep(Duration::from_millis(50));
     }
     let pid = fs_err::read_to_string(&pid_file).unwrap().trim().to_owned();
-    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    assert!(alive(&pid), "sleep {pid} runs before the cancel");
     world.ok("cancel", json!({"command_id": command}));
     let done = world.wait_done(&command, ONE);
     assert_eq!(done["Status"], "Cancelled", "{done}");
     let gone = Instant::now();
     // Killed, it is a zombie until whoever inherited it reaps it: that counts as gone.
-    while fs_err::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    }) {
+    while alive(&pid) {
         assert!(
             gone.elapsed() < Duration::from_secs(5),
             "sleep {pid} survived the cancel"
@@ -476,4 +469,40 @@ fn lists_come_in_pages_and_later_pages_are_not_throttled() {
     }
     assert_eq!(token, Value::Null, "three pages of 5, 5, 2");
     assert_eq!(seen, ids.iter().map(|id| json!(id)).collect::<Vec<_>>());
+}
+
+#[test]
+fn commands_still_running_die_with_the_stand_in() {
+    let world = World::start(FAST);
+    let home = tempfile::tempdir().unwrap();
+    world.instance(ONE, &[], home.path());
+    world.send(&[ONE], &["sleep 60 & echo $! > sleep.pid", "wait"]);
+    let pid_file = home.path().join("sleep.pid");
+    let started = Instant::now();
+    while !fs_err::read_to_string(&pid_file).is_ok_and(|pid| !pid.trim().is_empty()) {
+        assert!(started.elapsed() < LIMIT, "the command never started");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let pid = fs_err::read_to_string(&pid_file).unwrap().trim().to_owned();
+    drop(world);
+    let gone = Instant::now();
+    while alive(&pid) {
+        assert!(
+            gone.elapsed() < Duration::from_secs(5),
+            "sleep {pid} outlived the stand-in"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie (killed, waiting to be reaped).
+fn alive(pid: &str) -> bool {
+    fs_err::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }
