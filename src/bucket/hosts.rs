@@ -30,7 +30,10 @@ pub(crate) fn valid_id(id: &str) -> bool {
 /// about (hostname-named reports never are).
 pub(crate) fn looks_like_instance_id(id: &str) -> bool {
     id.strip_prefix("i-").is_some_and(|hex| {
-        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        matches!(hex.len(), 8 | 17)
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -183,14 +186,20 @@ pub(crate) async fn write(store: &Store, layout: &Layout, report: &HostReport) -
     let key = layout.host_report(&report.host);
     let body = serde_json::to_vec_pretty(report).unwrap_or_default();
     if let Err(e) = store.put(&key, body.into(), Precondition::None).await {
-        failures.push(format!("could not write the host report {}: {e}", store.url(&key)));
+        failures.push(format!(
+            "could not write the host report {}: {e}",
+            store.url(&key)
+        ));
     }
     let marker = layout.host_marker(&report.host, report.after, report.result.as_str());
     if let Err(e) = store
         .put(&marker, bytes::Bytes::new(), Precondition::None)
         .await
     {
-        failures.push(format!("could not write the state marker {}: {e}", store.url(&marker)));
+        failures.push(format!(
+            "could not write the state marker {}: {e}",
+            store.url(&marker)
+        ));
         return failures;
     }
     let prefix = layout.host_markers(&report.host);
@@ -230,7 +239,17 @@ mod tests {
         assert!(valid_id("i-0123456789abcdef0"));
         assert!(valid_id("web-1.example.com"));
         assert!(valid_id(&"a".repeat(128)));
-        for bad in ["", "../x", "a/b", "-x", ".x", "a b", "a\n", "é", &"a".repeat(129)] {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "-x",
+            ".x",
+            "a b",
+            "a\n",
+            "é",
+            &"a".repeat(129),
+        ] {
             assert!(!valid_id(bad), "{bad:?}");
         }
     }
@@ -261,7 +280,10 @@ mod tests {
                 listed("web/prod/hosts/a/b/7.ok", 10),
             ],
         );
-        assert_eq!(found.keys().collect::<Vec<_>>(), ["i-0123abcd", "web1", "web2"]);
+        assert_eq!(
+            found.keys().collect::<Vec<_>>(),
+            ["i-0123abcd", "web1", "web2"]
+        );
         let seen = found["i-0123abcd"].seen().unwrap();
         assert_eq!((seen.build, seen.result), (Some(7), InstallResult::Ok));
         assert_eq!(found["i-0123abcd"].keys().len(), 3);
