@@ -329,7 +329,7 @@ pub struct InstallArgs {
     #[arg(long, env = env_vars::STARTED_BY)]
     pub started_by: Option<StartedBy>,
 
-    /// The push this install belongs to, for its host report.
+    /// The push this install belongs to, for its host report [default: none].
     #[arg(long, env = env_vars::PUSH_ID, value_name = "ID")]
     pub push_id: Option<String>,
 
