@@ -335,6 +335,9 @@ fn reports_of_terminated_instances_are_removed_and_the_rest_kept() {
         "{}",
     );
     put_marker(&world.s3, &world.bucket, "old-web-1", "1.ok");
+    // A running instance of a group this status does not read: EC2 says it runs, it stays.
+    let other = world.asg.create_group("web-other", 1, Market::OnDemand);
+    put_marker(&world.s3, &world.bucket, &other[0].id, "1.ok");
 
     let left = world.asg.set_desired("web-c", 2);
     let left: Vec<&str> = left
@@ -385,6 +388,7 @@ fn reports_of_terminated_instances_are_removed_and_the_rest_kept() {
         .flat_map(|id| [format!("{id}.json"), format!("{id}/1.ok")])
         .collect();
     kept.push("old-web-1/1.ok".into());
+    kept.push(format!("{}/1.ok", other[0].id));
     kept.sort();
     assert_eq!(after, kept);
     assert_eq!(states(&doc).len(), 2);
