@@ -193,9 +193,8 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
         "{} {}: {ok} of {total} host(s) ok, {failed} failed",
         rollout.artifact, rollout.version
     );
-    let text = format!("{}\n{summary}", table(&report));
     let outcome = Outcome::new(
-        text,
+        format!("{}\n{summary}", table(&report)),
         &PushReport {
             artifact: &rollout.artifact,
             version: rollout.version,

@@ -217,57 +217,8 @@ fn outcome(
     hosts: Vec<HostStatus>,
     removed: Vec<String>,
 ) -> Outcome {
-    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    let state = |h: &HostStatus| match &h.error {
-        Some(error) => format!("{}: {error}", h.state.label()),
-        None => h.state.label().to_owned(),
-    };
-    let build = |h: &HostStatus| h.version.map_or("-".into(), |n| n.to_string());
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    match via {
-        StatusVia::Ssh => {
-            rows.push(
-                ["HOST", "INSTANCE", "BUILD", "STATE"]
-                    .map(str::to_owned)
-                    .to_vec(),
-            );
-            rows.extend(
-                hosts
-                    .iter()
-                    .map(|h| vec![h.host.clone(), dash(&h.instance), build(h), state(h)]),
-            );
-        }
-        StatusVia::Bucket => {
-            rows.push(
-                [
-                    "GROUP",
-                    "INSTANCE",
-                    "LIFECYCLE",
-                    "ZONE",
-                    "BUILD",
-                    "RESULT",
-                    "AGE",
-                    "STATE",
-                ]
-                .map(str::to_owned)
-                .to_vec(),
-            );
-            rows.extend(hosts.iter().map(|h| {
-                vec![
-                    dash(&h.group),
-                    dash(&h.instance),
-                    dash(&h.lifecycle_state),
-                    dash(&h.zone),
-                    build(h),
-                    h.result.map_or("-".into(), |r| r.as_str().to_owned()),
-                    h.age_seconds.map_or("-".into(), bucket::age),
-                    state(h),
-                ]
-            }));
-        }
-    }
     let drifted = hosts.iter().filter(|h| h.drift).count();
-    let mut text = output::table(&rows);
+    let mut text = output::table(&rows(via, &hosts));
     text.push_str(&format!(
         "latest-stable: {}; {drifted} host(s) not on it",
         stable.map_or("none".into(), |n| n.to_string())
@@ -284,6 +235,44 @@ fn outcome(
         removed,
     };
     Outcome::new(text, &report)
+}
+
+/// The text table: what each mode knows.
+fn rows(via: StatusVia, hosts: &[HostStatus]) -> Vec<Vec<String>> {
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let state = |h: &HostStatus| match &h.error {
+        Some(error) => format!("{}: {error}", h.state.label()),
+        None => h.state.label().to_owned(),
+    };
+    let build = |h: &HostStatus| h.version.map_or("-".into(), |n| n.to_string());
+    let header: &[&str] = match via {
+        StatusVia::Ssh => &["HOST", "INSTANCE", "BUILD", "STATE"],
+        StatusVia::Bucket => &[
+            "GROUP",
+            "INSTANCE",
+            "LIFECYCLE",
+            "ZONE",
+            "BUILD",
+            "RESULT",
+            "AGE",
+            "STATE",
+        ],
+    };
+    let mut rows = vec![header.iter().map(|h| (*h).to_owned()).collect()];
+    rows.extend(hosts.iter().map(|h| match via {
+        StatusVia::Ssh => vec![h.host.clone(), dash(&h.instance), build(h), state(h)],
+        StatusVia::Bucket => vec![
+            dash(&h.group),
+            dash(&h.instance),
+            dash(&h.lifecycle_state),
+            dash(&h.zone),
+            build(h),
+            h.result.map_or("-".into(), |r| r.as_str().to_owned()),
+            h.age_seconds.map_or("-".into(), bucket::age),
+            state(h),
+        ],
+    }));
+    rows
 }
 
 async fn current_on(

@@ -363,6 +363,15 @@ fn reports_of_terminated_instances_are_removed_and_the_rest_kept() {
         before,
         "--keep-reports"
     );
+    let out = status(&world, &refusing, &["--asg", "web-c", "--dry-run"]).success();
+    assert_eq!(out.stdout_json()["removed"], serde_json::json!([]));
+    assert!(
+        out.stderr()
+            .contains("dry run: would remove the reports of 2"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(host_keys(&world.s3, &world.bucket), before, "--dry-run");
 
     let out = status(&world, &refusing, &["--asg", "web-c"]).success();
     let doc = out.stdout_json();

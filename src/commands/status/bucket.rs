@@ -8,11 +8,10 @@ use std::time::Duration;
 use anyhow::Result;
 use release_fleet::{Fleet, Member};
 
-use super::{HostStatus, State, StatusVia, outcome};
+use super::{Context, HostStatus, State, StatusVia, outcome};
 use crate::bucket::hosts::{self, Entry, InstallResult, Seen};
 use crate::bucket::layout::Layout;
 use crate::bucket::store::Store;
-use crate::commands::Context;
 use crate::error::ExitError;
 use crate::output::Outcome;
 
@@ -125,8 +124,8 @@ fn row(
 }
 
 /// Removes the reports and markers of instances that are not in the groups read and that EC2
-/// says are terminated (or no longer knows). Only instance-id-named hosts are asked about;
-/// every failure is a warning. Returns the ids whose objects are all gone.
+/// says are terminated (or no longer knows); every failure is a warning; a dry run only says
+/// which. Returns the ids whose objects are all gone.
 async fn remove_terminated(
     ctx: &Context,
     store: &Store,
@@ -134,30 +133,19 @@ async fn remove_terminated(
     members: &[Member],
     entries: &BTreeMap<String, Entry>,
 ) -> Vec<String> {
-    let members: BTreeSet<&str> = members.iter().map(|m| m.instance_id.as_str()).collect();
-    let candidates: Vec<String> = entries
-        .keys()
-        .filter(|id| hosts::looks_like_instance_id(id) && !members.contains(id.as_str()))
-        .cloned()
-        .collect();
-    if candidates.is_empty() {
+    let gone = terminated(ctx, fleet, members, entries).await;
+    if ctx.settings.dry_run {
+        if !gone.is_empty() {
+            ctx.printer.status(&format!(
+                "dry run: would remove the reports of {} terminated instance(s): {}",
+                gone.len(),
+                gone.join(", ")
+            ));
+        }
         return Vec::new();
     }
-    let states: BTreeMap<String, String> = match fleet.instance_states(&candidates).await {
-        Ok(states) => states.into_iter().collect(),
-        Err(e) => {
-            ctx.printer.warn(&format!(
-                "could not ask EC2 which reporting instances are terminated ({e}); no report \
-                 was removed"
-            ));
-            return Vec::new();
-        }
-    };
     let mut removed = Vec::new();
-    for id in candidates {
-        if states.get(&id).is_some_and(|state| state != "terminated") {
-            continue;
-        }
+    for id in gone {
         let mut all = true;
         for key in entries[&id].keys() {
             if let Err(e) = store.delete(&key).await {
@@ -180,6 +168,41 @@ async fn remove_terminated(
         ));
     }
     removed
+}
+
+/// The reporting hosts that are gone: named like instance ids (hostname-named ones are never
+/// asked about), not members of the groups read, and `terminated` or unknown to EC2.
+async fn terminated(
+    ctx: &Context,
+    fleet: &Fleet,
+    members: &[Member],
+    entries: &BTreeMap<String, Entry>,
+) -> Vec<String> {
+    let members: BTreeSet<&str> = members.iter().map(|m| m.instance_id.as_str()).collect();
+    let candidates: Vec<String> = entries
+        .keys()
+        .filter(|id| hosts::looks_like_instance_id(id) && !members.contains(id.as_str()))
+        .cloned()
+        .collect();
+    if candidates.is_empty() {
+        return Vec::new();
+    }
+    match fleet.instance_states(&candidates).await {
+        Ok(states) => {
+            let states: BTreeMap<String, String> = states.into_iter().collect();
+            candidates
+                .into_iter()
+                .filter(|id| states.get(id).is_none_or(|state| state == "terminated"))
+                .collect()
+        }
+        Err(e) => {
+            ctx.printer.warn(&format!(
+                "could not ask EC2 which reporting instances are terminated ({e}); no report \
+                 was removed"
+            ));
+            Vec::new()
+        }
+    }
 }
 
 /// `30d`, `12h`, `15m`, `90s` (a bare number is seconds).
