@@ -268,3 +268,81 @@ fn a_report_that_cannot_be_written_is_one_warning_and_the_install_stands() {
     assert!(stderr.contains("hosts/i-0123abcd/2.ok"), "{stderr}");
     assert_eq!(out.stdout_json()["version"], 2);
 }
+
+/// A loopback stand-in for the instance metadata service (IMDSv2): a token for a PUT to
+/// `/latest/api/token`, the instance id for a GET with that token; every request line and its
+/// token header are logged. Serves `limit` connections, then stops.
+fn fake_imds(
+    instance_id: &'static str,
+    limit: usize,
+) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(limit) {
+            let Ok(mut stream) = stream else { return };
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let mut token = String::new();
+            let _ = reader.read_line(&mut request);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("x-aws-ec2-metadata-token") {
+                        token = value.trim().to_owned();
+                    }
+                }
+            }
+            let body = if request.starts_with("PUT /latest/api/token") {
+                "tok-123"
+            } else if request.starts_with("GET /latest/meta-data/instance-id") && token == "tok-123"
+            {
+                instance_id
+            } else {
+                ""
+            };
+            let status = if body.is_empty() {
+                "401 Unauthorized"
+            } else {
+                "200 OK"
+            };
+            let _ = tx.send(format!("{} token={token}", request.trim()));
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (endpoint, rx)
+}
+
+#[test]
+fn the_host_id_comes_from_imdsv2_when_it_is_not_disabled() {
+    let world = World::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (imds, asked) = fake_imds("i-0fedcba987654321f", 2);
+    let doc = install_by_hand(&world, &world.asg.endpoint(), dir.path())
+        .arg("1")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)
+        .success()
+        .stdout_json();
+    assert_eq!(doc["report"], "web/prod/hosts/i-0fedcba987654321f.json");
+    let asked: Vec<String> = asked.try_iter().collect();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(asked[0].starts_with("PUT /latest/api/token"), "{asked:?}");
+    assert!(
+        asked[1].starts_with("GET /latest/meta-data/instance-id")
+            && asked[1].ends_with("token=tok-123"),
+        "{asked:?}"
+    );
+}
