@@ -295,10 +295,10 @@ fn fake_imds(
                 if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
                     break;
                 }
-                if let Some((name, value)) = line.split_once(':') {
-                    if name.eq_ignore_ascii_case("x-aws-ec2-metadata-token") {
-                        token = value.trim().to_owned();
-                    }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("x-aws-ec2-metadata-token")
+                {
+                    token = value.trim().to_owned();
                 }
             }
             let body = if request.starts_with("PUT /latest/api/token") {
