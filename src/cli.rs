@@ -319,6 +319,48 @@ pub struct InstallArgs {
     /// comma-separated.
     #[arg(long = "trusted-key", env = env_vars::TRUSTED_KEYS, value_delimiter = ',', value_name = "FILE")]
     pub trusted_keys: Vec<PathBuf>,
+
+    /// This host's id in the bucket's host reports [default: the EC2 instance id from IMDSv2,
+    /// else the hostname].
+    #[arg(long, env = env_vars::HOST_ID, value_name = "ID")]
+    pub host_id: Option<String>,
+
+    /// How this install was started, for its host report [default: manual].
+    #[arg(long, env = env_vars::STARTED_BY)]
+    pub started_by: Option<StartedBy>,
+
+    /// The push this install belongs to, for its host report [default: none].
+    #[arg(long, env = env_vars::PUSH_ID, value_name = "ID")]
+    pub push_id: Option<String>,
+
+    /// Write no host report to the bucket (`hosts/`).
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+/// How an install was started (`started_by` in its host report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StartedBy {
+    /// By the instance's boot script (user data).
+    Boot,
+    /// By `release push` over SSH.
+    Ssh,
+    /// By `release push --via ssm`.
+    Ssm,
+    /// By hand.
+    Manual,
+}
+
+impl StartedBy {
+    /// The word in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Boot => "boot",
+            Self::Ssh => "ssh",
+            Self::Ssm => "ssm",
+            Self::Manual => "manual",
+        }
+    }
 }
 
 /// `release current`.
@@ -420,8 +462,31 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub target: TargetArgs,
 
+    /// Where the hosts' state comes from: `bucket` (their reports; no connection to any host)
+    /// or `ssh` (asks each host) [default: bucket with --asg, ssh with --hosts].
+    #[arg(long, env = env_vars::STATUS_VIA)]
+    pub via: Option<StatusVia>,
+
+    /// A host whose last report is older than this is STALE, e.g. `30d`, `12h`, `90s`
+    /// [default: 30d].
+    #[arg(long, value_name = "DURATION")]
+    pub stale_after: Option<String>,
+
+    /// Keep the reports of terminated instances instead of removing them.
+    #[arg(long)]
+    pub keep_reports: bool,
+
     #[command(flatten)]
     pub remote: RemoteArgs,
+}
+
+/// Where `status` learns the hosts' state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusVia {
+    /// The host reports in the bucket.
+    Bucket,
+    /// Each host, over SSH.
+    Ssh,
 }
 
 /// How `release` runs on the hosts (push and status).

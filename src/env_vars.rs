@@ -29,6 +29,14 @@ pub(crate) const OPERATION_TIMEOUT: &str = "RELEASE_OPERATION_TIMEOUT";
 pub(crate) const LOG: &str = "RELEASE_LOG";
 /// Install directory on a host (default `/opt/{artifact}`).
 pub(crate) const INSTALL_DIR: &str = "RELEASE_INSTALL_DIR";
+/// This host's id in the bucket's host reports (`install --host-id`).
+pub(crate) const HOST_ID: &str = "RELEASE_HOST_ID";
+/// How an install was started: boot, ssh, ssm or manual (`install --started-by`).
+pub(crate) const STARTED_BY: &str = "RELEASE_STARTED_BY";
+/// The push an install belongs to (`install --push-id`).
+pub(crate) const PUSH_ID: &str = "RELEASE_PUSH_ID";
+/// Where `status` learns the hosts' state: bucket or ssh (`status --via`).
+pub(crate) const STATUS_VIA: &str = "RELEASE_STATUS_VIA";
 /// The key builds are signed with (`kms:KEY` or `key:FILE`).
 pub(crate) const SIGN: &str = "RELEASE_SIGN";
 /// Password of an encrypted minisign secret key given as `key:FILE`.

@@ -15,6 +15,7 @@ mod error;
 mod extract;
 mod git;
 mod hooks;
+mod host_report;
 mod identity;
 mod install_dir;
 mod legacy;

@@ -90,6 +90,29 @@ impl Layout {
         format!("{}{name}", self.history_prefix())
     }
 
+    /// Prefix of the host reports and their state markers (`hosts/`), listed by `status`.
+    pub(crate) fn hosts_prefix(&self) -> String {
+        format!("{}hosts/", self.prefix())
+    }
+
+    /// Key of host `host`'s report, `hosts/{host}.json`.
+    pub(crate) fn host_report(&self, host: &str) -> String {
+        format!("{}{host}.json", self.hosts_prefix())
+    }
+
+    /// Prefix of host `host`'s state markers, `hosts/{host}/`.
+    pub(crate) fn host_markers(&self, host: &str) -> String {
+        format!("{}{host}/", self.hosts_prefix())
+    }
+
+    /// Key of the empty marker saying host `host` ended its last install on build `after`
+    /// (`none`: nothing is current) with `result` (`ok` or `failed`): `status` learns build,
+    /// result and age from one LIST, with no GET per host.
+    pub(crate) fn host_marker(&self, host: &str, after: Option<u64>, result: &str) -> String {
+        let build = after.map_or_else(|| "none".to_owned(), |n| n.to_string());
+        format!("{}{build}.{result}", self.host_markers(host))
+    }
+
     /// The build number a key under `prefix()` names, if it is a claim, manifest or archive.
     ///
     /// Old buckets hold only `{artifact}-{N}.tar`; newer ones `.tar.gz`, `.tar.zst`, `.release`.
@@ -128,6 +151,18 @@ mod tests {
         assert_eq!(l.latest_stable(), "obelix-appengine/prod/latest-stable.txt");
         assert_eq!(l.history_prefix(), "obelix-appengine/prod/history/");
         assert_eq!(l.history("x.json"), "obelix-appengine/prod/history/x.json");
+        assert_eq!(
+            l.host_report("i-0abc"),
+            "obelix-appengine/prod/hosts/i-0abc.json"
+        );
+        assert_eq!(
+            l.host_marker("i-0abc", Some(24), "ok"),
+            "obelix-appengine/prod/hosts/i-0abc/24.ok"
+        );
+        assert_eq!(
+            l.host_marker("web1", None, "failed"),
+            "obelix-appengine/prod/hosts/web1/none.failed"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub(crate) mod fetch_all;
 pub(crate) mod history;
+pub(crate) mod hosts;
 pub(crate) mod layout;
 pub(crate) mod lock;
 pub(crate) mod pointers;

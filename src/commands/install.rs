@@ -11,6 +11,7 @@
 
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow};
@@ -28,6 +29,7 @@ use crate::config::install::InstallConfig;
 use crate::error::ExitError;
 use crate::extract::{self, Format, Unpacked};
 use crate::hooks::{HookEnv, Hooks};
+use crate::host_report::{self, Reporting};
 use crate::install_dir::{InstallDir, InstallView, Pending};
 use crate::manifest::{self, Manifest};
 use crate::output::{self, BytesProgress, Outcome};
@@ -165,27 +167,97 @@ impl InstallStatus {
     }
 }
 
-/// Runs `release install`.
+/// Runs `release install`; once the build is resolved, whatever happens next is written to
+/// the bucket as this host's report (`host_report`), unless `--no-report`.
 pub(crate) async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
     let started = Instant::now();
     let layout = ctx.layout()?;
+    let reporting = Reporting::from_args(&args, ctx.settings.file.install.report)?;
     let config = InstallConfig::resolve(&ctx.settings, args)?;
     check_artifact(&layout, &config)?;
     let store = ctx.store(None).await;
     let build = resolve::resolve(&store, &layout, &config.reference).await?;
-    let number = build.number;
-    let build = trusted_or_noted(ctx, &store, &layout, build, &config.trusted_keys).await?;
     if ctx.settings.dry_run {
+        let build = trusted_or_noted(ctx, &store, &layout, build, &config.trusted_keys).await?;
         return Ok(dry_run(&layout, &config, &build));
     }
+    let before = InstallView::new(&config.dir).current();
+    let step = StepTracker::default();
+    let result = install_resolved(ctx, &store, &layout, &config, build, started, &step).await;
+    let key = match &reporting {
+        Some(reporting) => {
+            let ended = ended(&config, before, &result, step.get());
+            host_report::write(&ctx.printer, &store, &layout, reporting, ended).await
+        }
+        None => None,
+    };
+    result.map(|mut outcome| {
+        outcome.json["report"] = key.map_or(serde_json::Value::Null, Into::into);
+        outcome
+    })
+}
 
-    let dir = locked_dir(ctx, &config, &layout)?;
+/// The install's end, for its report: `after` is what `current` points to now.
+fn ended(
+    config: &InstallConfig,
+    before: Option<u64>,
+    result: &Result<Outcome>,
+    step: &'static str,
+) -> host_report::Ended {
+    let view = InstallView::new(&config.dir);
+    let after = view.current();
+    let sha256 = after
+        .and_then(|n| view.manifest(n))
+        .and_then(|m| m.get(manifest::SHA256).map(|s| s.trim().to_owned()));
+    host_report::Ended {
+        before,
+        after,
+        sha256,
+        failed: result.as_ref().err().map(|e| (step, format!("{e:#}"))),
+    }
+}
+
+/// The step an install is at, named in its report when it fails there.
+#[derive(Debug)]
+struct StepTracker(Mutex<&'static str>);
+
+impl Default for StepTracker {
+    fn default() -> Self {
+        Self(Mutex::new("verify"))
+    }
+}
+
+impl StepTracker {
+    fn set(&self, step: &'static str) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = step;
+    }
+
+    fn get(&self) -> &'static str {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The install proper, from the resolved build to the outcome.
+async fn install_resolved(
+    ctx: &Context,
+    store: &Store,
+    layout: &Layout,
+    config: &InstallConfig,
+    build: Build,
+    started: Instant,
+    step: &StepTracker,
+) -> Result<Outcome> {
+    let number = build.number;
+    let build = trusted_or_noted(ctx, store, layout, build, &config.trusted_keys).await?;
+    step.set("lock");
+    let dir = locked_dir(ctx, config, layout)?;
     let install = Install {
         ctx,
-        config: &config,
-        layout: &layout,
+        config,
+        layout,
         dir: &dir,
         hooks: Hooks::new(dir.hook_log(), ctx.cancel.clone()),
+        step,
     };
     let previous = dir.current();
     let same_build = dir
@@ -208,7 +280,8 @@ pub(crate) async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
     let unpacked = if same_build && !config.force && install.reusable(number) {
         None
     } else {
-        let unpacked = download(ctx, &store, &layout, &build, &dir)
+        step.set("download");
+        let unpacked = download(ctx, store, layout, &build, &dir)
             .await
             .map_err(|err| discarded(&dir, number, err))?;
         dir.finish(number, &build.manifest)?;
@@ -245,6 +318,7 @@ struct Install<'a> {
     layout: &'a Layout,
     dir: &'a InstallDir,
     hooks: Hooks,
+    step: &'a StepTracker,
 }
 
 impl Install<'_> {
@@ -288,6 +362,7 @@ impl Install<'_> {
     /// Before-switch hooks, the switch, then [`Install::complete`].
     fn switch(&self, number: u64, previous: Option<u64>) -> Result<()> {
         self.check_interrupted(number, previous)?;
+        self.step.set("check");
         let env = self.env(number, previous);
         let check = self.config.check.as_deref();
         tokio::task::block_in_place(|| self.hooks.before_switch(&env, check))
@@ -304,6 +379,7 @@ impl Install<'_> {
              run again finishes them",
             Cleanup::Within,
         );
+        self.step.set("switch");
         self.dir.set_pending(pending)?;
         self.dir.switch_to(number)?;
         self.complete(pending)
@@ -312,6 +388,7 @@ impl Install<'_> {
     /// `current` points at `pending.build`: runs its after-switch hooks (switching back if
     /// they fail) and writes the health file; then the install is finished.
     fn complete(&self, pending: Pending) -> Result<()> {
+        self.step.set("run");
         let env = self.env(pending.build, pending.previous);
         let run = self.config.run.as_deref();
         if let Err(err) = tokio::task::block_in_place(|| self.hooks.after_switch(&env, run)) {
@@ -325,6 +402,7 @@ impl Install<'_> {
             return Err(self.switch_back(&env, err));
         }
         if let Some(path) = &self.config.health_file {
+            self.step.set("health-file");
             fs_err::write(
                 path,
                 format!("{} {}\n", self.layout.artifact(), pending.build),

@@ -70,6 +70,7 @@ fn rollout_of(ctx: &Context, layout: &Layout, config: PushConfig, version: u64) 
     Rollout {
         artifact: layout.artifact().to_owned(),
         version,
+        push_id: new_push_id(),
         bucket: ctx
             .settings
             .store
@@ -87,6 +88,13 @@ fn rollout_of(ctx: &Context, layout: &Layout, config: PushConfig, version: u64) 
         max_connections: config.reach.max_connections,
         log_dir: config.log_dir,
     }
+}
+
+/// `{UTC time yyyymmddThhmmssZ}-{8 hex}`: sorts by time, unique per push.
+fn new_push_id() -> String {
+    let time = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{time}-{}", &random[..8])
 }
 
 /// What the steps of one push share.
@@ -153,6 +161,9 @@ impl Pushing<'_> {
     async fn record(&self, rollout: &Rollout, report: &Report) {
         let mut record = Record::now(history::Kind::Push, self.layout);
         record.to_version = Some(rollout.version);
+        record
+            .extra
+            .insert("push_id".into(), rollout.push_id.clone().into());
         record.extra.insert(
             "hosts".into(),
             serde_json::to_value(
@@ -182,12 +193,12 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
         "{} {}: {ok} of {total} host(s) ok, {failed} failed",
         rollout.artifact, rollout.version
     );
-    let text = format!("{}\n{summary}", table(&report));
     let outcome = Outcome::new(
-        text,
+        format!("{}\n{summary}", table(&report)),
         &PushReport {
             artifact: &rollout.artifact,
             version: rollout.version,
+            push_id: &rollout.push_id,
             ok,
             failed,
             dry_run: false,
@@ -313,6 +324,8 @@ fn plan_outcome(rollout: &Rollout, batches: &[Vec<Target>]) -> Outcome {
 struct PushReport<'a> {
     artifact: &'a str,
     version: u64,
+    /// This push's id, also in each host's report (`push_id`).
+    push_id: &'a str,
     ok: usize,
     failed: usize,
     dry_run: bool,

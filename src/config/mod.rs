@@ -105,6 +105,9 @@ pub(crate) struct FileConfig {
     /// `[push]`.
     #[serde(default)]
     pub(crate) push: PushFile,
+    /// `[status]`.
+    #[serde(default)]
+    pub(crate) status: StatusFile,
 }
 
 /// `[build]` of release.toml.
@@ -157,6 +160,16 @@ pub(crate) struct InstallFile {
     pub(crate) health_file: Option<PathBuf>,
     /// `trusted_keys`: public key files; builds not signed by one are refused.
     pub(crate) trusted_keys: Option<Vec<PathBuf>>,
+    /// `report = false`: write no host report (`--no-report`).
+    pub(crate) report: Option<bool>,
+}
+
+/// `[status]` of release.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatusFile {
+    /// `stale_after`, e.g. `30d`: older reports are STALE.
+    pub(crate) stale_after: Option<String>,
 }
 
 /// `[push]` of release.toml.

@@ -36,6 +36,9 @@ pub(crate) struct Rollout {
     pub(crate) artifact: String,
     /// The build number every host gets.
     pub(crate) version: u64,
+    /// This push's id (`{UTC yyyymmddThhmmssZ}-{8 hex}`), given to every host's install for
+    /// its report, and in push's report and history record.
+    pub(crate) push_id: String,
     /// The bucket as the controller was given it (passed on to the hosts).
     pub(crate) bucket: String,
     pub(crate) stage: String,
@@ -386,7 +389,7 @@ async fn push_host(runner: &Runner, target: Target) -> HostReport {
 async fn update(runner: &Runner, target: &Target, report: &mut HostReport) -> Result<()> {
     let rollout = &runner.rollout;
     let session = { runner.connections.connect(target).await? };
-    let command = remote_command(rollout, target)?;
+    let command = remote_command(rollout, target, "ssh")?;
     let mut log = match &rollout.log_dir {
         Some(dir) => Some(fs_err::File::create(
             dir.join(format!("{}.log", target.host)),
@@ -446,8 +449,14 @@ async fn update(runner: &Runner, target: &Target, report: &mut HostReport) -> Re
     healthy
 }
 
-/// `release install N …` (the default), or the rendered `--command` template.
-fn remote_command(rollout: &Rollout, target: &Target) -> Result<RemoteCommand> {
+/// `release install N … --started-by VIA --push-id P [--host-id I]` (the default), or the
+/// rendered `--command` template; `via` is the transport's word (`ssh`, `ssm`), recorded in the
+/// host's report.
+pub(crate) fn remote_command(
+    rollout: &Rollout,
+    target: &Target,
+    via: &str,
+) -> Result<RemoteCommand> {
     if let Some(template) = &rollout.template {
         let values: BTreeMap<&str, String> = [
             ("artifact", rollout.artifact.clone()),
@@ -457,20 +466,28 @@ fn remote_command(rollout: &Rollout, target: &Target) -> Result<RemoteCommand> {
             ("host", target.host.clone()),
             ("address", target.address.clone()),
             ("instance", target.instance.clone().unwrap_or_default()),
+            ("push_id", rollout.push_id.clone()),
         ]
         .into_iter()
         .collect();
         return Ok(RemoteCommand::Shell(template::render(template, &values)?));
     }
     let version = rollout.version.to_string();
-    let args = [
+    let mut args = vec![
         "--artifact",
         &rollout.artifact,
         "--bucket",
         &rollout.bucket,
         "--stage",
         &rollout.stage,
+        "--started-by",
+        via,
+        "--push-id",
+        &rollout.push_id,
     ];
+    if let Some(instance) = &target.instance {
+        args.extend(["--host-id", instance.as_str()]);
+    }
     Ok(rollout.remote.command("install", &[&version], &args))
 }
 

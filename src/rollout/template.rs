@@ -7,7 +7,7 @@ use crate::error::ExitError;
 
 /// The placeholders a template may use.
 pub(crate) const PLACEHOLDERS: &[&str] = &[
-    "artifact", "version", "bucket", "stage", "host", "address", "instance",
+    "artifact", "version", "bucket", "stage", "host", "address", "instance", "push_id",
 ];
 
 /// Checks a template before anything connects: balanced braces, known placeholders only.

@@ -1088,6 +1088,10 @@ fn sudo_and_remote_binary_reach_the_hosts_as_words() {
         &world.bucket,
         "--stage",
         "prod",
+        "--started-by",
+        "ssh",
+        "--push-id",
+        doc["push_id"].as_str().unwrap(),
         "--output",
         "json",
     ];

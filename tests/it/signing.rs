@@ -211,9 +211,11 @@ fn every_tampered_or_unsigned_build_is_refused_before_its_archive_is_read() {
         );
         assert_eq!(current(&dir).as_deref(), Some("releases/1"), "{said}");
         assert!(!dir.join("releases/2").exists(), "{said}");
+        // The host report of the refused install (issue 12) is written, not read: left out.
         let read: Vec<String> = proxy
             .log()
             .iter()
+            .filter(|e| !e.request.target.contains("hosts"))
             .map(|e| e.request.path().to_owned())
             .collect();
         assert!(

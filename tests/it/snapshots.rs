@@ -126,7 +126,16 @@ fn json_documents_of_the_bucket_commands() {
     insta::assert_snapshot!("history", history);
     let install_dir = ws.path().join("opt");
     let install_dir = install_dir.to_str().unwrap();
-    insta::assert_snapshot!("install", json(&["install", "2", "--dir", install_dir]));
+    // A fixed host id: the report's key would otherwise hold this machine's hostname.
+    let install = [
+        "install",
+        "2",
+        "--dir",
+        install_dir,
+        "--host-id",
+        "i-0123abcd",
+    ];
+    insta::assert_snapshot!("install", json(&install));
     json(&["promote", "2", "--no-tag"]);
     insta::assert_snapshot!("rollback", json(&["rollback", "--no-tag"]));
     insta::assert_snapshot!("unlock_dry_run", json(&["--dry-run", "unlock"]));

@@ -48,8 +48,12 @@ fn no_command_imports_another() {
 fn command_functions_stay_under_sixty_lines() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/commands");
     let mut long = Vec::new();
-    for entry in fs_err::read_dir(&dir).expect("read src/commands") {
-        let path = entry.expect("dir entry").path();
+    // A command's own submodules (src/commands/status/bucket.rs) are held to the same rule.
+    for entry in walkdir::WalkDir::new(&dir) {
+        let path = entry.expect("dir entry").into_path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
         let source = fs_err::read_to_string(&path).expect("read");
         let lines: Vec<&str> = source.lines().collect();
         for (start, line) in lines.iter().enumerate() {

@@ -159,4 +159,42 @@ impl Fleet {
         }
         Ok(out)
     }
+
+    /// The state (`running`, `terminated`, …) of each given instance EC2 still knows, by
+    /// instance id. An `instance-id` filter, not `InstanceIds`: one id EC2 no longer knows
+    /// must not fail the call; it is simply absent from the answer.
+    pub async fn instance_states(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<Vec<(String, String)>, FleetError> {
+        let mut out = Vec::new();
+        // At most 200 values per filter.
+        for chunk in instance_ids.chunks(200) {
+            let filter = aws_sdk_ec2::types::Filter::builder()
+                .name("instance-id")
+                .set_values(Some(chunk.to_vec()))
+                .build();
+            let mut pages = self
+                .ec2
+                .describe_instances()
+                .filters(filter)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| FleetError::Api {
+                    what: "DescribeInstances".into(),
+                    detail: aws_sdk_ec2::error::DisplayErrorContext(&e).to_string(),
+                })?;
+                for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                    let state = instance
+                        .state()
+                        .and_then(|s| s.name())
+                        .map(|n| n.as_str().to_owned())
+                        .unwrap_or_default();
+                    out.push((instance.instance_id().unwrap_or_default().to_owned(), state));
+                }
+            }
+        }
+        Ok(out)
+    }
 }

@@ -145,10 +145,13 @@ impl DirStore {
                 continue;
             };
             if key.starts_with(prefix) && !key.starts_with(TMP_DIR) && key != LOCK_FILE {
-                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                let meta = entry.metadata().ok();
                 found.push(Listed {
                     key: key.to_owned(),
-                    size,
+                    size: meta.as_ref().map_or(0, |m| m.len()),
+                    modified: meta
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| jiff::Timestamp::try_from(t).ok()),
                 });
             }
         }

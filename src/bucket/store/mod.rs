@@ -64,6 +64,8 @@ pub(crate) struct Listed {
     pub(crate) key: String,
     /// Size in bytes.
     pub(crate) size: u64,
+    /// When it was last written (S3's LastModified, a file's mtime), if the store says.
+    pub(crate) modified: Option<jiff::Timestamp>,
 }
 
 /// A part of an object to read.

@@ -152,6 +152,9 @@ impl S3Store {
                     found.push(Listed {
                         key: key.to_owned(),
                         size: object.size().unwrap_or(0).max(0) as u64,
+                        modified: object.last_modified().and_then(|t| {
+                            jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok()
+                        }),
                     });
                 }
             }
