@@ -412,6 +412,16 @@ pub struct PushArgs {
     /// Directory for per-host logs.
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
+
+    /// How to reach the hosts: OpenSSH from here, or Systems Manager Run Command by instance id
+    /// (needs --asg) [default: ssh].
+    #[arg(long, env = env_vars::PUSH_VIA, value_name = "ssh|ssm")]
+    pub via: Option<String>,
+
+    /// With --via ssm: S3 location where SSM writes each host's full output (the report says
+    /// where), e.g. `s3://my-logs/release`.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    pub ssm_output: Option<String>,
 }
 
 /// `release status`.
@@ -431,7 +441,7 @@ pub struct RemoteArgs {
     #[arg(long)]
     pub sudo: bool,
 
-    /// Path of `release` on the hosts [default: release].
+    /// Path of `release` on the hosts [default: release; /usr/local/bin/release with --via ssm].
     #[arg(long, value_name = "PATH")]
     pub remote_binary: Option<String>,
 

@@ -226,10 +226,7 @@ impl Ssm {
             .document_name(DOCUMENT)
             .set_instance_ids(Some(send.instance_ids.to_vec()))
             .parameters("commands", send.commands.clone())
-            .parameters(
-                "executionTimeout",
-                vec![send.execution_timeout.to_string()],
-            )
+            .parameters("executionTimeout", vec![send.execution_timeout.to_string()])
             .comment(comment);
         if let Some(output) = send.output {
             request = request.output_s3_bucket_name(&output.bucket);
