@@ -19,5 +19,6 @@ mod promote;
 mod push;
 mod signing;
 mod snapshots;
+mod ssm_standin;
 mod stalled;
 mod structure;

@@ -33,6 +33,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::moto::Moto;
+use super::ssm::SsmStandIn;
 
 /// Longest one call may take (moto answers in milliseconds; Python starts in about a second).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -80,8 +81,30 @@ pub fn addresses(instances: &[Instance]) -> Vec<&str> {
 
 /// A private moto with the loopback VPC, and groups created in it on demand.
 pub struct Asg {
-    moto: Moto,
+    server: Server,
     worker: Mutex<Worker>,
+}
+
+/// The server an [`Asg`] owns: plain moto, or the SSM stand-in (moto with Run Command).
+enum Server {
+    Moto(Moto),
+    StandIn(SsmStandIn),
+}
+
+impl Server {
+    fn endpoint(&self) -> String {
+        match self {
+            Server::Moto(moto) => moto.endpoint(),
+            Server::StandIn(standin) => standin.endpoint(),
+        }
+    }
+
+    fn log(&self) -> String {
+        match self {
+            Server::Moto(moto) => moto.log(),
+            Server::StandIn(standin) => standin.log(),
+        }
+    }
 }
 
 impl Asg {
@@ -90,8 +113,26 @@ impl Asg {
         // Python imports boto3 while moto boots.
         let worker = Worker::start();
         let moto = Moto::start();
+        Asg::setup(Server::Moto(moto), worker)
+    }
+
+    /// The same world on the SSM stand-in, which the `Asg` then owns: groups, S3 and SSM
+    /// share one server (one `AWS_ENDPOINT_URL`), as in AWS. Register the instances with
+    /// [`SsmStandIn::set_instance`] through [`Asg::ssm`].
+    pub fn start_on(standin: SsmStandIn) -> Asg {
+        Asg::setup(Server::StandIn(standin), Worker::start())
+    }
+
+    /// Starts an SSM stand-in and the world on it ([`Asg::start_on`]).
+    pub fn start_with_ssm() -> Asg {
+        // Python imports boto3 while the stand-in boots.
+        let worker = Worker::start();
+        Asg::setup(Server::StandIn(SsmStandIn::start()), worker)
+    }
+
+    fn setup(server: Server, worker: Worker) -> Asg {
         let asg = Asg {
-            moto,
+            server,
             worker: Mutex::new(worker),
         };
         asg.call("setup", json!({"endpoint": asg.endpoint()}));
@@ -99,13 +140,32 @@ impl Asg {
     }
 
     /// The moto server, also usable for S3 (`AWS_ENDPOINT_URL` of the binary and the hosts).
+    ///
+    /// Panics for an `Asg` on the SSM stand-in: use [`Asg::ssm`] or [`Asg::endpoint`].
     pub fn moto(&self) -> &Moto {
-        &self.moto
+        match &self.server {
+            Server::Moto(moto) => moto,
+            Server::StandIn(_) => {
+                panic!("this Asg runs on the SSM stand-in, not a plain moto: use Asg::ssm()")
+            }
+        }
     }
 
-    /// `http://127.0.0.1:PORT` of the moto server.
+    /// The SSM stand-in of an `Asg` made by [`Asg::start_on`] / [`Asg::start_with_ssm`].
+    ///
+    /// Panics for an `Asg` on a plain moto ([`Asg::start`]).
+    pub fn ssm(&self) -> &SsmStandIn {
+        match &self.server {
+            Server::StandIn(standin) => standin,
+            Server::Moto(_) => {
+                panic!("this Asg runs on a plain moto: start it with Asg::start_with_ssm()")
+            }
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` of the server.
     pub fn endpoint(&self) -> String {
-        self.moto.endpoint()
+        self.server.endpoint()
     }
 
     /// Creates group `name` with `desired` instances (max size 200) and returns them, sorted by
@@ -166,7 +226,7 @@ impl Asg {
             Ok(value) => value,
             Err(error) => panic!(
                 "{op} {args} failed: {error}\n--- moto's log (last 4 KB):\n{}",
-                tail(&self.moto.log(), 4096)
+                tail(&self.server.log(), 4096)
             ),
         }
     }
@@ -174,7 +234,7 @@ impl Asg {
 
 /// The boto3 process: requests on its stdin, answers read by a thread into a channel (so each
 /// wait is bounded).
-struct Worker {
+pub(crate) struct Worker {
     child: Child,
     stdin: ChildStdin,
     answers: Receiver<String>,
@@ -184,11 +244,16 @@ struct Worker {
 
 impl Worker {
     fn start() -> Worker {
+        Worker::start_script(Path::new(WORKER))
+    }
+
+    /// A worker running `script` (same protocol: JSON lines in, one JSON line out per request).
+    pub(crate) fn start_script(script: &Path) -> Worker {
         let stderr = tempfile::tempfile().expect("create a file for the worker's stderr");
         let (program, args) = python();
         let mut child = Command::new(&program)
             .args(&args)
-            .arg(WORKER)
+            .arg(script)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("PYTHONUNBUFFERED", "1")
@@ -227,7 +292,7 @@ impl Worker {
     }
 
     /// One request, one answer line: `{"ok": ...}` or `{"error": "..."}`.
-    fn call(&mut self, op: &str, args: &Value) -> Result<Value, String> {
+    pub(crate) fn call(&mut self, op: &str, args: &Value) -> Result<Value, String> {
         let request = json!({"op": op, "args": args}).to_string();
         if writeln!(self.stdin, "{request}").is_err() {
             return Err(format!("the worker is gone:\n{}", self.stderr()));
@@ -253,7 +318,7 @@ impl Worker {
         }
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         use std::io::{Read, Seek};
         let mut file = &self.stderr;
         let mut text = String::new();
@@ -343,7 +408,7 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
 }
 
 /// The last `max` bytes of `text` (at a character boundary).
-fn tail(text: &str, max: usize) -> &str {
+pub(crate) fn tail(text: &str, max: usize) -> &str {
     let mut start = text.len().saturating_sub(max);
     while !text.is_char_boundary(start) {
         start += 1;

@@ -15,6 +15,7 @@ pub mod hosts;
 pub mod moto;
 pub mod proxy;
 pub mod s3;
+pub mod ssm;
 pub mod workspace;
 
 use std::ffi::{OsStr, OsString};
@@ -29,6 +30,7 @@ pub use hosts::Hosts;
 pub use moto::Moto;
 pub use proxy::{Action, Exchange, FaultProxy, RequestInfo};
 pub use s3::S3;
+pub use ssm::SsmStandIn;
 pub use workspace::{BareRepo, Workspace};
 
 /// Longest a single run of the binary may take before it is killed and the test fails.

@@ -196,7 +196,7 @@ impl Drop for Moto {
 }
 
 /// A port that was free a moment ago (the kernel's pick for port 0).
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     TcpListener::bind(("127.0.0.1", 0))
         .and_then(|listener| listener.local_addr())
         .expect("bind 127.0.0.1:0 to find a free port")
@@ -207,7 +207,7 @@ fn free_port() -> u16 {
 ///
 /// The write end of that pipe lives in the returned `Child`, so it closes when the test process
 /// drops it or exits in any way; std opens pipes close-on-exec, so no other child holds it open.
-fn spawn_watchdog(pid: u32) -> Child {
+pub(super) fn spawn_watchdog(pid: u32) -> Child {
     Command::new("sh")
         .args([
             "-c",
@@ -223,7 +223,7 @@ fn spawn_watchdog(pid: u32) -> Child {
 }
 
 /// Whether process `pid` holds a socket listening on `127.0.0.1:port` (Linux `/proc`).
-fn listens_on(pid: u32, port: u16) -> bool {
+pub(super) fn listens_on(pid: u32, port: u16) -> bool {
     let Ok(table) = fs_err::read_to_string("/proc/net/tcp") else {
         return false;
     };
@@ -249,7 +249,7 @@ fn listens_on(pid: u32, port: u16) -> bool {
 }
 
 /// Whether something on `127.0.0.1:port` answers a plain HTTP request.
-fn answers_http(port: u16) -> bool {
+pub(super) fn answers_http(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
         return false;
@@ -265,7 +265,7 @@ fn answers_http(port: u16) -> bool {
 }
 
 /// Reads a file from its start without moving the offset it shares with the writer.
-fn read_all_at(file: &File) -> String {
+pub(super) fn read_all_at(file: &File) -> String {
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
     let mut filled = 0;
