@@ -44,12 +44,30 @@ pub(crate) struct Link {
     ssm: Ssm,
     /// `--ssm-output`'s bucket, opened to read back full outputs.
     logs: Option<Store>,
+    /// When the last GetCommandInvocation was sent: they are spaced out, as polls are, since
+    /// SSM throttles calls about one command that come too fast.
+    last_get: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Link {
     /// `logs` reads `--ssm-output`'s bucket, when one is given.
     pub(crate) fn new(ssm: Ssm, logs: Option<Store>) -> Link {
-        Link { ssm, logs }
+        Link {
+            ssm,
+            logs,
+            last_get: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// GetCommandInvocation, at least [`FIRST_POLL`] after the previous one.
+    async fn output(&self, command_id: &str, instance_id: &str) -> Result<(String, String)> {
+        let mut last = self.last_get.lock().await;
+        if let Some(at) = *last {
+            tokio::time::sleep(FIRST_POLL.saturating_sub(at.elapsed())).await;
+        }
+        let got = self.ssm.output(command_id, instance_id).await;
+        *last = Some(Instant::now());
+        Ok(got?)
     }
 }
 
@@ -172,8 +190,7 @@ async fn send_all(
     ended: &mut BTreeMap<String, Ended>,
 ) -> Vec<Sent> {
     let mut sent = Vec::new();
-    for chunk in online.chunks(MAX_IDS_PER_CALL) {
-        let ids: Vec<String> = chunk.iter().map(|t| id(t)).collect();
+    for (chunk, ids) in online.chunks(MAX_IDS_PER_CALL).zip(id_chunks(online)) {
         let result = match script(rollout, chunk) {
             Ok(commands) => {
                 let send = Send {
@@ -198,6 +215,14 @@ async fn send_all(
         }
     }
     sent
+}
+
+/// The ids of `online`, at most 50 per SendCommand (AWS refuses more).
+fn id_chunks(online: &[&Target]) -> Vec<Vec<String>> {
+    online
+        .chunks(MAX_IDS_PER_CALL)
+        .map(|chunk| chunk.iter().map(|t| id(t)).collect())
+        .collect()
 }
 
 /// Polls every command until each of its instances has a terminal status; on a signal cancels
@@ -443,17 +468,11 @@ async fn finished(
         super::Transport::Ssm(link) => link,
         super::Transport::Ssh(_) => anyhow::bail!("internal error: not an SSM push"),
     };
-    let (mut stdout, mut stderr) = split_output(&invocation.output);
     if let Some(location) = &rollout.ssm_output {
         let key = location.key(command_id, &invocation.instance_id, "stdout");
         line.log = Some(format!("s3://{}/{key}", location.bucket));
-        if is_truncated(&stdout) {
-            stdout = read_full(link, location, command_id, invocation, "stdout").await?;
-        }
-        if is_truncated(&stderr) && invocation.status != Status::Success {
-            stderr = read_full(link, location, command_id, invocation, "stderr").await?;
-        }
     }
+    let (stdout, stderr) = outputs(rollout, link, command_id, invocation).await?;
     show(runner, target, &stdout, &stderr);
     check_status(rollout, invocation, &stderr)?;
     if rollout.template.is_none() {
@@ -465,6 +484,41 @@ async fn finished(
         health::wait_url(url, &target.host, &target.address, rollout.health_timeout).await?;
     }
     Ok(())
+}
+
+/// stdout and stderr, as far as the report needs them. The listing's inline output is cut at
+/// 2,500 characters; when what is needed was cut (install's JSON on stdout; stderr's tail of a
+/// failure), it is read whole from `--ssm-output`, else from GetCommandInvocation (24,000 and
+/// 8,000 characters). Nothing more is asked for hosts whose listing says it all, so requests
+/// stay per command, not per host.
+async fn outputs(
+    rollout: &Rollout,
+    link: &Link,
+    command_id: &str,
+    invocation: &Invocation,
+) -> Result<(String, String)> {
+    let (stdout, stderr) = split_output(&invocation.output);
+    let stdout_cut = is_truncated(&stdout);
+    let need_stdout = stdout_cut && rollout.template.is_none();
+    let need_stderr =
+        invocation.status != Status::Success && (stdout_cut || is_truncated(&stderr));
+    if !need_stdout && !need_stderr {
+        return Ok((stdout, stderr));
+    }
+    let Some(location) = &rollout.ssm_output else {
+        return link.output(command_id, &invocation.instance_id).await;
+    };
+    let stdout = if need_stdout {
+        read_full(link, location, command_id, invocation, "stdout").await?
+    } else {
+        stdout
+    };
+    let stderr = if need_stderr {
+        read_full(link, location, command_id, invocation, "stderr").await?
+    } else {
+        stderr
+    };
+    Ok((stdout, stderr))
 }
 
 /// Install's stderr (and a `--command`'s stdout) for people, as over SSH; the whole output in
@@ -525,9 +579,9 @@ fn check_status(rollout: &Rollout, invocation: &Invocation, stderr: &str) -> Res
 fn install_document(stdout: &str, full: bool) -> Result<serde_json::Value> {
     if is_truncated(stdout) && !full {
         anyhow::bail!(
-            "SSM says Success, but it truncated the output (24,000 characters inline) and \
-             install's JSON document with it: give --ssm-output s3://BUCKET/PREFIX to read the \
-             whole output"
+            "SSM says Success, but the output was truncated (SSM returns 24,000 characters of \
+             stdout) and install's JSON document with it: give --ssm-output s3://BUCKET/PREFIX \
+             to read the whole output"
         );
     }
     let last = stdout
@@ -596,5 +650,177 @@ fn stderr_tail(stderr: &str) -> String {
         "(no stderr)".to_owned()
     } else {
         tail.join(" / ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+    use crate::rollout::plan::BatchSize;
+    use crate::rollout::ssh::SshOptions;
+    use crate::rollout::{Remote, Via};
+
+    fn rollout(template: Option<&str>, health: HealthCheck) -> Rollout {
+        Rollout {
+            artifact: "web".into(),
+            version: 7,
+            bucket: "builds".into(),
+            stage: "prod".into(),
+            remote: Remote {
+                sudo: false,
+                binary: "/usr/local/bin/release".into(),
+                dir: None,
+            },
+            template: template.map(str::to_owned),
+            health,
+            health_timeout: Duration::from_secs(2),
+            max_failures: 0,
+            batch: BatchSize::Hosts(1),
+            ssh: SshOptions {
+                user: None,
+                port: None,
+                config: None,
+                identity: None,
+                host_keys: openssh::KnownHosts::Strict,
+                connect_timeout: Duration::from_secs(1),
+            },
+            max_connections: 1,
+            log_dir: None,
+            via: Via::Ssm,
+            ssm_output: None,
+        }
+    }
+
+    fn target(id: &str) -> Target {
+        Target {
+            host: id.to_owned(),
+            address: "10.0.0.1".to_owned(),
+            instance: Some(id.to_owned()),
+            group: Some("web".to_owned()),
+            lifecycle: None,
+            zone: None,
+        }
+    }
+
+    /// Runs `lines` as SSM would (`bash -c`, lines joined), as instance `id`, in `dir`.
+    fn run(lines: &[String], id: &str, dir: &std::path::Path) -> std::process::Output {
+        Command::new("bash")
+            .arg("-c")
+            .arg(lines.join("\n"))
+            .env("AWS_SSM_INSTANCE_ID", id)
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn backoff_grows_by_half_up_to_ten_seconds() {
+        let mut backoff = Backoff::new();
+        let pauses: Vec<u128> = (0..9).map(|_| backoff.pause().as_millis()).collect();
+        assert_eq!(
+            pauses,
+            [1000, 1500, 2250, 3375, 5062, 7593, 10000, 10000, 10000]
+        );
+    }
+
+    #[test]
+    fn inline_output_splits_at_the_error_line_and_knows_truncation() {
+        let (out, err) = split_output("{\"a\":1}\n----------ERROR-------\nwarn\nboom");
+        assert_eq!((out.as_str(), err.as_str()), ("{\"a\":1}", "warn\nboom"));
+        let (out, err) = split_output("only out\n");
+        assert_eq!((out.as_str(), err.as_str()), ("only out\n", ""));
+        assert!(is_truncated("xxxx\n---Output truncated---"));
+        assert!(!is_truncated("xxxx"));
+        assert_eq!(stderr_tail("a\nb\nc\nd\ne\nf\n---Output truncated---"), "b / c / d / e / f");
+        assert_eq!(stderr_tail(""), "(no stderr)");
+    }
+
+    /// Hostile values (spaces, quotes, `$(…)`, `;`, backticks) stay single words: what runs
+    /// gets each as one argument, and nothing they spell is executed.
+    #[test]
+    fn hostile_values_stay_single_words_in_the_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let hostile = "a b'c\"d;touch MARK1;$(touch MARK2)`touch MARK3`";
+        let mut plain = rollout(None, HealthCheck::None);
+        plain.stage = hostile.to_owned();
+        // A "release" that prints its arguments one per line.
+        let echo = dir.path().join("args.sh");
+        fs_err::write(&echo, "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n").unwrap();
+        rustix::fs::chmod(&echo, rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+        plain.remote.binary = echo.display().to_string();
+        let lines = script(&plain, &[&target("i-1")]).unwrap();
+        let ran = run(&lines, "i-1", dir.path());
+        assert!(ran.status.success(), "{ran:?}");
+        let args = String::from_utf8(ran.stdout).unwrap();
+        let args: Vec<&str> = args.lines().collect();
+        assert_eq!(
+            args,
+            ["install", "7", "--artifact", "web", "--bucket", "builds", "--stage", hostile, "--output", "json"]
+        );
+        let templated = rollout(Some("printf '%s\\n' {stage} {instance}"), HealthCheck::None);
+        let mut templated = templated;
+        templated.stage = hostile.to_owned();
+        let lines = script(&templated, &[&target("i-1")]).unwrap();
+        let ran = run(&lines, "i-1", dir.path());
+        assert_eq!(String::from_utf8_lossy(&ran.stdout), format!("{hostile}\ni-1\n"));
+        for mark in ["MARK1", "MARK2", "MARK3"] {
+            assert!(!dir.path().join(mark).exists(), "{mark} was created");
+        }
+    }
+
+    /// Commands that differ per instance are chosen by the agent's AWS_SSM_INSTANCE_ID; an
+    /// instance with none of them fails rather than run another's.
+    #[test]
+    fn each_instance_runs_its_own_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let per_host = rollout(Some("echo {instance}"), HealthCheck::None);
+        let (one, two) = (target("i-1"), target("i-2"));
+        let lines = script(&per_host, &[&one, &two]).unwrap();
+        assert_eq!(String::from_utf8_lossy(&run(&lines, "i-2", dir.path()).stdout), "i-2\n");
+        assert_eq!(String::from_utf8_lossy(&run(&lines, "i-1", dir.path()).stdout), "i-1\n");
+        let stranger = run(&lines, "i-3", dir.path());
+        assert_eq!(stranger.status.code(), Some(125));
+        // The same command everywhere needs no dispatch.
+        let same = script(&rollout(Some("true"), HealthCheck::None), &[&one, &two]).unwrap();
+        assert!(!same.join("\n").contains("AWS_SSM_INSTANCE_ID"));
+    }
+
+    /// Install's failure is the script's exit code; the health command runs after a good
+    /// install, its stdout kept off stdout, and its failure ends the script non-zero in time.
+    #[test]
+    fn the_health_command_runs_after_the_install_in_the_same_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let failing = rollout(Some("exit 3"), HealthCheck::Command("touch HEALTH".into()));
+        let ran = run(&script(&failing, &[&target("i-1")]).unwrap(), "i-1", dir.path());
+        assert_eq!(ran.status.code(), Some(3));
+        assert!(!dir.path().join("HEALTH").exists(), "health ran after a failed install");
+        let healthy = rollout(
+            Some("echo '{{\"version\":7}}'"),
+            HealthCheck::Command("echo checking; test -e ok".into()),
+        );
+        fs_err::write(dir.path().join("ok"), "").unwrap();
+        let ran = run(&script(&healthy, &[&target("i-1")]).unwrap(), "i-1", dir.path());
+        assert!(ran.status.success(), "{ran:?}");
+        assert_eq!(String::from_utf8_lossy(&ran.stdout), "{\"version\":7}\n");
+        assert!(String::from_utf8_lossy(&ran.stderr).contains("checking"));
+        fs_err::remove_file(dir.path().join("ok")).unwrap();
+        let started = Instant::now();
+        let ran = run(&script(&healthy, &[&target("i-1")]).unwrap(), "i-1", dir.path());
+        assert_eq!(ran.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&ran.stderr).contains("not healthy after 2s"),
+            "{ran:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(6));
+    }
+
+    #[test]
+    fn instances_go_in_chunks_of_fifty() {
+        let targets: Vec<Target> = (0..120).map(|n| target(&format!("i-{n}"))).collect();
+        let refs: Vec<&Target> = targets.iter().collect();
+        let sizes: Vec<usize> = id_chunks(&refs).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [50, 50, 20]);
     }
 }

@@ -109,18 +109,20 @@ impl Status {
         }
     }
 
-    /// From SSM's word (ListCommandInvocations' `Status`).
-    pub fn from_word(word: &str) -> Self {
-        match word {
-            "Pending" | "InProgress" | "Delayed" | "Cancelling" => Self::Running,
-            "Success" => Self::Success,
-            "Failed" => Self::Failed,
-            "Cancelled" => Self::Cancelled,
-            "TimedOut" => Self::TimedOut,
-            "DeliveryTimedOut" => Self::DeliveryTimedOut,
-            "Undeliverable" => Self::Undeliverable,
-            "Terminated" => Self::Terminated,
-            other => Self::Other(other.to_owned()),
+    /// From an invocation's `Status` (AWS's coarse enum) and `StatusDetails`, which tells the
+    /// terminal states apart: TimedOut is DeliveryTimedOut or ExecutionTimedOut, Failed may be
+    /// Undeliverable or Terminated.
+    pub fn of(status: &str, details: &str) -> Self {
+        match (status, details) {
+            ("Pending" | "InProgress" | "Delayed" | "Cancelling", _) => Self::Running,
+            ("Success", _) => Self::Success,
+            ("Cancelled", _) => Self::Cancelled,
+            (_, "DeliveryTimedOut") | ("DeliveryTimedOut", _) => Self::DeliveryTimedOut,
+            (_, "Undeliverable") | ("Undeliverable", _) => Self::Undeliverable,
+            (_, "Terminated") | ("Terminated", _) => Self::Terminated,
+            ("TimedOut", _) => Self::TimedOut,
+            ("Failed", _) => Self::Failed,
+            (other, _) => Self::Other(other.to_owned()),
         }
     }
 }
@@ -133,8 +135,9 @@ pub struct Invocation {
     pub status: Status,
     /// The script's exit code (the plugin's ResponseCode; -1 when it never ran).
     pub exit_code: Option<i32>,
-    /// The plugin's output as SSM returns it inline (stdout, then stderr after SSM's
-    /// `----------ERROR-------` line), possibly truncated.
+    /// The plugin's output as ListCommandInvocations returns it: stdout, then stderr after
+    /// SSM's `----------ERROR-------` line, cut at 2,500 characters (then ending with
+    /// `---Output truncated---`).
     pub output: String,
     /// SSM's StatusDetails (e.g. `DeliveryTimedOut`, `Failed`).
     pub details: String,
@@ -263,6 +266,27 @@ impl Ssm {
         Ok(out)
     }
 
+    /// An instance's stdout and stderr as GetCommandInvocation returns them: the first 24,000
+    /// and 8,000 characters (more than the listing's 2,500), for outputs the listing cut.
+    pub async fn output(
+        &self,
+        command_id: &str,
+        instance_id: &str,
+    ) -> Result<(String, String), FleetError> {
+        let got = self
+            .client
+            .get_command_invocation()
+            .command_id(command_id)
+            .instance_id(instance_id)
+            .send()
+            .await
+            .map_err(|e| api("GetCommandInvocation", e))?;
+        Ok((
+            got.standard_output_content().unwrap_or_default().to_owned(),
+            got.standard_error_content().unwrap_or_default().to_owned(),
+        ))
+    }
+
     /// Asks SSM to stop `command_id` on every instance still running it.
     pub async fn cancel(&self, command_id: &str) -> Result<(), FleetError> {
         self.client
@@ -276,10 +300,11 @@ impl Ssm {
 }
 
 fn invocation(raw: &aws_sdk_ssm::types::CommandInvocation) -> Invocation {
+    let details = raw.status_details().unwrap_or_default();
     let status = raw
         .status()
         .map_or(Status::Running, |s: &CommandInvocationStatus| {
-            Status::from_word(s.as_str())
+            Status::of(s.as_str(), details)
         });
     // AWS-RunShellScript has one plugin: its code and output are the script's.
     let plugin = raw.command_plugins().first();
@@ -290,7 +315,7 @@ fn invocation(raw: &aws_sdk_ssm::types::CommandInvocation) -> Invocation {
             .and_then(|p| p.output())
             .unwrap_or_default()
             .to_owned(),
-        details: raw.status_details().unwrap_or_default().to_owned(),
+        details: details.to_owned(),
         stdout_url: plugin
             .and_then(|p| p.standard_output_url())
             .or(raw.standard_output_url())
@@ -307,21 +332,24 @@ mod tests {
     #[test]
     fn statuses_map_to_terminal_or_not() {
         for running in ["Pending", "InProgress", "Delayed", "Cancelling"] {
-            assert_eq!(Status::from_word(running), Status::Running, "{running}");
+            assert_eq!(Status::of(running, running), Status::Running, "{running}");
         }
-        for done in [
-            "Success",
-            "Failed",
-            "Cancelled",
-            "TimedOut",
-            "DeliveryTimedOut",
-            "Undeliverable",
-            "Terminated",
-            "SomethingNew",
-        ] {
-            let status = Status::from_word(done);
-            assert!(status.is_terminal(), "{done}");
-            assert_eq!(status.as_str(), done);
+        // (Status, StatusDetails) as AWS sends them, and what they mean.
+        let cases = [
+            ("Success", "Success", Status::Success),
+            ("Failed", "Failed", Status::Failed),
+            ("Cancelled", "Cancelled", Status::Cancelled),
+            ("TimedOut", "ExecutionTimedOut", Status::TimedOut),
+            ("TimedOut", "DeliveryTimedOut", Status::DeliveryTimedOut),
+            ("Failed", "Undeliverable", Status::Undeliverable),
+            ("Failed", "Terminated", Status::Terminated),
+            ("Undeliverable", "", Status::Undeliverable),
+            ("SomethingNew", "", Status::Other("SomethingNew".into())),
+        ];
+        for (status, details, want) in cases {
+            let got = Status::of(status, details);
+            assert!(got.is_terminal(), "{status}/{details}");
+            assert_eq!(got, want, "{status}/{details}");
         }
     }
 
