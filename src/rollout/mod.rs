@@ -309,6 +309,9 @@ pub(crate) async fn run(
             .extend(run_batch(&push.runner, batch, cancel).await);
     }
     report.stopped = halt.reason();
+    // A signal during the last batch stops no further batch, but the push was still cut short
+    // (over SSM its commands were cancelled).
+    report.interrupted |= cancel.is_cancelled();
     report
 }
 

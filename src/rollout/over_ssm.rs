@@ -500,8 +500,7 @@ async fn outputs(
     let (stdout, stderr) = split_output(&invocation.output);
     let stdout_cut = is_truncated(&stdout);
     let need_stdout = stdout_cut && rollout.template.is_none();
-    let need_stderr =
-        invocation.status != Status::Success && (stdout_cut || is_truncated(&stderr));
+    let need_stderr = invocation.status != Status::Success && (stdout_cut || is_truncated(&stderr));
     if !need_stdout && !need_stderr {
         return Ok((stdout, stderr));
     }
@@ -733,7 +732,10 @@ mod tests {
         assert_eq!((out.as_str(), err.as_str()), ("only out\n", ""));
         assert!(is_truncated("xxxx\n---Output truncated---"));
         assert!(!is_truncated("xxxx"));
-        assert_eq!(stderr_tail("a\nb\nc\nd\ne\nf\n---Output truncated---"), "b / c / d / e / f");
+        assert_eq!(
+            stderr_tail("a\nb\nc\nd\ne\nf\n---Output truncated---"),
+            "b / c / d / e / f"
+        );
         assert_eq!(stderr_tail(""), "(no stderr)");
     }
 
@@ -747,7 +749,11 @@ mod tests {
         plain.stage = hostile.to_owned();
         // A "release" that prints its arguments one per line.
         let echo = dir.path().join("args.sh");
-        fs_err::write(&echo, "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n").unwrap();
+        fs_err::write(
+            &echo,
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n",
+        )
+        .unwrap();
         rustix::fs::chmod(&echo, rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
         plain.remote.binary = echo.display().to_string();
         let lines = script(&plain, &[&target("i-1")]).unwrap();
@@ -757,14 +763,28 @@ mod tests {
         let args: Vec<&str> = args.lines().collect();
         assert_eq!(
             args,
-            ["install", "7", "--artifact", "web", "--bucket", "builds", "--stage", hostile, "--output", "json"]
+            [
+                "install",
+                "7",
+                "--artifact",
+                "web",
+                "--bucket",
+                "builds",
+                "--stage",
+                hostile,
+                "--output",
+                "json"
+            ]
         );
         let templated = rollout(Some("printf '%s\\n' {stage} {instance}"), HealthCheck::None);
         let mut templated = templated;
         templated.stage = hostile.to_owned();
         let lines = script(&templated, &[&target("i-1")]).unwrap();
         let ran = run(&lines, "i-1", dir.path());
-        assert_eq!(String::from_utf8_lossy(&ran.stdout), format!("{hostile}\ni-1\n"));
+        assert_eq!(
+            String::from_utf8_lossy(&ran.stdout),
+            format!("{hostile}\ni-1\n")
+        );
         for mark in ["MARK1", "MARK2", "MARK3"] {
             assert!(!dir.path().join(mark).exists(), "{mark} was created");
         }
@@ -778,8 +798,14 @@ mod tests {
         let per_host = rollout(Some("echo {instance}"), HealthCheck::None);
         let (one, two) = (target("i-1"), target("i-2"));
         let lines = script(&per_host, &[&one, &two]).unwrap();
-        assert_eq!(String::from_utf8_lossy(&run(&lines, "i-2", dir.path()).stdout), "i-2\n");
-        assert_eq!(String::from_utf8_lossy(&run(&lines, "i-1", dir.path()).stdout), "i-1\n");
+        assert_eq!(
+            String::from_utf8_lossy(&run(&lines, "i-2", dir.path()).stdout),
+            "i-2\n"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&run(&lines, "i-1", dir.path()).stdout),
+            "i-1\n"
+        );
         let stranger = run(&lines, "i-3", dir.path());
         assert_eq!(stranger.status.code(), Some(125));
         // The same command everywhere needs no dispatch.
@@ -793,21 +819,36 @@ mod tests {
     fn the_health_command_runs_after_the_install_in_the_same_script() {
         let dir = tempfile::tempdir().unwrap();
         let failing = rollout(Some("exit 3"), HealthCheck::Command("touch HEALTH".into()));
-        let ran = run(&script(&failing, &[&target("i-1")]).unwrap(), "i-1", dir.path());
+        let ran = run(
+            &script(&failing, &[&target("i-1")]).unwrap(),
+            "i-1",
+            dir.path(),
+        );
         assert_eq!(ran.status.code(), Some(3));
-        assert!(!dir.path().join("HEALTH").exists(), "health ran after a failed install");
+        assert!(
+            !dir.path().join("HEALTH").exists(),
+            "health ran after a failed install"
+        );
         let healthy = rollout(
             Some("echo '{{\"version\":7}}'"),
             HealthCheck::Command("echo checking; test -e ok".into()),
         );
         fs_err::write(dir.path().join("ok"), "").unwrap();
-        let ran = run(&script(&healthy, &[&target("i-1")]).unwrap(), "i-1", dir.path());
+        let ran = run(
+            &script(&healthy, &[&target("i-1")]).unwrap(),
+            "i-1",
+            dir.path(),
+        );
         assert!(ran.status.success(), "{ran:?}");
         assert_eq!(String::from_utf8_lossy(&ran.stdout), "{\"version\":7}\n");
         assert!(String::from_utf8_lossy(&ran.stderr).contains("checking"));
         fs_err::remove_file(dir.path().join("ok")).unwrap();
         let started = Instant::now();
-        let ran = run(&script(&healthy, &[&target("i-1")]).unwrap(), "i-1", dir.path());
+        let ran = run(
+            &script(&healthy, &[&target("i-1")]).unwrap(),
+            "i-1",
+            dir.path(),
+        );
         assert_eq!(ran.status.code(), Some(1));
         assert!(
             String::from_utf8_lossy(&ran.stderr).contains("not healthy after 2s"),
