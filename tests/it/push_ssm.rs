@@ -90,27 +90,39 @@ impl World {
     /// /etc/environment would: AWS settings, its install dir, and the agent's
     /// `AWS_SSM_INSTANCE_ID`.
     fn register(&self, id: &str) {
+        self.register_with(id, &[]);
+    }
+
+    /// [`World::register`] with `extra` variables (which the wrapper reads: `BIG`, `SLOW`).
+    fn register_with(&self, id: &str, extra: &[(&str, &str)]) {
         let home = self.home(id);
         fs_err::create_dir_all(&home).unwrap();
-        let path = format!("{}:/usr/bin:/bin", release_bin_dir().display());
-        let install = self.install_dir(id).display().to_string();
-        let ran = self.ran_file().display().to_string();
-        let home_text = home.display().to_string();
-        let endpoint = self.asg.endpoint();
-        let env = [
-            ("PATH", path.as_str()),
-            ("HOME", home_text.as_str()),
-            ("LANG", "C.UTF-8"),
-            ("TZ", "UTC"),
-            ("RELEASE_INSTALL_DIR", install.as_str()),
-            ("AWS_ENDPOINT_URL", endpoint.as_str()),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_SSM_INSTANCE_ID", id),
-            ("RAN", ran.as_str()),
-        ];
+        let text = |p: PathBuf| p.display().to_string();
+        let mut env: Vec<(String, String)> = [
+            (
+                "PATH",
+                format!("{}:/usr/bin:/bin", release_bin_dir().display()),
+            ),
+            ("HOME", text(home.clone())),
+            ("LANG", "C.UTF-8".into()),
+            ("TZ", "UTC".into()),
+            ("RELEASE_INSTALL_DIR", text(self.install_dir(id))),
+            ("AWS_ENDPOINT_URL", self.asg.endpoint()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_SSM_INSTANCE_ID", id.into()),
+            ("RAN", text(self.ran_file())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         self.standin().set_instance(id, env, &home);
     }
 
@@ -423,9 +435,7 @@ fn output_beyond_the_inline_limit() {
     let logs = unique_bucket("ssmlogs");
     world.s3.create_bucket(&logs);
     // The wrapper prints 30,000 characters before install's JSON.
-    let mut env: Vec<(String, String)> = Vec::new();
-    env.push(("BIG".into(), "1".into()));
-    register_with(&world, &id, &env);
+    world.register_with(&id, &[("BIG", "1")]);
     let url = format!("s3://{logs}/push/web");
     let doc = world
         .push(&["--asg", "web", "--ssm-output", &url])
@@ -458,30 +468,6 @@ fn line_error(doc: &Value, id: &str) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned()
-}
-
-/// Registers `id` again with extra variables.
-fn register_with(world: &World, id: &str, extra: &[(String, String)]) {
-    world.register(id);
-    let home = world.home(id);
-    let path = format!("{}:/usr/bin:/bin", release_bin_dir().display());
-    let mut env: Vec<(String, String)> = vec![
-        ("PATH".into(), path),
-        ("HOME".into(), home.display().to_string()),
-        (
-            "RELEASE_INSTALL_DIR".into(),
-            world.install_dir(id).display().to_string(),
-        ),
-        ("AWS_ENDPOINT_URL".into(), world.asg.endpoint()),
-        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-        ("AWS_ACCESS_KEY_ID".into(), "test".into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
-        ("AWS_REGION".into(), "us-east-1".into()),
-        ("AWS_SSM_INSTANCE_ID".into(), id.into()),
-        ("RAN".into(), world.ran_file().display().to_string()),
-    ];
-    env.extend(extra.iter().cloned());
-    world.standin().set_instance(id, env, &home);
 }
 
 /// Waits until `path` exists.
@@ -559,7 +545,7 @@ fn a_second_push_while_one_holds_the_lock_is_refused() {
 fn an_instance_added_mid_push_gets_the_build_in_the_sweep() {
     let world = World::new();
     let first = world.group("web", 1);
-    register_with(&world, &first[0].id, &[("SLOW".into(), "3".into())]);
+    world.register_with(&first[0].id, &[("SLOW", "3")]);
     let running = world.push(&["--asg", "web"]).spawn();
     let started = Instant::now();
     while world.ran().is_empty() {
