@@ -248,8 +248,25 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
     } else {
         ExitStatus::Failure
     };
-    let why = if report.interrupted {
-        "interrupted: no new host was started".to_owned()
+    let why = why_incomplete(rollout, &report, failed);
+    Err(FailedWithOutcome {
+        status,
+        message: format!("push incomplete: {summary}; {why}"),
+        outcome,
+    }
+    .into())
+}
+
+/// Why a push that did not put every host on the build ended so.
+fn why_incomplete(rollout: &Rollout, report: &Report, failed: usize) -> String {
+    if report.interrupted {
+        match rollout.via {
+            Via::Ssh => "interrupted: no new host was started".to_owned(),
+            Via::Ssm => {
+                "interrupted: no new host was started, SSM commands still running were cancelled"
+                    .to_owned()
+            }
+        }
     } else if let Some(reason) = &report.stopped {
         format!("stopped: {reason}")
     } else if failed > rollout.max_failures {
@@ -269,13 +286,7 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
         }
     } else {
         "some hosts are not on the build".to_owned()
-    };
-    Err(FailedWithOutcome {
-        status,
-        message: format!("push incomplete: {summary}; {why}"),
-        outcome,
     }
-    .into())
 }
 
 fn table(report: &Report) -> String {

@@ -201,6 +201,45 @@ fn health_check(url: Option<String>, command: Option<String>) -> Result<HealthCh
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn resolve(args: &[&str]) -> Result<PushConfig> {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([&["release", "push"][..], args].concat()).unwrap();
+        let Command::Push(push) = cli.command else {
+            unreachable!()
+        };
+        PushConfig::resolve(push, &PushFile::default())
+    }
+
+    #[test]
+    fn ssm_names_the_binary_by_path_and_hosts_by_instance() {
+        let ssm = resolve(&["--via", "ssm", "--asg", "web"]).unwrap();
+        assert_eq!(ssm.remote.binary, "/usr/local/bin/release");
+        assert!(matches!(
+            ssm.reach.source,
+            Source::Groups {
+                by_instance: true,
+                ..
+            }
+        ));
+        let given = resolve(&["--via", "ssm", "--asg", "web", "--remote-binary", "/opt/r"]);
+        assert_eq!(given.unwrap().remote.binary, "/opt/r");
+        let ssh = resolve(&["--asg", "web"]).unwrap();
+        assert_eq!((ssh.via, ssh.remote.binary.as_str()), (Via::Ssh, "release"));
+        for refused in [
+            &["--via", "ssm", "--asg", "web", "--sudo"][..],
+            &["--via", "ssm", "--hosts", "h1"],
+            &["--asg", "web", "--ssm-output", "s3://logs"],
+            &["--via", "smoke-signals", "--asg", "web"],
+        ] {
+            let err = resolve(refused).err().unwrap();
+            assert!(
+                err.downcast_ref::<ExitError>().is_some(),
+                "{refused:?}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn ssm_output_urls() {

@@ -93,7 +93,7 @@ impl Backoff {
 /// How one instance's part of the batch ended, before it becomes a report line.
 #[derive(Debug, Clone)]
 enum Ended {
-    /// Its agent is not Online: nothing was sent.
+    /// Its agent is not Online (or SSM could not say): nothing was sent. The whole reason.
     Unreachable(String),
     /// Nothing was sent: SendCommand failed, or a signal came first.
     NotSent(HostResult, String),
@@ -163,13 +163,14 @@ async fn check_agents(link: &Link, batch: &[Target]) -> BTreeMap<String, Ended> 
                     Agent::Offline(ping) => ping,
                     Agent::NotRegistered => "not registered".to_owned(),
                 };
-                Some((id, Ended::Unreachable(state)))
+                let why = format!("not reachable over SSM: agent {state}");
+                Some((id, Ended::Unreachable(why)))
             })
             .collect(),
         Err(err) => ids
             .into_iter()
             .map(|id| {
-                let why = format!("cannot ask SSM: {err}");
+                let why = format!("not reachable over SSM: {err}");
                 (id, Ended::Unreachable(why))
             })
             .collect(),
@@ -418,7 +419,7 @@ fn health_lines(check: &str, timeout: Duration) -> Vec<String> {
 async fn finish(runner: &Runner, target: Target, ended: Option<Ended>) -> HostReport {
     let mut line = unstarted(&target, HostResult::Failed);
     let outcome = match ended {
-        Some(Ended::Unreachable(state)) => Err(format!("not reachable over SSM: agent {state}")),
+        Some(Ended::Unreachable(why)) => Err(why),
         Some(Ended::NotSent(result, why)) => {
             line.result = result;
             Err(why)
