@@ -44,9 +44,10 @@ pub(crate) struct Link {
     ssm: Ssm,
     /// `--ssm-output`'s bucket, opened to read back full outputs.
     logs: Option<Store>,
-    /// When the last GetCommandInvocation was sent: they are spaced out, as polls are, since
-    /// SSM throttles calls about one command that come too fast.
-    last_get: tokio::sync::Mutex<Option<Instant>>,
+    /// When SSM was last asked about a command (a poll or a GetCommandInvocation): the next
+    /// GetCommandInvocation waits [`FIRST_POLL`] after it, as polls do, since SSM throttles
+    /// calls about one command that come too fast.
+    last_call: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Link {
@@ -55,13 +56,13 @@ impl Link {
         Link {
             ssm,
             logs,
-            last_get: tokio::sync::Mutex::new(None),
+            last_call: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// GetCommandInvocation, at least [`FIRST_POLL`] after the previous one.
+    /// GetCommandInvocation, at least [`FIRST_POLL`] after the previous call.
     async fn output(&self, command_id: &str, instance_id: &str) -> Result<(String, String)> {
-        let mut last = self.last_get.lock().await;
+        let mut last = self.last_call.lock().await;
         if let Some(at) = *last {
             tokio::time::sleep(FIRST_POLL.saturating_sub(at.elapsed())).await;
         }
@@ -278,7 +279,9 @@ async fn poll_one<'a>(
     ended: &mut BTreeMap<String, Ended>,
     errors: &mut BTreeMap<&'a str, (u32, String)>,
 ) {
-    match link.ssm.invocations(&command.command_id).await {
+    let polled = link.ssm.invocations(&command.command_id).await;
+    *link.last_call.lock().await = Some(Instant::now());
+    match polled {
         Ok(invocations) => {
             errors.remove(command.command_id.as_str());
             // An empty list right after SendCommand means "not yet", as does a missing id.

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::common::asg::Instance;
 use crate::common::hosts::release_bin_dir;
-use crate::common::ssm::{Agent, SsmStandIn, Timing};
+use crate::common::ssm::{Agent, Delivery, SsmStandIn, Timing};
 use crate::common::{Asg, Market, Release, S3, Workspace, unique_bucket};
 
 const ARTIFACT: &str = "web";
@@ -148,7 +148,8 @@ impl World {
     }
 
     /// `release` for the hosts: notes the start, keeps its words one per line in
-    /// `$HOME/args`, sleeps `$SLOW` seconds if set, then runs the binary under test.
+    /// `$HOME/args`, prints `$BIG` characters (and a newline) if set, sleeps `$SLOW` seconds if
+    /// set, then runs the binary under test.
     fn wrapper(&self) -> PathBuf {
         self.dir.path().join("release-wrapper")
     }
@@ -158,7 +159,7 @@ impl World {
             "#!/bin/sh\n\
              echo \"$(date +%s.%N) $AWS_SSM_INSTANCE_ID\" >> \"$RAN\"\n\
              for a in \"$@\"; do printf '%s\\n' \"$a\"; done > \"$HOME/args\"\n\
-             [ -z \"${{BIG:-}}\" ] || head -c 30000 /dev/zero | tr '\\0' x\n\
+             [ -z \"${{BIG:-}}\" ] || head -c \"$BIG\" /dev/zero | tr '\\0' x\n\
              [ -z \"${{BIG:-}}\" ] || echo\n\
              [ -z \"${{SLOW:-}}\" ] || sleep \"$SLOW\"\n\
              exec {BINARY} \"$@\"\n"
@@ -435,7 +436,7 @@ fn output_beyond_the_inline_limit() {
     let logs = unique_bucket("ssmlogs");
     world.s3.create_bucket(&logs);
     // The wrapper prints 30,000 characters before install's JSON.
-    world.register_with(&id, &[("BIG", "1")]);
+    world.register_with(&id, &[("BIG", "30000")]);
     let url = format!("s3://{logs}/push/web");
     let doc = world
         .push(&["--asg", "web", "--ssm-output", &url])
@@ -461,6 +462,63 @@ fn output_beyond_the_inline_limit() {
     assert!(error.contains("truncated"), "{error}");
     assert!(error.contains("--ssm-output"), "{error}");
     assert_eq!(doc["hosts"][0]["log"], Value::Null);
+}
+
+/// Output cut in the listing (2,500 characters) but whole in GetCommandInvocation (24,000): one
+/// GetCommandInvocation for that host, no --ssm-output needed.
+#[test]
+fn output_cut_only_in_the_listing_is_read_with_one_get() {
+    let world = World::new();
+    let instances = world.group("web", 2);
+    let big = &instances[0].id;
+    world.register_with(big, &[("BIG", "5000")]);
+    let doc = world
+        .push(&["--asg", "web", "--batch", "100%"])
+        .success()
+        .stdout_json();
+    assert_eq!(line(&doc, big)["after"], 1);
+    assert_eq!(line(&doc, &instances[1].id)["after"], 1);
+    assert_eq!(
+        world.count("GetCommandInvocation"),
+        1,
+        "only for the cut one"
+    );
+}
+
+/// An Online agent whose command is never delivered: DeliveryTimedOut, said as such.
+#[test]
+fn a_command_never_delivered_is_a_delivery_timeout() {
+    let world = World::new();
+    let instances = world.group("web", 1);
+    let id = &instances[0].id;
+    world.standin().set_delivery(id, Delivery::Timeout);
+    let doc = world.push(&["--asg", "web"]).code(1).stdout_json();
+    let error = line_error(&doc, id);
+    assert!(error.contains("SSM status DeliveryTimedOut"), "{error}");
+    assert!(error.contains("never picked the command up"), "{error}");
+}
+
+/// A command that differs per instance (here through `{instance}`) still goes in one
+/// SendCommand, and each instance runs its own.
+#[test]
+fn each_instance_runs_its_own_command_from_one_send() {
+    let world = World::new();
+    let instances = world.group("web", 3);
+    world
+        .push(&[
+            "--asg",
+            "web",
+            "--batch",
+            "100%",
+            "--command",
+            "echo {instance} > me",
+        ])
+        .success();
+    assert_eq!(world.count("SendCommand"), 1);
+    for instance in &instances {
+        let me = std::fs::read_to_string(world.home(&instance.id).join("me")).unwrap();
+        assert_eq!(me.trim(), instance.id);
+    }
 }
 
 fn line_error(doc: &Value, id: &str) -> String {
