@@ -141,7 +141,7 @@ pub enum Command {
     Install(InstallArgs),
     /// On a host: print the installed build.
     Current(CurrentArgs),
-    /// Roll a build onto Auto Scaling Groups or hosts over SSH.
+    /// Roll a build onto Auto Scaling Groups or hosts over SSH (or SSM).
     Push(PushArgs),
     /// Show which build each host runs, against latest-stable.
     Status(StatusArgs),
@@ -454,6 +454,16 @@ pub struct PushArgs {
     /// Directory for per-host logs.
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
+
+    /// How to reach the hosts: OpenSSH from here, or Systems Manager Run Command by instance id
+    /// (needs --asg) [default: ssh].
+    #[arg(long, env = env_vars::PUSH_VIA, value_name = "ssh|ssm")]
+    pub via: Option<String>,
+
+    /// With --via ssm: S3 location where SSM writes each host's full output (the report says
+    /// where), e.g. `s3://my-logs/release` [default: none, only what SSM returns inline].
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    pub ssm_output: Option<String>,
 }
 
 /// `release status`.
@@ -496,7 +506,7 @@ pub struct RemoteArgs {
     #[arg(long)]
     pub sudo: bool,
 
-    /// Path of `release` on the hosts [default: release].
+    /// Path of `release` on the hosts [default: release; /usr/local/bin/release for push --via ssm].
     #[arg(long, value_name = "PATH")]
     pub remote_binary: Option<String>,
 

@@ -43,6 +43,8 @@ pub(crate) const SIGN: &str = "RELEASE_SIGN";
 pub(crate) const SIGN_PASSWORD: &str = "RELEASE_SIGN_PASSWORD";
 /// Trusted public key files, comma-separated.
 pub(crate) const TRUSTED_KEYS: &str = "RELEASE_TRUSTED_KEYS";
+/// How `push` reaches hosts: `ssh` or `ssm`.
+pub(crate) const PUSH_VIA: &str = "RELEASE_PUSH_VIA";
 /// For tests only: the push lock's lifetime in seconds (default 7200), so that renewal can be
 /// proven without a two-hour push. A push warns when it is set.
 pub(crate) const TEST_LOCK_TTL: &str = "RELEASE_TEST_LOCK_TTL_SECONDS";

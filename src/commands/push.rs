@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use release_fleet::Fleet;
+use release_fleet::ssm::Ssm;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -13,16 +14,17 @@ use crate::bucket::history::{self, Record};
 use crate::bucket::layout::Layout;
 use crate::bucket::lock;
 use crate::bucket::resolve;
-use crate::bucket::store::Store;
+use crate::bucket::store::{Store, StoreLocation, WritePolicy};
 use crate::cli::PushArgs;
 use crate::config::push::PushConfig;
 use crate::env_vars;
 use crate::error::{ExitStatus, FailedWithOutcome};
 use crate::identity;
 use crate::output::{self, Outcome};
+use crate::rollout::over_ssm;
 use crate::rollout::plan;
 use crate::rollout::targets::{Skipped, Source, Target};
-use crate::rollout::{self, Halt, HostReport, HostResult, Report, Rollout};
+use crate::rollout::{self, Halt, HostReport, HostResult, Report, Rollout, Transport, Via};
 use crate::signals::{self, Cleanup};
 
 /// Runs `release push`.
@@ -87,6 +89,8 @@ fn rollout_of(ctx: &Context, layout: &Layout, config: PushConfig, version: u64) 
         ssh: config.reach.ssh,
         max_connections: config.reach.max_connections,
         log_dir: config.log_dir,
+        via: config.via,
+        ssm_output: config.ssm_output,
     }
 }
 
@@ -125,16 +129,24 @@ impl Pushing<'_> {
             ));
         }
         // Before the lock: a failure here has touched nothing.
-        let runner = rollout::Runner::new(rollout.clone(), Arc::clone(&ctx.printer))?;
+        let transport = self.transport(rollout).await?;
+        let runner = rollout::Runner::new(rollout.clone(), transport, Arc::clone(&ctx.printer))?;
         signals::step(
             "taking the push lock",
             "no host was touched (if a later push finds the lock held, `release unlock` removes it)",
             Cleanup::None,
         );
         let mut held = lock::acquire(self.store, self.layout, &holder, what, ttl).await?;
+        let leaves = match rollout.via {
+            Via::Ssh => "no new host is started; those running finish and the report says which",
+            Via::Ssm => {
+                "no new host is started; SSM commands still running are cancelled and the \
+                 report says which"
+            }
+        };
         signals::step(
             format!("pushing build {}", rollout.version),
-            "no new host is started; those running finish and the report says which",
+            leaves,
             Cleanup::Finish,
         );
         let halt = Halt::default();
@@ -155,6 +167,35 @@ impl Pushing<'_> {
             ));
         }
         Ok(report)
+    }
+
+    /// How batches reach their hosts: SSH sessions, or the SSM client (and a reader of
+    /// `--ssm-output`'s bucket, for outputs SSM cut).
+    async fn transport(&self, rollout: &Rollout) -> Result<Transport> {
+        if rollout.via == Via::Ssh {
+            return Transport::ssh(rollout);
+        }
+        let ctx = self.ctx;
+        let ssm = Ssm::new(&ctx.aws_config().await);
+        let logs = match &rollout.ssm_output {
+            Some(location) => Some(
+                Store::open(
+                    &StoreLocation::S3 {
+                        bucket: location.bucket.clone(),
+                    },
+                    ctx.settings.region.clone(),
+                    ctx.settings.timeouts,
+                    WritePolicy {
+                        sse: ctx.settings.sse,
+                        kms_key_id: ctx.settings.sse_kms_key_id.clone(),
+                        storage_class: None,
+                    },
+                )
+                .await,
+            ),
+            None => None,
+        };
+        Ok(Transport::Ssm(over_ssm::Link::new(ssm, logs)))
     }
 
     /// Appends the push's history record; a failure is a warning, the push already happened.
@@ -198,6 +239,7 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
         &PushReport {
             artifact: &rollout.artifact,
             version: rollout.version,
+            via: rollout.via,
             push_id: &rollout.push_id,
             ok,
             failed,
@@ -217,8 +259,25 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
     } else {
         ExitStatus::Failure
     };
-    let why = if report.interrupted {
-        "interrupted: no new host was started".to_owned()
+    let why = why_incomplete(rollout, &report, failed);
+    Err(FailedWithOutcome {
+        status,
+        message: format!("push incomplete: {summary}; {why}"),
+        outcome,
+    }
+    .into())
+}
+
+/// Why a push that did not put every host on the build ended so.
+fn why_incomplete(rollout: &Rollout, report: &Report, failed: usize) -> String {
+    if report.interrupted {
+        match rollout.via {
+            Via::Ssh => "interrupted: no new host was started".to_owned(),
+            Via::Ssm => {
+                "interrupted: no new host was started, SSM commands still running were cancelled"
+                    .to_owned()
+            }
+        }
     } else if let Some(reason) = &report.stopped {
         format!("stopped: {reason}")
     } else if failed > rollout.max_failures {
@@ -238,13 +297,7 @@ fn finish(rollout: &Rollout, report: Report) -> Result<Outcome> {
         }
     } else {
         "some hosts are not on the build".to_owned()
-    };
-    Err(FailedWithOutcome {
-        status,
-        message: format!("push incomplete: {summary}; {why}"),
-        outcome,
     }
-    .into())
 }
 
 fn table(report: &Report) -> String {
@@ -301,16 +354,18 @@ fn plan_outcome(rollout: &Rollout, batches: &[Vec<Target>]) -> Outcome {
         })
         .collect();
     let text = format!(
-        "dry run: would push {} {} ({} host(s)); nothing was changed\n{}",
+        "dry run: would push {} {} ({} host(s), via {}); nothing was changed\n{}",
         rollout.artifact,
         rollout.version,
         batches.iter().map(Vec::len).sum::<usize>(),
+        rollout.via.as_str(),
         lines.join("\n")
     );
     Outcome::new(
         text,
         &PushPlan {
             dry_run: true,
+            via: rollout.via,
             artifact: &rollout.artifact,
             version: rollout.version,
             batches: batches.len(),
@@ -324,6 +379,8 @@ fn plan_outcome(rollout: &Rollout, batches: &[Vec<Target>]) -> Outcome {
 struct PushReport<'a> {
     artifact: &'a str,
     version: u64,
+    /// How the hosts were reached.
+    via: Via,
     /// This push's id, also in each host's report (`push_id`).
     push_id: &'a str,
     ok: usize,
@@ -342,6 +399,8 @@ struct PushReport<'a> {
 #[derive(Serialize)]
 struct PushPlan<'a> {
     dry_run: bool,
+    /// How the hosts would be reached.
+    via: Via,
     artifact: &'a str,
     version: u64,
     /// Batches that would run.
@@ -373,6 +432,7 @@ mod tests {
             after: Some(2),
             result,
             error: None,
+            log: None,
             seconds: 12.5,
         }
     }

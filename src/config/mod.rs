@@ -211,6 +211,10 @@ pub(crate) struct PushFile {
     pub(crate) max_connections: Option<usize>,
     /// Address kind.
     pub(crate) address: Option<String>,
+    /// `ssh` or `ssm`.
+    pub(crate) via: Option<String>,
+    /// `s3://bucket/prefix` for SSM's full outputs.
+    pub(crate) ssm_output: Option<String>,
 }
 
 /// Resolved global settings.

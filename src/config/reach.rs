@@ -64,6 +64,8 @@ pub(crate) fn reach(args: &TargetArgs, file: &PushFile) -> Result<Reach> {
         (false, true) => Source::Groups {
             names: groups,
             address,
+            // `push --via ssm` turns it on.
+            by_instance: false,
         },
         (true, false) => Source::Hosts(hosts),
         (true, true) => {

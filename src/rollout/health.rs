@@ -64,6 +64,30 @@ pub(crate) async fn wait_healthy(
     }
 }
 
+/// Polls a `--health-url` template from the controller until it answers 2xx or `timeout` has
+/// passed: the SSM transport's check, where no session to the host exists.
+pub(crate) async fn wait_url(
+    template: &str,
+    host: &str,
+    address: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let started = Instant::now();
+    let url = template
+        .replace("{address}", address)
+        .replace("{host}", host);
+    loop {
+        let last = match probe_url(url.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(err) => format!("{err:#}"),
+        };
+        if started.elapsed() + POLL_EVERY > timeout {
+            bail!("not healthy after {}s: {last}", timeout.as_secs());
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
 async fn probe_url(url: String) -> Result<()> {
     tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder()

@@ -1,11 +1,16 @@
-//! Rolling a build onto hosts: batches run one after another, the hosts of a batch at once;
-//! each host gets the remote command over SSH, then its health check. Failures are counted
-//! over the whole push; once they exceed the limit no new batch starts. Groups are re-read
-//! before each batch and swept at the end, so instances that joined meanwhile are not left
-//! behind.
+//! Rolling a build onto hosts: batches run one after another, the hosts of a batch at once.
+//! Failures are counted over the whole push; once they exceed the limit no new batch starts.
+//! Groups are re-read before each batch and swept at the end, so instances that joined
+//! meanwhile are not left behind.
+//!
+//! This module is the planner; how a batch reaches its hosts is the transport's
+//! ([`Transport`]): over SSH, host by host (`over_ssh`), or through Systems Manager Run Command,
+//! the batch at once (`over_ssm`). Both return one report line per host of the batch.
 
 pub(crate) mod fan_out;
 pub(crate) mod health;
+pub(crate) mod over_ssh;
+pub(crate) mod over_ssm;
 pub(crate) mod plan;
 pub(crate) mod ssh;
 pub(crate) mod targets;
@@ -13,22 +18,57 @@ pub(crate) mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use release_fleet::Fleet;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::output::{self, Printer};
+use crate::error::ExitError;
+use crate::output::Printer;
 use fan_out::Connections;
 use health::HealthCheck;
 use plan::BatchSize;
+use release_fleet::ssm::OutputLocation;
 use ssh::{RemoteCommand, SshOptions};
 use targets::{Skipped, Source, Target};
+
+/// How hosts are reached: `--via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Via {
+    /// OpenSSH from the controller, host by host.
+    Ssh,
+    /// Systems Manager Run Command, by instance id.
+    Ssm,
+}
+
+impl std::str::FromStr for Via {
+    type Err = ExitError;
+
+    fn from_str(text: &str) -> Result<Self, ExitError> {
+        match text {
+            "ssh" => Ok(Self::Ssh),
+            "ssm" => Ok(Self::Ssm),
+            other => Err(ExitError::Usage(format!(
+                "invalid --via `{other}`: use ssh or ssm"
+            ))),
+        }
+    }
+}
+
+impl Via {
+    /// The word, as given.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Ssh => "ssh",
+            Self::Ssm => "ssm",
+        }
+    }
+}
 
 /// Everything a push needs to know, resolved.
 #[derive(Debug, Clone)]
@@ -59,6 +99,10 @@ pub(crate) struct Rollout {
     pub(crate) max_connections: usize,
     /// Per-host logs.
     pub(crate) log_dir: Option<PathBuf>,
+    /// How hosts are reached.
+    pub(crate) via: Via,
+    /// `--ssm-output`: where SSM writes each invocation's full output.
+    pub(crate) ssm_output: Option<OutputLocation>,
 }
 
 /// How one host ended (`result` in push's report and history record).
@@ -104,6 +148,9 @@ pub(crate) struct HostReport {
     pub(crate) result: HostResult,
     /// Why it failed.
     pub(crate) error: Option<String>,
+    /// Where its full output is: the `--log-dir` file over SSH, the `--ssm-output` object of
+    /// its stdout over SSM.
+    pub(crate) log: Option<String>,
     /// Seconds spent on it.
     pub(crate) seconds: f64,
 }
@@ -160,24 +207,45 @@ impl Halt {
     }
 }
 
+/// How a batch reaches its hosts.
+pub(crate) enum Transport {
+    /// One SSH session per host; new connections limited.
+    Ssh(Arc<Connections>),
+    /// Run Command, by instance id.
+    Ssm(over_ssm::Link),
+}
+
+impl Transport {
+    /// The SSH transport: the control-socket directory and the connection limit.
+    pub(crate) fn ssh(rollout: &Rollout) -> Result<Transport> {
+        Ok(Transport::Ssh(Arc::new(Connections::new(
+            rollout.ssh.clone(),
+            rollout.max_connections,
+        )?)))
+    }
+}
+
 /// Shared by the hosts of a push.
 pub(crate) struct Runner {
     rollout: Rollout,
-    connections: Connections,
+    transport: Transport,
     printer: Arc<Printer>,
 }
 
 impl Runner {
-    /// Prepares what the hosts share (the control-socket and log directories), before the lock
-    /// is taken and any host touched, so that a failure here changes nothing.
-    pub(crate) fn new(rollout: Rollout, printer: Arc<Printer>) -> Result<Runner> {
-        let connections = Connections::new(rollout.ssh.clone(), rollout.max_connections)?;
+    /// Prepares what the hosts share (the transport, the log directory), before the lock is
+    /// taken and any host touched, so that a failure here changes nothing.
+    pub(crate) fn new(
+        rollout: Rollout,
+        transport: Transport,
+        printer: Arc<Printer>,
+    ) -> Result<Runner> {
         if let Some(dir) = &rollout.log_dir {
             fs_err::create_dir_all(dir)?;
         }
         Ok(Runner {
             rollout,
-            connections,
+            transport,
             printer,
         })
     }
@@ -239,9 +307,14 @@ pub(crate) async fn run(
                 .join(", ")
         ));
         attempted.extend(batch.iter().map(key));
-        report.hosts.extend(run_batch(&push.runner, batch).await);
+        report
+            .hosts
+            .extend(run_batch(&push.runner, batch, cancel).await);
     }
     report.stopped = halt.reason();
+    // A signal during the last batch stops no further batch, but the push was still cut short
+    // (over SSM its commands were cancelled).
+    report.interrupted |= cancel.is_cancelled();
     report
 }
 
@@ -325,13 +398,16 @@ fn key(target: &Target) -> String {
         .unwrap_or_else(|| target.host.clone())
 }
 
-/// The hosts of one batch at once; their reports in the batch's order.
-async fn run_batch(runner: &Arc<Runner>, batch: Vec<Target>) -> Vec<HostReport> {
-    let reports = join_hosts(batch, |target| {
-        let runner = Arc::clone(runner);
-        async move { push_host(&runner, target).await }
-    })
-    .await;
+/// The hosts of one batch, handed to the transport; their reports in the batch's order.
+async fn run_batch(
+    runner: &Arc<Runner>,
+    batch: Vec<Target>,
+    cancel: &CancellationToken,
+) -> Vec<HostReport> {
+    let reports = match &runner.transport {
+        Transport::Ssh(connections) => over_ssh::run_batch(runner, connections, batch).await,
+        Transport::Ssm(link) => over_ssm::run_batch(runner, link, batch, cancel).await,
+    };
     for line in reports.iter().filter(|r| r.result == HostResult::Failed) {
         if let Some(error) = line.error.as_deref().filter(|e| e.starts_with(INTERNAL)) {
             runner
@@ -360,93 +436,6 @@ where
         line
     })
     .await
-}
-
-/// One host: connect, run, check health. Never fails: failures go into the report.
-async fn push_host(runner: &Runner, target: Target) -> HostReport {
-    let started = Instant::now();
-    let mut report = unstarted(&target, HostResult::Failed);
-    let outcome = update(runner, &target, &mut report).await;
-    report.seconds = output::seconds_since(started);
-    match outcome {
-        Ok(()) => {
-            report.result = HostResult::Ok;
-            runner
-                .printer
-                .status(&format!("[{}] ok in {:.1}s", target.host, report.seconds));
-        }
-        Err(err) => {
-            let text = format!("{err:#}");
-            runner
-                .printer
-                .status(&format!("[{}] FAILED: {text}", target.host));
-            report.error = Some(text);
-        }
-    }
-    report
-}
-
-async fn update(runner: &Runner, target: &Target, report: &mut HostReport) -> Result<()> {
-    let rollout = &runner.rollout;
-    let session = { runner.connections.connect(target).await? };
-    let command = remote_command(rollout, target, "ssh")?;
-    let mut log = match &rollout.log_dir {
-        Some(dir) => Some(fs_err::File::create(
-            dir.join(format!("{}.log", target.host)),
-        )?),
-        None => None,
-    };
-    let printer = Arc::clone(&runner.printer);
-    let host = target.host.clone();
-    let finished = ssh::run(&session, &command, |line| {
-        printer.status(&format!("[{host}] {line}"));
-        if let Some(log) = &mut log {
-            let _ = writeln!(log, "{line}");
-        }
-    })
-    .await;
-    let finished = match finished {
-        Ok(finished) => finished,
-        Err(err) => {
-            let _ = session.close().await;
-            return Err(err);
-        }
-    };
-    if let Some(log) = &mut log {
-        let _ = log.write_all(finished.stdout.as_bytes());
-    }
-    // A `--command`'s output is for people, like install's stderr; install's own stdout is the
-    // JSON document read below.
-    if rollout.template.is_some() {
-        for line in finished.stdout.lines().filter(|l| !l.trim().is_empty()) {
-            runner.printer.status(&format!("[{}] {line}", target.host));
-        }
-    }
-    if finished.code != Some(0) {
-        let _ = session.close().await;
-        anyhow::bail!(
-            "`{command}` exited with {}: {}",
-            finished.code.map_or("a signal".into(), |c| c.to_string()),
-            finished.stderr_tail.join(" / ")
-        );
-    }
-    // `release install --output json` says what was there before and what is there now.
-    if rollout.template.is_none()
-        && let Ok(doc) = serde_json::from_str::<serde_json::Value>(finished.stdout.trim())
-    {
-        report.before = doc["previous"].as_u64();
-        report.after = doc["version"].as_u64();
-    }
-    let healthy = health::wait_healthy(
-        &rollout.health,
-        &session,
-        &target.host,
-        &target.address,
-        rollout.health_timeout,
-    )
-    .await;
-    let _ = session.close().await;
-    healthy
 }
 
 /// `release install N … --started-by VIA --push-id P [--host-id I]` (the default), or the
@@ -537,6 +526,7 @@ fn unstarted(target: &Target, result: HostResult) -> HostReport {
         after: None,
         result,
         error: None,
+        log: None,
         seconds: 0.0,
     }
 }

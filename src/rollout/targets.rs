@@ -70,6 +70,9 @@ pub(crate) enum Source {
         names: Vec<String>,
         /// Which address.
         address: AddressKind,
+        /// Name each host by its instance id and keep it even without a usable address: SSM
+        /// reaches instances by id (the address only serves `--health-url`).
+        by_instance: bool,
     },
 }
 
@@ -93,8 +96,13 @@ pub(crate) async fn resolve(
                 .collect();
             return Ok((targets, Vec::new()));
         }
-        Source::Groups { names, address } => (names, *address),
+        Source::Groups {
+            names,
+            address,
+            by_instance,
+        } => (names, (*address, *by_instance)),
     };
+    let (kind, by_instance) = kind;
     let fleet = fleet.ok_or_else(|| anyhow::anyhow!("no AWS client for Auto Scaling"))?;
     let members = fleet.members(names).await.map_err(|e| match e {
         release_fleet::FleetError::NoSuchGroup(_) => {
@@ -126,6 +134,17 @@ pub(crate) async fn resolve(
             .find(|(id, _)| *id == member.instance_id)
             .map(|(_, a)| a);
         let address = found.and_then(|a| pick(a, kind));
+        if by_instance {
+            match check_host(&member.instance_id) {
+                Ok(()) => targets.push(by_id(member, found, address)),
+                Err(why) => skipped.push(skip(
+                    &member.instance_id,
+                    &member.group,
+                    &format!("unusable instance id: {why}"),
+                )),
+            }
+            continue;
+        }
         if let Some(bad) = address
             .as_deref()
             .and_then(|a| check_host(a).err().map(|e| (a, e)))
@@ -154,6 +173,26 @@ pub(crate) async fn resolve(
         }
     }
     Ok((targets, skipped))
+}
+
+/// A target reached by instance id: named by it, its address (else its id) only for
+/// `--health-url`'s `{address}`.
+fn by_id(
+    member: release_fleet::Member,
+    found: Option<&Addresses>,
+    address: Option<String>,
+) -> Target {
+    let address = address
+        .filter(|a| check_host(a).is_ok())
+        .unwrap_or_else(|| member.instance_id.clone());
+    Target {
+        host: member.instance_id.clone(),
+        address,
+        instance: Some(member.instance_id),
+        group: Some(member.group),
+        lifecycle: found.map(|a| a.lifecycle.clone()),
+        zone: Some(member.zone),
+    }
 }
 
 fn pick(addresses: &Addresses, kind: AddressKind) -> Option<String> {

@@ -18,6 +18,7 @@ mod pipelines;
 mod progress;
 mod promote;
 mod push;
+mod push_ssm;
 mod signing;
 mod snapshots;
 mod ssm_standin;

@@ -128,6 +128,7 @@ fn a_command_runs_in_the_instances_env_and_cwd_and_its_output_comes_back() {
         "echo \"greeting=$GREETING\"",
         "echo \"cwd=$(pwd)\"",
         "echo \"home=${HOME-unset}\"",
+        "echo \"agent=$AWS_SSM_INSTANCE_ID\"",
         "echo oops >&2",
     ];
     let command = world.send(&[ONE], &commands);
@@ -138,8 +139,12 @@ fn a_command_runs_in_the_instances_env_and_cwd_and_its_output_comes_back() {
     let cwd = home.path().canonicalize().unwrap();
     assert_eq!(
         stdout,
-        format!("greeting=hello there\ncwd={}\nhome=unset\n", cwd.display()),
-        "the command must see exactly the instance's env and cwd"
+        format!(
+            "greeting=hello there\ncwd={}\nhome=unset\nagent={ONE}\n",
+            cwd.display()
+        ),
+        "the command must see exactly the instance's env (plus the agent's AWS_SSM_INSTANCE_ID) \
+         and cwd"
     );
     assert_eq!(done["StandardErrorContent"], "oops\n");
 }

@@ -6,6 +6,7 @@
 use aws_sdk_autoscaling::error::DisplayErrorContext;
 
 pub mod kms;
+pub mod ssm;
 
 /// One instance of a group, as Auto Scaling reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
