@@ -182,6 +182,24 @@ impl World {
             .timeout(LIMIT)
     }
 
+    /// `release status ARGS --output json` on the controller: from the bucket, with an ssh
+    /// config whose every connection fails, so nothing can come from the hosts.
+    fn status(&self, args: &[&str]) -> Value {
+        let config = self.dir.path().join("ssh-config-refusing");
+        fs_err::write(&config, "Host *\n  ProxyCommand false\n").unwrap();
+        Release::new()
+            .current_dir(self.workspace.path())
+            .endpoint(&self.asg.endpoint())
+            .env("RELEASE_BUCKET", &self.bucket)
+            .args(["--artifact", ARTIFACT, "--output", "json", "status"])
+            .arg("--ssh-config")
+            .arg(&config)
+            .args(args)
+            .timeout(LIMIT)
+            .success()
+            .stdout_json()
+    }
+
     /// Where `current` of instance `id` points, if anywhere.
     fn current(&self, id: &str) -> Option<String> {
         std::fs::read_link(self.install_dir(id).join("current"))
@@ -276,6 +294,24 @@ fn push_over_ssm_to_two_groups_puts_every_instance_on_the_build() {
         "polls closer than the throttle: {:?}",
         poll_gaps(world.standin())
     );
+    // Status from the bucket, with no way to reach any host: every instance reported itself
+    // on the stable build, through the push.
+    let status = world.status(&["--asg", "web-a", "--asg", "web-b"]);
+    assert_eq!(status["via"], "bucket", "{status}");
+    assert_eq!(status["drifted"], 0, "{status}");
+    let states: Vec<(&str, &str)> = status["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["instance"].as_str().unwrap(),
+                h["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(&str, &str)> = all.iter().map(|id| (id.as_str(), "stable")).collect();
+    assert_eq!(states, expected, "{status}");
     // Again, onto build 2: before/after say where each instance was and is.
     let doc = world
         .push(&["--asg", "web-a", "--asg", "web-b", "--batch", "100%", "2"])
