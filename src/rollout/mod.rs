@@ -364,15 +364,23 @@ impl Push<'_> {
         plan::batches(&joined, self.runner.rollout.batch, 0)
     }
 
-    /// The hosts of `batch` still in their groups (re-read now); those that left are reported
-    /// as `left`. Groups that cannot be read stop the push instead of failing it.
+    /// The hosts of `batch` still InService and Healthy in their groups (re-read now, one
+    /// DescribeAutoScalingGroups: no addresses needed); those that left are reported as `left`.
+    /// Groups that cannot be read stop the push instead of failing it.
     async fn still_present(&self, batch: Vec<Target>, report: &mut Report) -> Vec<Target> {
-        if !matches!(self.source, Source::Groups { .. }) || self.stopped(report) {
+        let Source::Groups { names, .. } = self.source else {
+            return batch;
+        };
+        if self.stopped(report) {
             return batch;
         }
-        match targets::resolve(self.source, self.fleet).await {
+        let now = match self.fleet {
+            Some(fleet) => targets::in_service(names, fleet).await,
+            None => Err(anyhow::anyhow!("no AWS client for Auto Scaling")),
+        };
+        match now {
             Ok((now, _)) => {
-                let present: BTreeSet<String> = now.iter().map(key).collect();
+                let present: BTreeSet<String> = now.into_iter().map(|m| m.instance_id).collect();
                 let (stay, left): (Vec<Target>, Vec<Target>) =
                     batch.into_iter().partition(|t| present.contains(&key(t)));
                 report

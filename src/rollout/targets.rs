@@ -1,6 +1,8 @@
 //! Which hosts a push or status talks to: given hosts, or the InService, Healthy instances of
 //! Auto Scaling Groups (with every instance left out, and why).
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 use release_fleet::{Addresses, Fleet};
 use serde::Serialize;
@@ -104,35 +106,12 @@ pub(crate) async fn resolve(
     };
     let (kind, by_instance) = kind;
     let fleet = fleet.ok_or_else(|| anyhow::anyhow!("no AWS client for Auto Scaling"))?;
-    let members = fleet.members(names).await.map_err(|e| match e {
-        release_fleet::FleetError::NoSuchGroup(_) => {
-            anyhow::Error::from(ExitError::Usage(e.to_string()))
-        }
-        other => anyhow::Error::from(other),
-    })?;
-    let mut skipped = Vec::new();
-    let mut wanted = Vec::new();
-    for member in members {
-        if member.lifecycle_state != "InService" {
-            skipped.push(skip(
-                &member.instance_id,
-                &member.group,
-                &member.lifecycle_state,
-            ));
-        } else if member.health != "Healthy" {
-            skipped.push(skip(&member.instance_id, &member.group, &member.health));
-        } else {
-            wanted.push(member);
-        }
-    }
+    let (wanted, mut skipped) = in_service(names, fleet).await?;
     let ids: Vec<String> = wanted.iter().map(|m| m.instance_id.clone()).collect();
-    let addresses = fleet.addresses(&ids).await?;
+    let addresses: HashMap<String, Addresses> = fleet.addresses(&ids).await?.into_iter().collect();
     let mut targets = Vec::new();
     for member in wanted {
-        let found = addresses
-            .iter()
-            .find(|(id, _)| *id == member.instance_id)
-            .map(|(_, a)| a);
+        let found = addresses.get(&member.instance_id);
         let address = found.and_then(|a| pick(a, kind));
         if by_instance {
             match check_host(&member.instance_id) {
@@ -173,6 +152,37 @@ pub(crate) async fn resolve(
         }
     }
     Ok((targets, skipped))
+}
+
+/// The InService, Healthy members of the groups (DescribeAutoScalingGroups only), and the
+/// others as skipped. Enough to tell who is still in the groups: the re-read before each batch
+/// needs no addresses.
+pub(crate) async fn in_service(
+    names: &[String],
+    fleet: &Fleet,
+) -> Result<(Vec<release_fleet::Member>, Vec<Skipped>)> {
+    let members = fleet.members(names).await.map_err(|e| match e {
+        release_fleet::FleetError::NoSuchGroup(_) => {
+            anyhow::Error::from(ExitError::Usage(e.to_string()))
+        }
+        other => anyhow::Error::from(other),
+    })?;
+    let mut skipped = Vec::new();
+    let mut wanted = Vec::new();
+    for member in members {
+        if member.lifecycle_state != "InService" {
+            skipped.push(skip(
+                &member.instance_id,
+                &member.group,
+                &member.lifecycle_state,
+            ));
+        } else if member.health != "Healthy" {
+            skipped.push(skip(&member.instance_id, &member.group, &member.health));
+        } else {
+            wanted.push(member);
+        }
+    }
+    Ok((wanted, skipped))
 }
 
 /// A target reached by instance id: named by it, its address (else its id) only for

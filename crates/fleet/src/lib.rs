@@ -52,6 +52,11 @@ pub enum FleetError {
     },
 }
 
+/// Instances per DescribeInstances call: its answer runs to kilobytes per instance, and the
+/// parsed page is held whole, so a bounded chunk keeps the controller's memory flat in the size
+/// of the fleet (AWS accepts up to 1,000 ids per call).
+const ADDRESSES_PER_CALL: usize = 100;
+
 /// Clients for Auto Scaling and EC2 from the standard AWS configuration chain.
 #[derive(Debug, Clone)]
 pub struct Fleet {
@@ -126,6 +131,18 @@ impl Fleet {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
+        for chunk in instance_ids.chunks(ADDRESSES_PER_CALL) {
+            self.addresses_of(chunk, &mut out).await?;
+        }
+        Ok(out)
+    }
+
+    /// [`Fleet::addresses`] of at most [`ADDRESSES_PER_CALL`] instances, appended to `out`.
+    async fn addresses_of(
+        &self,
+        instance_ids: &[String],
+        out: &mut Vec<(String, Addresses)>,
+    ) -> Result<(), FleetError> {
         let mut pages = self
             .ec2
             .describe_instances()
@@ -158,7 +175,7 @@ impl Fleet {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The state (`running`, `terminated`, …) of each given instance EC2 still knows, by
