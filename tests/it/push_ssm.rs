@@ -490,6 +490,42 @@ fn output_beyond_the_inline_limit() {
     let key = log.trim_start_matches(&format!("s3://{logs}/"));
     let full = world.s3.get(&logs, key).expect("the full stdout is in S3");
     assert!(full.len() > 30_000);
+    // What moto's own parser recorded of the SendCommand: AWS-RunShellScript, one script, the
+    // output bucket, and SSM's own failure limit out of the way (release's planner decides).
+    let sent = world.standin().list_commands();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let command = &sent[0];
+    assert_eq!(command["DocumentName"], "AWS-RunShellScript", "{command}");
+    assert_eq!(command["InstanceIds"], serde_json::json!([id]), "{command}");
+    assert_eq!(command["MaxConcurrency"], "100%", "{command}");
+    assert_eq!(command["MaxErrors"], "100%", "{command}");
+    assert_eq!(command["OutputS3BucketName"], logs.as_str(), "{command}");
+    assert_eq!(command["OutputS3KeyPrefix"], "push/web", "{command}");
+    let script: Vec<&str> = command["Parameters"]["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line.as_str().unwrap())
+        .collect();
+    let script = script.join("\n");
+    assert!(
+        script.contains("install") && script.contains("ssm"),
+        "the script runs install, started by ssm:\n{script}"
+    );
+    assert!(
+        command["Parameters"]["executionTimeout"][0]
+            .as_str()
+            .and_then(|t| t.parse::<u64>().ok())
+            .is_some(),
+        "{command}"
+    );
+    assert!(
+        command["Comment"]
+            .as_str()
+            .unwrap()
+            .starts_with("release push web 1"),
+        "{command}"
+    );
 
     let out = world.push(&["--asg", "web", "2"]).code(1);
     let doc = out.stdout_json();

@@ -230,6 +230,11 @@ impl Ssm {
             .set_instance_ids(Some(send.instance_ids.to_vec()))
             .parameters("commands", send.commands.clone())
             .parameters("executionTimeout", vec![send.execution_timeout.to_string()])
+            // SSM's own limits would stop a batch half-sent (MaxErrors defaults to 0: one failure
+            // and the rest of the call's instances never get the command); the planner's
+            // --max-failures decides instead, between batches.
+            .max_concurrency("100%")
+            .max_errors("100%")
             .comment(comment);
         if let Some(output) = send.output {
             request = request.output_s3_bucket_name(&output.bucket);

@@ -210,6 +210,32 @@ impl SsmStandIn {
         });
     }
 
+    /// The commands moto recorded, as its own ListCommands answers (boto3, one short Python run):
+    /// what moto's request parser made of each SendCommand (document, ids, parameters,
+    /// MaxConcurrency, MaxErrors, output bucket), so tests check the request shape against moto.
+    pub fn list_commands(&self) -> Vec<Value> {
+        let (program, args) = python();
+        let script = "import boto3, json, sys\n\
+                      ssm = boto3.client('ssm', endpoint_url=sys.argv[1], \
+                      region_name='us-east-1', aws_access_key_id='test', \
+                      aws_secret_access_key='test')\n\
+                      pages = ssm.get_paginator('list_commands').paginate()\n\
+                      print(json.dumps([c for p in pages for c in p['Commands']], default=str))\n";
+        let output = Command::new(&program)
+            .args(&args)
+            .args(["-c", script, &self.endpoint()])
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL}", program.display()));
+        assert!(
+            output.status.success(),
+            "ListCommands failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("ListCommands as JSON")
+    }
+
     /// Every request the server received so far, in order: (service, action), e.g.
     /// `("ssm", "SendCommand")`, `("s3", "GetObject")`, `("autoscaling",
     /// "DescribeAutoScalingGroups")`. Includes the harness's own setup requests.
