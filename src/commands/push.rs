@@ -303,7 +303,12 @@ fn why_incomplete(rollout: &Rollout, report: &Report, failed: usize) -> String {
 fn table(report: &Report) -> String {
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let num = |v: Option<u64>| v.map_or("-".into(), |n| n.to_string());
-    let header = [
+    // Over SSM hosts are named by their instance id: one column says it.
+    let by_instance = report
+        .hosts
+        .iter()
+        .all(|h| h.instance.as_deref() == Some(h.host.as_str()));
+    let mut header = vec![
         "HOST",
         "INSTANCE",
         "LIFECYCLE",
@@ -313,9 +318,12 @@ fn table(report: &Report) -> String {
         "RESULT",
         "SECONDS",
     ];
-    let mut rows = vec![header.map(str::to_owned).to_vec()];
+    if by_instance {
+        header.remove(0);
+    }
+    let mut rows = vec![header.into_iter().map(str::to_owned).collect::<Vec<_>>()];
     rows.extend(report.hosts.iter().map(|h| {
-        vec![
+        let mut row = vec![
             h.host.clone(),
             dash(&h.instance),
             dash(&h.lifecycle),
@@ -324,7 +332,11 @@ fn table(report: &Report) -> String {
             num(h.after),
             h.result.as_str().to_owned(),
             format!("{:.1}", h.seconds),
-        ]
+        ];
+        if by_instance {
+            row.remove(0);
+        }
+        row
     }));
     // Columns as wide as their widest cell, whatever the host names, so the header stays over
     // its column.
@@ -435,6 +447,27 @@ mod tests {
             log: None,
             seconds: 12.5,
         }
+    }
+
+    /// Over SSM a host's name is its instance id: the table says it once.
+    #[test]
+    fn hosts_named_by_instance_id_have_one_column() {
+        let by_id = Report {
+            hosts: vec![host("i-0123456789abcdef0", HostResult::Ok)],
+            ..Report::default()
+        };
+        let text = table(&by_id);
+        assert!(text.starts_with("INSTANCE "), "{text}");
+        assert_eq!(text.matches("i-0123456789abcdef0").count(), 1, "{text}");
+        let by_address = Report {
+            hosts: vec![host("10.0.0.7", HostResult::Ok)],
+            ..Report::default()
+        };
+        assert!(
+            table(&by_address).starts_with("HOST "),
+            "{}",
+            table(&by_address)
+        );
     }
 
     #[test]
