@@ -499,6 +499,10 @@ fn output_beyond_the_inline_limit() {
     assert_eq!(command["InstanceIds"], serde_json::json!([id]), "{command}");
     assert_eq!(command["MaxConcurrency"], "100%", "{command}");
     assert_eq!(command["MaxErrors"], "100%", "{command}");
+    assert_eq!(
+        command["TimeoutSeconds"], 600,
+        "delivery timeout: {command}"
+    );
     assert_eq!(command["OutputS3BucketName"], logs.as_str(), "{command}");
     assert_eq!(command["OutputS3KeyPrefix"], "push/web", "{command}");
     let script: Vec<&str> = command["Parameters"]["commands"]

@@ -11,6 +11,11 @@ use aws_sdk_ssm::types::{CommandInvocationStatus, InstanceInformationStringFilte
 use crate::FleetError;
 
 /// The most instance ids SendCommand and one DescribeInstanceInformation filter take.
+/// SendCommand's TimeoutSeconds: an instance whose agent has not picked the command up by then
+/// ends DeliveryTimedOut. SSM's default is an hour; a rolling push would rather report the host
+/// failed after ten minutes than hold its batch that long.
+const DELIVERY_TIMEOUT_SECS: i32 = 600;
+
 pub const MAX_IDS_PER_CALL: usize = 50;
 
 /// The document every command runs: a shell script, as root.
@@ -235,6 +240,7 @@ impl Ssm {
             // --max-failures decides instead, between batches.
             .max_concurrency("100%")
             .max_errors("100%")
+            .timeout_seconds(DELIVERY_TIMEOUT_SECS)
             .comment(comment);
         if let Some(output) = send.output {
             request = request.output_s3_bucket_name(&output.bucket);
