@@ -210,18 +210,24 @@ pub struct BuildArgs {
     pub sign: Option<String>,
 
     /// Also archive files that git ignores (.gitignore, .git/info/exclude) when building the
-    /// whole working directory. Named PATHs are always taken whole.
-    #[arg(long)]
-    pub include_ignored: bool,
+    /// whole working directory. Named PATHs are always taken whole (`--include-ignored=false`
+    /// overrides release.toml) [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub include_ignored: Option<bool>,
 
-    /// Build even when nothing but directories would be archived.
-    #[arg(long)]
-    pub allow_empty: bool,
+    /// Build even when nothing but directories would be archived (`--allow-empty=false`
+    /// overrides release.toml) [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_empty: Option<bool>,
 
     /// Refuse (exit 2) when files in the archive differ from GIT_COMMIT (modified or not
-    /// committed, and not ignored), instead of warning: for CI.
-    #[arg(long)]
-    pub require_clean: bool,
+    /// committed, and not ignored), instead of warning: for CI (`--require-clean=false`
+    /// overrides release.toml) [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub require_clean: Option<bool>,
 
     /// Print the paths that would be archived (directories end in `/`) and stop; needs no
     /// bucket.

@@ -41,14 +41,7 @@ impl BuildConfig {
         compression
             .check_level(level)
             .map_err(|e| ExitError::Usage(format!("invalid --level: {e}")))?;
-        let semver = args
-            .semver
-            .map(|text| {
-                semver::Version::parse(&text).map_err(|e| {
-                    ExitError::Usage(format!("invalid --semver `{text}` ({e}): use X.Y.Z"))
-                })
-            })
-            .transpose()?;
+        let semver = resolve_semver(args.semver, file.semver.clone())?;
         let mut exclude = file.exclude.clone().unwrap_or_default();
         exclude.extend(args.exclude);
         let sign: Option<SignWith> = args
@@ -73,12 +66,29 @@ impl BuildConfig {
             keep_local: check_keep_local(args.keep_local.or(file.keep_local.clone()))?,
             storage_class: args.storage_class.or(file.storage_class.clone()),
             sign,
-            include_ignored: args.include_ignored,
-            allow_empty: args.allow_empty,
-            require_clean: args.require_clean,
+            // A boolean flag wins both ways (`--include-ignored=false` over a file's `true`).
+            include_ignored: args
+                .include_ignored
+                .or(file.include_ignored)
+                .unwrap_or(false),
+            allow_empty: args.allow_empty.or(file.allow_empty).unwrap_or(false),
+            require_clean: args.require_clean.or(file.require_clean).unwrap_or(false),
             list: args.list,
         })
     }
+}
+
+/// `--semver`, else `[build] semver`; checked before a build number is claimed, and the
+/// message says which of the two is wrong.
+fn resolve_semver(flag: Option<String>, file: Option<String>) -> Result<Option<semver::Version>> {
+    let (given, text) = match (flag, file) {
+        (Some(text), _) => ("--semver", text),
+        (None, Some(text)) => ("`semver` of [build] in the config file", text),
+        (None, None) => return Ok(None),
+    };
+    let version = semver::Version::parse(&text)
+        .map_err(|e| ExitError::Usage(format!("invalid {given} `{text}` ({e}): use X.Y.Z")))?;
+    Ok(Some(version))
 }
 
 /// `--keep-local` is checked before a build number is claimed: a directory that is not there

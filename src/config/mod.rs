@@ -127,6 +127,14 @@ pub(crate) struct BuildFile {
     pub(crate) keep_local: Option<PathBuf>,
     /// `sign`: `kms:KEY` or `key:FILE`.
     pub(crate) sign: Option<String>,
+    /// SEMVER recorded in every build until the file changes (the repository's version).
+    pub(crate) semver: Option<String>,
+    /// Archive git-ignored files too.
+    pub(crate) include_ignored: Option<bool>,
+    /// Build a tree of directories only.
+    pub(crate) allow_empty: Option<bool>,
+    /// Refuse a dirty tree.
+    pub(crate) require_clean: Option<bool>,
 }
 
 /// `[promote]` of release.toml (also read by rollback).

@@ -1,6 +1,7 @@
 mod common;
 
 mod build;
+mod build_keys;
 mod config;
 mod contents;
 mod docs;
