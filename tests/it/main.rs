@@ -3,6 +3,7 @@ mod common;
 mod build;
 mod config;
 mod contents;
+mod current_unfinished;
 mod docs;
 mod hardening_bucket;
 mod hardening_install;
