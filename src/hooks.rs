@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use tokio_util::sync::CancellationToken;
 
+use crate::install_dir;
 use crate::output;
 use crate::signals;
 
@@ -190,7 +191,8 @@ fn drain(mut reader: io::PipeReader, mut log: HookLog) {
     }
 }
 
-/// `{dir}/hooks.log`: every hook's output, each run headed by a line naming it. Rotated to
+/// `{dir}/hooks.log`: every hook's output, each run headed by a line naming it; created `0644`
+/// whatever the umask (the install directory's file policy). Rotated to
 /// `hooks.log.1` once over 1 MiB when a hook starts, and never written past 2 MiB, so the two
 /// files stay under ~3 MiB whatever the hooks print. Failing to log never stops a hook.
 #[derive(Debug)]
@@ -205,7 +207,7 @@ impl HookLog {
             old.push(".1");
             let _ = fs_err::rename(path, old);
         }
-        let file = fs_err::File::options().create(true).append(true).open(path);
+        let file = install_dir::open_or_create(path, fs_err::File::options().append(true));
         let mut log = Self {
             file: file
                 .map_err(|e| tracing::warn!("hook output is not logged: {e}"))

@@ -31,6 +31,9 @@ const CURRENT: &str = "current";
 const RELEASES: &str = "releases";
 const PENDING: &str = ".release-pending";
 const HOOK_LOG: &str = "hooks.log";
+/// The mode of every file install creates in the directory (the lock, the marks, manifests,
+/// `hooks.log`): the release files' policy (owner rw, nobody else writes), whatever the umask.
+const FILE_MODE: u32 = 0o644;
 
 /// An install whose switch happened but whose after-switch hooks have not succeeded yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +119,11 @@ impl InstallView {
         releases_of(&self.root)
     }
 
+    /// The unfinished install `current` points at, if any (see [`InstallDir::pending`]).
+    pub(crate) fn pending(&self) -> Option<Pending> {
+        pending_of(&self.root)
+    }
+
     /// The artifact this directory was claimed for by an install, if one was.
     pub(crate) fn artifact(&self) -> Option<String> {
         fs_err::read_to_string(self.root.join(ARTIFACT_MARK))
@@ -130,11 +138,7 @@ impl InstallDir {
     pub(crate) fn lock(root: &Path, waiting: impl FnOnce()) -> Result<Self> {
         create_readable_dirs(&root.join(RELEASES))
             .with_context(|| format!("cannot create the install directory `{}`", root.display()))?;
-        let lock = fs_err::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(root.join(LOCK))?;
+        let lock = open_or_create(&root.join(LOCK), fs_err::File::options().write(true))?;
         if lock.file().try_lock().is_err() {
             waiting();
             lock.file()
@@ -183,9 +187,7 @@ impl InstallDir {
     /// The unfinished install `current` points at, if any. A mark naming another build is
     /// stale (the install stopped before its switch) and ignored.
     pub(crate) fn pending(&self) -> Option<Pending> {
-        let text = fs_err::read_to_string(self.root.join(PENDING)).ok()?;
-        let pending = Pending::parse(&text)?;
-        (self.current() == Some(pending.build)).then_some(pending)
+        pending_of(&self.root)
     }
 
     /// Records, before a switch, that the install is unfinished until its hooks succeed.
@@ -248,8 +250,7 @@ impl InstallDir {
             }
             _ => {}
         }
-        fs_err::write(&mark, format!("{artifact}\n"))?;
-        Ok(())
+        write_atomic(&mark, format!("{artifact}\n").as_bytes())
     }
 
     /// The build `current` points to, if any.
@@ -415,6 +416,33 @@ fn create_readable_dirs(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Opens `path` with `options` (which must allow writing), creating it with [`FILE_MODE`] if
+/// missing: `open` applies the umask, the policy does not. A file that exists keeps its mode
+/// (as directories do), so a mode the operator chose is not undone, and a file another user
+/// owns is still opened rather than failing on `chmod`.
+pub(crate) fn open_or_create(
+    path: &Path,
+    options: &mut fs_err::OpenOptions,
+) -> std::io::Result<fs_err::File> {
+    use fs_err::os::unix::fs::OpenOptionsExt as _;
+    match options.clone().create_new(true).mode(FILE_MODE).open(path) {
+        Ok(file) => {
+            file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+            Ok(file)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => options.open(path),
+        Err(err) => Err(err),
+    }
+}
+
+/// The pending mark, if it names the build `current` points to; a mark naming another build
+/// is stale (its install stopped before the switch).
+fn pending_of(root: &Path) -> Option<Pending> {
+    let text = fs_err::read_to_string(root.join(PENDING)).ok()?;
+    let pending = Pending::parse(&text)?;
+    (current_of(root) == Some(pending.build)).then_some(pending)
+}
+
 fn current_of(root: &Path) -> Option<u64> {
     let target = fs_err::read_link(root.join(CURRENT)).ok()?;
     target.file_name()?.to_str()?.parse().ok()
@@ -480,6 +508,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     let mut file = fs_err::File::create(&tmp)?;
+    // `create` applies the umask; the policy does not.
+    file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
     std::io::Write::write_all(&mut file, bytes)
         .with_context(|| format!("writing `{}`", tmp.display()))?;
     file.sync_all()?;

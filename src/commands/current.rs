@@ -9,7 +9,7 @@ use super::Context;
 use crate::cli::CurrentArgs;
 use crate::config;
 use crate::error::ExitError;
-use crate::install_dir::InstallView;
+use crate::install_dir::{InstallView, Pending};
 use crate::manifest;
 use crate::output::Outcome;
 
@@ -28,6 +28,7 @@ pub(crate) async fn run(ctx: &Context, args: CurrentArgs) -> Result<Outcome> {
             sha256: None,
             timestamp: None,
             releases,
+            unfinished: None,
         };
         let text = format!("nothing is installed in {}", dir.display());
         return Ok(Outcome::new(text, &doc));
@@ -35,7 +36,8 @@ pub(crate) async fn run(ctx: &Context, args: CurrentArgs) -> Result<Outcome> {
     let manifest = view.manifest(number).unwrap_or_default();
     let field = |key| manifest.get(key).map(str::to_owned);
     let artifact = artifact.or_else(|| field(manifest::MODULE));
-    let text = format!(
+    let pending = view.pending();
+    let mut text = format!(
         "{} {number} in {} (commit {}, sha256 {}); on disk: {}",
         artifact.as_deref().unwrap_or("?"),
         dir.display(),
@@ -47,6 +49,13 @@ pub(crate) async fn run(ctx: &Context, args: CurrentArgs) -> Result<Outcome> {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    if let Some(pending) = pending {
+        text.push('\n');
+        text.push_str(&unfinished_text(
+            artifact.as_deref().unwrap_or("?"),
+            pending,
+        ));
+    }
     let doc = Current {
         artifact,
         dir: &dir,
@@ -55,6 +64,7 @@ pub(crate) async fn run(ctx: &Context, args: CurrentArgs) -> Result<Outcome> {
         sha256: field(manifest::SHA256),
         timestamp: field(manifest::TIMESTAMP),
         releases,
+        unfinished: pending.map(Unfinished::from),
     };
     Ok(Outcome::new(text, &doc))
 }
@@ -71,6 +81,50 @@ struct Current<'a> {
     timestamp: Option<String>,
     /// Builds on disk, oldest first.
     releases: Vec<u64>,
+    /// The install that switched `current` and has not finished (its after-switch hooks or
+    /// health file did not succeed), `null` if none.
+    unfinished: Option<Unfinished>,
+}
+
+/// `current`'s `unfinished` object: what the install's pending mark records.
+#[derive(Serialize)]
+struct Unfinished {
+    /// The build `current` was switched to (always `version`).
+    build: u64,
+    /// The build current before that switch (`null` if none).
+    previous: Option<u64>,
+    /// `current` was switched back to `build` after `previous` failed its hooks.
+    switched_back: bool,
+}
+
+impl From<Pending> for Unfinished {
+    fn from(p: Pending) -> Self {
+        Self {
+            build: p.build,
+            previous: p.previous,
+            switched_back: p.switched_back,
+        }
+    }
+}
+
+/// The line that says a host is half-deployed, and how to finish it.
+fn unfinished_text(artifact: &str, p: Pending) -> String {
+    let n = p.build;
+    let what = match (p.switched_back, p.previous) {
+        (true, Some(failed)) => format!(
+            "build {failed} failed after its switch and `current` was switched back to {n}, \
+             but the after-switch hooks of {n} did not finish"
+        ),
+        _ => format!(
+            "the install of {n} was interrupted after the switch (its after-switch hooks or \
+             health file did not succeed)"
+        ),
+    };
+    let again = if p.switched_back { "" } else { " again" };
+    format!(
+        "{artifact} {n} UNFINISHED: {what}; run `release install {n}`{again} (with the same \
+         hook options) to finish it"
+    )
 }
 
 /// `--dir`, else `RELEASE_INSTALL_DIR`, else release.toml `[install] dir`, else
@@ -104,5 +158,36 @@ fn artifact_of(ctx: &Context, view: &InstallView, dir: &std::path::Path) -> Resu
         .into()),
         (Some(held), _) => Ok(Some(held)),
         (None, given) => Ok(given.map(str::to_owned)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unfinished_line_says_what_to_run() {
+        let interrupted = Pending {
+            build: 42,
+            previous: Some(41),
+            switched_back: false,
+        };
+        assert_eq!(
+            unfinished_text("web", interrupted),
+            "web 42 UNFINISHED: the install of 42 was interrupted after the switch (its \
+             after-switch hooks or health file did not succeed); run `release install 42` again \
+             (with the same hook options) to finish it"
+        );
+        let back = Pending {
+            build: 41,
+            previous: Some(42),
+            switched_back: true,
+        };
+        assert_eq!(
+            unfinished_text("web", back),
+            "web 41 UNFINISHED: build 42 failed after its switch and `current` was switched back \
+             to 41, but the after-switch hooks of 41 did not finish; run `release install 41` \
+             (with the same hook options) to finish it"
+        );
     }
 }

@@ -128,6 +128,9 @@ enum State {
     Stale,
     /// Has no build installed.
     Empty,
+    /// `current` was switched, but that install has not finished (ssh mode: `release
+    /// current` says `unfinished`).
+    Unfinished,
     /// Could not be asked; `error` says why.
     Unreachable,
 }
@@ -141,6 +144,7 @@ impl State {
             Self::NoReport => "NO REPORT",
             Self::Stale => "STALE",
             Self::Empty => "EMPTY",
+            Self::Unfinished => "UNFINISHED",
             Self::Unreachable => "UNREACHABLE",
         }
     }
@@ -186,11 +190,19 @@ struct StatusReport<'a> {
     removed: Vec<String>,
 }
 
-fn host_status(target: Target, version: Result<Option<u64>>, stable: Option<u64>) -> HostStatus {
-    let (version, state, error) = match version {
-        Ok(Some(n)) if Some(n) == stable => (Some(n), State::Stable, None),
-        Ok(Some(n)) => (Some(n), State::Drift, None),
-        Ok(None) => (None, State::Empty, None),
+fn host_status(target: Target, on_host: Result<OnHost>, stable: Option<u64>) -> HostStatus {
+    let (version, state, error) = match on_host {
+        Ok(OnHost {
+            version: Some(n),
+            unfinished: true,
+        }) => (Some(n), State::Unfinished, None),
+        Ok(OnHost {
+            version: Some(n), ..
+        }) if Some(n) == stable => (Some(n), State::Stable, None),
+        Ok(OnHost {
+            version: Some(n), ..
+        }) => (Some(n), State::Drift, None),
+        Ok(OnHost { version: None, .. }) => (None, State::Empty, None),
         Err(err) => (None, State::Unreachable, Some(format!("{err:#}"))),
     };
     HostStatus {
@@ -275,11 +287,20 @@ fn rows(via: StatusVia, hosts: &[HostStatus]) -> Vec<Vec<String>> {
     rows
 }
 
+/// What `release current` on a host said.
+struct OnHost {
+    /// The build `current` points to.
+    version: Option<u64>,
+    /// Its install has not finished (an `unfinished` object; hosts with an older `release`
+    /// do not send the key).
+    unfinished: bool,
+}
+
 async fn current_on(
     connections: &Connections,
     command: &RemoteCommand,
     target: &Target,
-) -> Result<Option<u64>> {
+) -> Result<OnHost> {
     let session = connections.connect(target).await?;
     let finished = ssh::run(&session, command, |_| {}).await;
     let _ = session.close().await;
@@ -288,5 +309,8 @@ async fn current_on(
         anyhow::bail!("`{command}` failed: {}", finished.stderr_tail.join(" / "));
     }
     let doc: serde_json::Value = serde_json::from_str(finished.stdout.trim())?;
-    Ok(doc["version"].as_u64())
+    Ok(OnHost {
+        version: doc["version"].as_u64(),
+        unfinished: doc["unfinished"].is_object(),
+    })
 }

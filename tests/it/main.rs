@@ -4,6 +4,7 @@ mod build;
 mod build_keys;
 mod config;
 mod contents;
+mod current_unfinished;
 mod docs;
 mod hardening_bucket;
 mod hardening_install;
