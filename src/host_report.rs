@@ -1,7 +1,9 @@
-//! What `release install` tells the bucket about itself once it is done: who it is (host id),
-//! how it was started, and how it ended (docs/output.md, "host report"). Writing is best
-//! effort: a failed write is a warning, never a failed install.
+//! What `release install` tells the bucket about itself: right before its switch, that it
+//! started (a start marker); once it is done, who it is (host id), how it was started, and how
+//! it ended (docs/output.md, "host report"). Writing is best effort: a failed write is a
+//! warning, never a failed install.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::bucket::hosts::{self, HostReport, InstallResult};
@@ -25,6 +27,9 @@ pub(crate) struct Reporting {
     host_id: Option<String>,
     started_by: StartedBy,
     push_id: Option<String>,
+    /// The host id once looked for (`None` inside: none valid), so the metadata service is
+    /// asked and a bad id warned about once per install.
+    host: OnceLock<Option<String>>,
 }
 
 impl Reporting {
@@ -50,7 +55,38 @@ impl Reporting {
             host_id: args.host_id.clone(),
             started_by: args.started_by.unwrap_or(StartedBy::Manual),
             push_id: args.push_id.clone(),
+            host: OnceLock::new(),
         }))
+    }
+
+    /// `--host-id`, else the discovered one (looked for once).
+    fn host(&self, printer: &Printer) -> Option<String> {
+        self.host
+            .get_or_init(|| match &self.host_id {
+                Some(id) => Some(id.clone()),
+                None => discovered_host_id(printer),
+            })
+            .clone()
+    }
+}
+
+/// Writes the start marker of `build` (`release status` from the bucket shows the host
+/// UNFINISHED until the install's end is written); a failure is a warning.
+pub(crate) async fn write_started(
+    printer: &Printer,
+    store: &Store,
+    layout: &Layout,
+    reporting: &Reporting,
+    build: u64,
+) {
+    let Some(host) = reporting.host(printer) else {
+        return;
+    };
+    if let Err(failure) = hosts::write_started(store, layout, &host, build).await {
+        printer.warn(&format!(
+            "{failure}; the install goes on (were it interrupted, `release status` from the \
+             bucket could not tell, only `--via ssh`)"
+        ));
     }
 }
 
@@ -73,10 +109,7 @@ pub(crate) async fn write(
     reporting: &Reporting,
     ended: Ended,
 ) -> Option<String> {
-    let host = match &reporting.host_id {
-        Some(id) => id.clone(),
-        None => discovered_host_id(printer)?,
-    };
+    let host = reporting.host(printer)?;
     let (result, step, error) = match ended.failed {
         None => (InstallResult::Ok, None, None),
         Some((step, error)) => (InstallResult::Failed, Some(step.to_owned()), Some(error)),

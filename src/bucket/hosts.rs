@@ -4,7 +4,9 @@
 //! Per host, `hosts/{host}.json` (the report, read by people and by `status` only when the
 //! marker is missing) and one empty marker `hosts/{host}/{build|none}.{ok|failed}` whose key
 //! carries build and result and whose LastModified is the report's age: one LIST of `hosts/`
-//! tells the state of every host, with no GET per host.
+//! tells the state of every host, with no GET per host. Right before it switches, an install
+//! also writes `hosts/{host}/{build}.started`, which its end (the report's marker write)
+//! deletes: a host whose newest marker is `.started` has not reported the end of an install.
 
 use std::collections::BTreeMap;
 
@@ -62,6 +64,16 @@ impl InstallResult {
     }
 }
 
+/// What a marker says: how an install ended, or that one started (and has not said its end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mark {
+    Ended(InstallResult),
+    Started,
+}
+
+/// The last word of a start marker, `hosts/{host}/{build}.started`.
+const STARTED: &str = "started";
+
 /// The report object, `hosts/{host}.json` (docs/output.md, "host report").
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct HostReport {
@@ -89,8 +101,9 @@ pub(crate) struct HostReport {
 /// What one host's last install left, as far as the listing (or its report) tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Seen {
+    /// The build current once the install ended; for a start marker, the build it installs.
     pub(crate) build: Option<u64>,
-    pub(crate) result: InstallResult,
+    pub(crate) mark: Mark,
     /// When it was written.
     pub(crate) time: Option<jiff::Timestamp>,
 }
@@ -143,14 +156,20 @@ pub(crate) fn parse(layout: &Layout, listed: &[Listed]) -> BTreeMap<String, Entr
         }
     }
     for entry in hosts.values_mut() {
-        entry.markers.sort_by_key(|(_, seen)| seen.time);
+        // On the same LastModified (one-second resolution on some stores), a start wins: an
+        // install killed within a second of the previous one's end leaves exactly these two,
+        // while an end beside its own start means that end's cleanup failed (rare); saying
+        // half-way wrongly is the safe mistake.
+        entry
+            .markers
+            .sort_by_key(|(_, seen)| (seen.time, seen.mark == Mark::Started));
     }
     hosts
 }
 
-/// `{build|none}.{ok|failed}`.
+/// `{build|none}.{ok|failed}` or `{build}.started`.
 fn parse_marker(name: &str) -> Option<Seen> {
-    let (build, result) = name.split_once('.')?;
+    let (build, word) = name.split_once('.')?;
     let build = match build {
         "none" => None,
         digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
@@ -158,9 +177,14 @@ fn parse_marker(name: &str) -> Option<Seen> {
         }
         _ => return None,
     };
+    let mark = match word {
+        // An install always starts a build: `none.started` is nobody's marker.
+        STARTED if build.is_some() => Mark::Started,
+        _ => Mark::Ended(InstallResult::parse(word)?),
+    };
     Some(Seen {
         build,
-        result: InstallResult::parse(result)?,
+        mark,
         time: None,
     })
 }
@@ -174,12 +198,33 @@ pub(crate) async fn read_report(store: &Store, key: &str) -> anyhow::Result<Opti
         .map_err(|e| anyhow::anyhow!("{} is not a host report: {e}", store.url(key)))?;
     Ok(Some(Seen {
         build: report.after,
-        result: report.result,
+        mark: Mark::Ended(report.result),
         time: report.time.parse().ok(),
     }))
 }
 
-/// Writes the report, then its marker, then deletes the host's other markers. Each failure is
+/// Writes `hosts/{host}/{build}.started`: an install of `build` is about to switch. The end of
+/// the install ([`write`]) deletes it. A failure is one message naming the object.
+pub(crate) async fn write_started(
+    store: &Store,
+    layout: &Layout,
+    host: &str,
+    build: u64,
+) -> Result<(), String> {
+    let marker = layout.host_marker(host, Some(build), STARTED);
+    store
+        .put(&marker, bytes::Bytes::new(), Precondition::None)
+        .await
+        .map_err(|e| {
+            format!(
+                "could not write the start marker {}: {e}",
+                store.url(&marker)
+            )
+        })
+}
+
+/// Writes the report, then its marker, then deletes the host's other markers (a start
+/// marker included). Each failure is
 /// one message naming the object; the caller warns.
 pub(crate) async fn write(store: &Store, layout: &Layout, report: &HostReport) -> Vec<String> {
     let mut failures = Vec::new();
@@ -285,10 +330,62 @@ mod tests {
             ["i-0123abcd", "web1", "web2"]
         );
         let seen = found["i-0123abcd"].seen().unwrap();
-        assert_eq!((seen.build, seen.result), (Some(7), InstallResult::Ok));
+        assert_eq!(
+            (seen.build, seen.mark),
+            (Some(7), Mark::Ended(InstallResult::Ok))
+        );
         assert_eq!(found["i-0123abcd"].keys().len(), 3);
         assert!(found["web1"].seen().is_none());
         let seen = found["web2"].seen().unwrap();
-        assert_eq!((seen.build, seen.result), (None, InstallResult::Failed));
+        assert_eq!(
+            (seen.build, seen.mark),
+            (None, Mark::Ended(InstallResult::Failed))
+        );
+    }
+
+    #[test]
+    fn start_markers_are_read_and_junk_around_them_ignored() {
+        let l = Layout::new("web", "prod");
+        let found = parse(
+            &l,
+            &[
+                listed("web/prod/hosts/i-0123abcd/7.ok", 10),
+                listed("web/prod/hosts/i-0123abcd/8.started", 20),
+                listed("web/prod/hosts/web1/8.started", 10),
+                listed("web/prod/hosts/web1/7.ok", 30),
+                listed("web/prod/hosts/web2/9.ok", 10),
+                listed("web/prod/hosts/web2/10.started", 10),
+                listed("web/prod/hosts/x/1.started.ok", 10),
+                listed("web/prod/hosts/x/../1.ok", 10),
+                listed("web/prod/hosts/x/none.started", 10),
+                listed("web/prod/hosts/x/.started", 10),
+                listed("web/prod/hosts/x/1.Started", 10),
+                listed("web/prod/hosts/x/1.started/2.ok", 10),
+                listed("web/prod/hosts/../1.started", 10),
+            ],
+        );
+        assert_eq!(
+            found.keys().collect::<Vec<_>>(),
+            ["i-0123abcd", "web1", "web2"],
+            "only well-formed markers name a host"
+        );
+        let seen = found["i-0123abcd"].seen().unwrap();
+        assert_eq!((seen.build, seen.mark), (Some(8), Mark::Started));
+        let seen = found["web1"].seen().unwrap();
+        assert_eq!(
+            (seen.build, seen.mark),
+            (Some(7), Mark::Ended(InstallResult::Ok)),
+            "a newer end wins over an older start"
+        );
+        let seen = found["web2"].seen().unwrap();
+        assert_eq!(
+            (seen.build, seen.mark),
+            (Some(10), Mark::Started),
+            "on the same time, the start wins"
+        );
+        assert_eq!(
+            l.host_marker("web1", Some(8), STARTED),
+            "web/prod/hosts/web1/8.started"
+        );
     }
 }

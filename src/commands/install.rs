@@ -182,11 +182,14 @@ pub(crate) async fn run(ctx: &Context, args: InstallArgs) -> Result<Outcome> {
         return Ok(dry_run(&layout, &config, &build));
     }
     let before = InstallView::new(&config.dir).current();
-    let step = StepTracker::default();
-    let result = install_resolved(ctx, &store, &layout, &config, build, started, &step).await;
+    let told = Told {
+        step: StepTracker::default(),
+        reporting: reporting.as_ref(),
+    };
+    let result = install_resolved(ctx, &store, &layout, &config, build, started, &told).await;
     let key = match &reporting {
         Some(reporting) => {
-            let ended = ended(&config, before, &result, step.get());
+            let ended = ended(&config, before, &result, told.step.get());
             host_report::write(&ctx.printer, &store, &layout, reporting, ended).await
         }
         None => None,
@@ -217,6 +220,13 @@ fn ended(
     }
 }
 
+/// What the bucket is told while an install runs: the step it is at (named in its report when
+/// it fails there) and, right before the switch, that it started (not with `--no-report`).
+struct Told<'a> {
+    step: StepTracker,
+    reporting: Option<&'a Reporting>,
+}
+
 /// The step an install is at, named in its report when it fails there.
 #[derive(Debug)]
 struct StepTracker(Mutex<&'static str>);
@@ -245,9 +255,10 @@ async fn install_resolved(
     config: &InstallConfig,
     build: Build,
     started: Instant,
-    step: &StepTracker,
+    told: &Told<'_>,
 ) -> Result<Outcome> {
     let number = build.number;
+    let step = &told.step;
     let build = trusted_or_noted(ctx, store, layout, build, &config.trusted_keys).await?;
     step.set("lock");
     let dir = locked_dir(ctx, config, layout)?;
@@ -257,7 +268,8 @@ async fn install_resolved(
         layout,
         dir: &dir,
         hooks: Hooks::new(dir.hook_log(), ctx.cancel.clone()),
-        step,
+        store,
+        told,
     };
     let previous = dir.current();
     let same_build = dir
@@ -266,7 +278,7 @@ async fn install_resolved(
         .is_some_and(|m| same_build(m, &build.manifest));
     if previous == Some(number) && same_build && !config.force {
         return match dir.pending() {
-            Some(pending) => install.finish_pending(pending, started),
+            Some(pending) => install.finish_pending(pending, started).await,
             None => Ok(install.outcome(
                 number,
                 previous,
@@ -287,7 +299,7 @@ async fn install_resolved(
         dir.finish(number, &build.manifest)?;
         Some(unpacked)
     };
-    install.switch(number, previous)?;
+    install.switch(number, previous).await?;
     install.prune(number, previous);
     let status = if unpacked.is_some() {
         InstallStatus::Installed
@@ -318,7 +330,8 @@ struct Install<'a> {
     layout: &'a Layout,
     dir: &'a InstallDir,
     hooks: Hooks,
-    step: &'a StepTracker,
+    store: &'a Store,
+    told: &'a Told<'a>,
 }
 
 impl Install<'_> {
@@ -360,13 +373,14 @@ impl Install<'_> {
     }
 
     /// Before-switch hooks, the switch, then [`Install::complete`].
-    fn switch(&self, number: u64, previous: Option<u64>) -> Result<()> {
+    async fn switch(&self, number: u64, previous: Option<u64>) -> Result<()> {
         self.check_interrupted(number, previous)?;
-        self.step.set("check");
+        self.told.step.set("check");
         let env = self.env(number, previous);
         let check = self.config.check.as_deref();
         tokio::task::block_in_place(|| self.hooks.before_switch(&env, check))
             .map_err(|e| anyhow!("{e:#}; not switched: {}", still_current(previous)))?;
+        self.tell_started(number).await;
         self.check_interrupted(number, previous)?;
         let pending = Pending {
             build: number,
@@ -379,7 +393,7 @@ impl Install<'_> {
              run again finishes them",
             Cleanup::Within,
         );
-        self.step.set("switch");
+        self.told.step.set("switch");
         self.dir.set_pending(pending)?;
         self.dir.switch_to(number)?;
         self.complete(pending)
@@ -388,7 +402,7 @@ impl Install<'_> {
     /// `current` points at `pending.build`: runs its after-switch hooks (switching back if
     /// they fail) and writes the health file; then the install is finished.
     fn complete(&self, pending: Pending) -> Result<()> {
-        self.step.set("run");
+        self.told.step.set("run");
         let env = self.env(pending.build, pending.previous);
         let run = self.config.run.as_deref();
         if let Err(err) = tokio::task::block_in_place(|| self.hooks.after_switch(&env, run)) {
@@ -402,7 +416,7 @@ impl Install<'_> {
             return Err(self.switch_back(&env, err));
         }
         if let Some(path) = &self.config.health_file {
-            self.step.set("health-file");
+            self.told.step.set("health-file");
             fs_err::write(
                 path,
                 format!("{} {}\n", self.layout.artifact(), pending.build),
@@ -419,14 +433,32 @@ impl Install<'_> {
         self.dir.clear_pending()
     }
 
+    /// The bucket's start marker, written as the install is about to leave the host half-way
+    /// (the pending mark): if it is killed there, `status` from the bucket says so. The end of
+    /// the install (its report) removes it.
+    async fn tell_started(&self, build: u64) {
+        if let Some(reporting) = self.told.reporting {
+            host_report::write_started(
+                &self.ctx.printer,
+                self.store,
+                self.layout,
+                reporting,
+                build,
+            )
+            .await;
+        }
+    }
+
     /// A previous run switched to `pending.build` and was stopped before its after-switch
     /// hooks succeeded: run them now, under the same rules.
-    fn finish_pending(&self, pending: Pending, started: Instant) -> Result<Outcome> {
+    async fn finish_pending(&self, pending: Pending, started: Instant) -> Result<Outcome> {
         self.ctx.printer.status(&format!(
             "the install of {} {} stopped after its switch: running its after-switch hooks again",
             self.layout.artifact(),
             pending.build
         ));
+        // The host is half-way again, whether or not the interrupted run's marker got written.
+        self.tell_started(pending.build).await;
         self.complete(pending)?;
         self.prune(pending.build, pending.previous);
         Ok(self.outcome(

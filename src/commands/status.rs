@@ -129,7 +129,8 @@ enum State {
     /// Has no build installed.
     Empty,
     /// `current` was switched, but that install has not finished (ssh mode: `release
-    /// current` says `unfinished`).
+    /// current` says `unfinished`); bucket mode: an install started (its start marker is the
+    /// newest) and did not report its end.
     Unfinished,
     /// Could not be asked; `error` says why.
     Unreachable,
@@ -163,7 +164,7 @@ struct HostStatus {
     zone: Option<String>,
     /// The build it runs, if it could be asked and runs one.
     version: Option<u64>,
-    /// `ok` or `failed`: how its last install ended (bucket mode).
+    /// `ok` or `failed`: how its last install ended (bucket mode; `null` when unfinished).
     result: Option<InstallResult>,
     /// When it last reported, RFC 3339 (bucket mode).
     reported: Option<String>,
@@ -172,7 +173,8 @@ struct HostStatus {
     /// Not on the stable build (any state but `stable`).
     drift: bool,
     state: State,
-    /// Why the host could not be asked, or its report not read.
+    /// Why the host could not be asked, or its report not read; for an unfinished host in
+    /// bucket mode, which install started when, and what to do.
     error: Option<String>,
 }
 

@@ -26,4 +26,5 @@ mod snapshots;
 mod ssm_standin;
 mod stalled;
 mod status_bucket;
+mod status_unfinished;
 mod structure;

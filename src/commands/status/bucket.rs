@@ -9,7 +9,7 @@ use anyhow::Result;
 use release_fleet::{Fleet, Member};
 
 use super::{Context, HostStatus, State, StatusVia, outcome};
-use crate::bucket::hosts::{self, Entry, InstallResult, Seen};
+use crate::bucket::hosts::{self, Entry, InstallResult, Mark, Seen};
 use crate::bucket::layout::Layout;
 use crate::bucket::store::Store;
 use crate::error::ExitError;
@@ -85,16 +85,33 @@ pub(super) fn decide(
     let Some(seen) = seen else {
         return State::NoReport;
     };
+    let result = match seen.mark {
+        // Started and never ended: half-way however long ago (an old one is no less so), so
+        // this wins over stale; the row's age and error say how long.
+        Mark::Started => return State::Unfinished,
+        Mark::Ended(result) => result,
+    };
     // A report too old to trust says nothing sure about today, whatever it says.
     let age = seen.time.map(|t| now.duration_since(t));
     if age.is_some_and(|age| age.as_secs_f64() > stale_after.as_secs_f64()) {
         return State::Stale;
     }
-    match seen.result {
+    match result {
         InstallResult::Failed => State::Failed,
         InstallResult::Ok if seen.build.is_some() && seen.build == stable => State::Stable,
         InstallResult::Ok => State::Drift,
     }
+}
+
+/// What an unfinished row says: the install of `build` that started `age_seconds` ago and
+/// what to do.
+fn unfinished_hint(build: Option<u64>, age_seconds: Option<u64>) -> String {
+    let build = build.map_or_else(|| "?".to_owned(), |n| n.to_string());
+    let when = age_seconds.map_or_else(String::new, |s| format!(" {} ago", age(s)));
+    format!(
+        "an install of {build} started{when} and did not report its end: still running, or \
+         interrupted (run `release install {build}` on it again)"
+    )
 }
 
 fn row(
@@ -107,16 +124,26 @@ fn row(
 ) -> HostStatus {
     let state = decide(stable, seen.as_ref(), now, stale_after);
     let time = seen.as_ref().and_then(|s| s.time);
+    let age_seconds = time.map(|t| now.duration_since(t).as_secs().max(0).unsigned_abs());
+    let version = seen.as_ref().and_then(|s| s.build);
+    let error = match state {
+        State::Unfinished => Some(unfinished_hint(version, age_seconds)),
+        _ => error,
+    };
     HostStatus {
         host: member.instance_id.clone(),
         instance: Some(member.instance_id.clone()),
         group: Some(member.group.clone()),
         lifecycle_state: Some(member.lifecycle_state.clone()),
         zone: Some(member.zone.clone()),
-        version: seen.as_ref().and_then(|s| s.build),
-        result: seen.as_ref().map(|s| s.result),
+        version,
+        // A started install has no result yet.
+        result: seen.as_ref().and_then(|s| match s.mark {
+            Mark::Ended(result) => Some(result),
+            Mark::Started => None,
+        }),
         reported: time.map(|t| t.to_string()),
-        age_seconds: time.map(|t| now.duration_since(t).as_secs().max(0).unsigned_abs()),
+        age_seconds,
         drift: state != State::Stable,
         state,
         error,
@@ -253,7 +280,7 @@ mod tests {
     fn seen(build: Option<u64>, result: InstallResult, secs: i64) -> Seen {
         Seen {
             build,
-            result,
+            mark: Mark::Ended(result),
             time: Some(jiff::Timestamp::from_second(secs).unwrap()),
         }
     }
@@ -291,6 +318,29 @@ mod tests {
             super::decide(None, Some(&seen(None, InstallResult::Ok, recent)), now, day),
             State::Drift,
             "no stable build: nothing is on it"
+        );
+        let started = |secs| Seen {
+            mark: Mark::Started,
+            ..seen(Some(7), InstallResult::Ok, secs)
+        };
+        assert_eq!(
+            decide(Some(&started(recent))),
+            State::Unfinished,
+            "half-way onto the stable build is not on it"
+        );
+        assert_eq!(
+            decide(Some(&started(old))),
+            State::Unfinished,
+            "an old interrupted install is still one: unfinished wins over stale"
+        );
+    }
+
+    #[test]
+    fn unfinished_rows_say_what_started_when_and_what_to_do() {
+        assert_eq!(
+            unfinished_hint(Some(42), Some(300)),
+            "an install of 42 started 5m ago and did not report its end: still running, or \
+             interrupted (run `release install 42` on it again)"
         );
     }
 
