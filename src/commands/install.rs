@@ -258,9 +258,8 @@ async fn install_resolved(
     told: &Told<'_>,
 ) -> Result<Outcome> {
     let number = build.number;
-    let step = &told.step;
     let build = trusted_or_noted(ctx, store, layout, build, &config.trusted_keys).await?;
-    step.set("lock");
+    told.step.set("lock");
     let dir = locked_dir(ctx, config, layout)?;
     let install = Install {
         ctx,
@@ -292,7 +291,7 @@ async fn install_resolved(
     let unpacked = if same_build && !config.force && install.reusable(number) {
         None
     } else {
-        step.set("download");
+        told.step.set("download");
         let unpacked = download(ctx, store, layout, &build, &dir)
             .await
             .map_err(|err| discarded(&dir, number, err))?;
