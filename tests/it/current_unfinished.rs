@@ -5,11 +5,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use crate::common::host_dir::{current, install};
-use crate::common::{Hosts, TestContext};
+use crate::common::{Hosts, TestContext, interrupt};
 
 /// A host of its own for this file (sshd picks a port free on it).
 const ADDRESS: &str = "127.0.4.41";
@@ -30,35 +28,10 @@ fn two_builds() -> TestContext {
     ctx
 }
 
-/// Waits (bounded) until `path` exists.
-fn wait_for(path: &Path, what: &str) {
-    let start = Instant::now();
-    while !path.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{what} never happened"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `install N --run HOOK` into `dir` in a process group of its own (`setsid`), killed with
-/// `kill -9` of that group while its `--run` hook runs: `current` is switched, the install
-/// unfinished.
+/// `install N --run HOOK` into `dir`, killed during its hook (see
+/// [`interrupt::kill_during_hook`]): `current` is switched, the install unfinished.
 fn kill_during_hook(ctx: &TestContext, dir: &Path, work: &Path, n: &str, hook: &str) {
-    fs_err::write(work.join("block"), "").unwrap();
-    let running = install(ctx, dir)
-        .args([n, "--run", hook])
-        .wrapped(&["setsid"])
-        .spawn();
-    wait_for(&work.join("ready"), "the --run hook");
-    let status = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", running.pid())])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -9 of the install's process group");
-    let _ = running.wait(Duration::from_secs(30));
-    fs_err::remove_file(work.join("block")).unwrap();
+    interrupt::kill_during_hook(install(ctx, dir).args([n, "--run", hook]), work);
     assert_eq!(current(dir), Some(format!("releases/{n}")), "switched");
 }
 

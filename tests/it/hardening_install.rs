@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 use crate::common::host_dir::{current, install, releases};
+use crate::common::interrupt::wait_for;
 use crate::common::{Release, TestContext};
 
 const ARTIFACT: &str = "web";
@@ -48,18 +49,6 @@ fn chown_nobody(path: &Path) {
         .status()
         .unwrap();
     assert!(status.success(), "chown {}", path.display());
-}
-
-/// Waits (bounded) until `path` exists.
-fn wait_for(path: &Path, what: &str) {
-    let start = Instant::now();
-    while !path.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{what} never happened"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// `program` with the environment the harness gives the binary, talking to `ctx`'s bucket.

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::common::asg::Instance;
 use crate::common::hosts::release_bin_dir;
+use crate::common::interrupt::wait_for;
 use crate::common::ssm::{Agent, Delivery, SsmStandIn, Timing};
 use crate::common::{Asg, Market, Release, S3, Workspace, unique_bucket};
 
@@ -601,15 +602,6 @@ fn line_error(doc: &Value, id: &str) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned()
-}
-
-/// Waits until `path` exists.
-fn wait_for(path: &Path, what: &str) {
-    let started = Instant::now();
-    while !path.exists() {
-        assert!(started.elapsed() < LIMIT, "{what} never happened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// SIGTERM mid-push: CancelCommand for what runs, the processes are gone, the report says

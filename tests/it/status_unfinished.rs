@@ -3,13 +3,12 @@
 //! `hosts/{host}/{N}.started` right before its switch, and its end removes it.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::common::Release;
 use crate::common::asg::Market;
+use crate::common::interrupt::{blocking_hook, kill_during_hook};
 use crate::host_reports::{host_keys, install_by_hand};
 use crate::push::World;
 
@@ -35,41 +34,6 @@ fn status(world: &World, ssh_config: &Path, group: &str, json: bool) -> Release 
         .args(["status", "--asg", group])
         .arg("--ssh-config")
         .arg(ssh_config)
-}
-
-/// Waits (bounded) until `path` exists.
-fn wait_for(path: &Path, what: &str) {
-    let start = Instant::now();
-    while !path.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{what} never happened"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `install` (prepared by the caller, `--run` hook included) in a process group of its own,
-/// killed with `kill -9` of that group while its `--run` hook runs: switched, never ended.
-fn kill_during_hook(install: Release, work: &Path) {
-    fs_err::write(work.join("block"), "").unwrap();
-    let running = install.wrapped(&["setsid"]).spawn();
-    wait_for(&work.join("ready"), "the --run hook");
-    let status = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", running.pid())])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -9 of the install's process group");
-    let _ = running.wait(Duration::from_secs(30));
-    fs_err::remove_file(work.join("block")).unwrap();
-}
-
-/// A hook that blocks (and says so) while `{work}/block` exists.
-fn blocking_hook(work: &Path) -> String {
-    format!(
-        "if [ -e {w}/block ]; then touch {w}/ready; sleep 30; fi; true",
-        w = work.display()
-    )
 }
 
 #[test]

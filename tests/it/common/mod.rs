@@ -12,6 +12,7 @@
 pub mod asg;
 pub mod host_dir;
 pub mod hosts;
+pub mod interrupt;
 pub mod moto;
 pub mod proxy;
 pub mod s3;
