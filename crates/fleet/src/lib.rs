@@ -143,39 +143,28 @@ impl Fleet {
         instance_ids: &[String],
         out: &mut Vec<(String, Addresses)>,
     ) -> Result<(), FleetError> {
-        let mut pages = self
+        let request = self
             .ec2
             .describe_instances()
-            .set_instance_ids(Some(instance_ids.to_vec()))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| FleetError::Api {
-                what: "DescribeInstances".into(),
-                detail: aws_sdk_ec2::error::DisplayErrorContext(&e).to_string(),
-            })?;
-            for reservation in page.reservations() {
-                for instance in reservation.instances() {
-                    let non_empty =
-                        |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);
-                    let lifecycle = match instance.instance_lifecycle() {
-                        Some(kind) => kind.as_str().to_owned(),
-                        None => "on-demand".to_owned(),
-                    };
-                    out.push((
-                        instance.instance_id().unwrap_or_default().to_owned(),
-                        Addresses {
-                            private_ip: non_empty(instance.private_ip_address()),
-                            public_ip: non_empty(instance.public_ip_address()),
-                            dns: non_empty(instance.public_dns_name())
-                                .or_else(|| non_empty(instance.private_dns_name())),
-                            lifecycle,
-                        },
-                    ));
-                }
-            }
-        }
-        Ok(())
+            .set_instance_ids(Some(instance_ids.to_vec()));
+        each_instance(request, |instance| {
+            let non_empty = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);
+            let lifecycle = match instance.instance_lifecycle() {
+                Some(kind) => kind.as_str().to_owned(),
+                None => "on-demand".to_owned(),
+            };
+            out.push((
+                instance.instance_id().unwrap_or_default().to_owned(),
+                Addresses {
+                    private_ip: non_empty(instance.private_ip_address()),
+                    public_ip: non_empty(instance.public_ip_address()),
+                    dns: non_empty(instance.public_dns_name())
+                        .or_else(|| non_empty(instance.private_dns_name())),
+                    lifecycle,
+                },
+            ));
+        })
+        .await
     }
 
     /// The state (`running`, `terminated`, …) of each given instance EC2 still knows, by
@@ -192,27 +181,36 @@ impl Fleet {
                 .name("instance-id")
                 .set_values(Some(chunk.to_vec()))
                 .build();
-            let mut pages = self
-                .ec2
-                .describe_instances()
-                .filters(filter)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| FleetError::Api {
-                    what: "DescribeInstances".into(),
-                    detail: aws_sdk_ec2::error::DisplayErrorContext(&e).to_string(),
-                })?;
-                for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-                    let state = instance
-                        .state()
-                        .and_then(|s| s.name())
-                        .map(|n| n.as_str().to_owned())
-                        .unwrap_or_default();
-                    out.push((instance.instance_id().unwrap_or_default().to_owned(), state));
-                }
-            }
+            let request = self.ec2.describe_instances().filters(filter);
+            each_instance(request, |instance| {
+                let state = instance
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_owned())
+                    .unwrap_or_default();
+                out.push((instance.instance_id().unwrap_or_default().to_owned(), state));
+            })
+            .await?;
         }
         Ok(out)
     }
+}
+
+/// Every instance a DescribeInstances `request` answers, over all its pages, handed to `visit`
+/// one page at a time (a page is dropped before the next is asked for).
+async fn each_instance(
+    request: aws_sdk_ec2::operation::describe_instances::builders::DescribeInstancesFluentBuilder,
+    mut visit: impl FnMut(&aws_sdk_ec2::types::Instance),
+) -> Result<(), FleetError> {
+    let mut pages = request.into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| FleetError::Api {
+            what: "DescribeInstances".into(),
+            detail: aws_sdk_ec2::error::DisplayErrorContext(&e).to_string(),
+        })?;
+        for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+            visit(instance);
+        }
+    }
+    Ok(())
 }
