@@ -27,22 +27,7 @@ impl World {
         let s3 = S3::new(&asg.endpoint());
         let bucket = unique_bucket("push");
         s3.create_bucket(&bucket);
-        let mut workspace = Workspace::new();
-        let world = |ws: &Workspace| {
-            Release::new()
-                .current_dir(ws.path())
-                .endpoint(&asg.endpoint())
-                .env("RELEASE_BUCKET", &bucket)
-                .args(["--artifact", ARTIFACT, "-q"])
-        };
-        for n in 1..=2 {
-            workspace.write("app/version.txt", format!("{n}\n"));
-            workspace.commit(&format!("build {n}"));
-            world(&workspace).args(["build", "app"]).success();
-        }
-        world(&workspace)
-            .args(["promote", "1", "--no-tag"])
-            .success();
+        let workspace = two_builds_one_stable(&asg.endpoint(), &bucket);
         World {
             asg,
             proxy,
@@ -72,6 +57,28 @@ impl World {
             release
         }
     }
+}
+
+/// A workspace whose builds 1 and 2 of `ARTIFACT` are in `bucket` at `endpoint`, 1 promoted:
+/// the starting point of the push worlds (over SSH here, over SSM in push_ssm.rs).
+pub(crate) fn two_builds_one_stable(endpoint: &str, bucket: &str) -> Workspace {
+    let mut workspace = Workspace::new();
+    let release = |ws: &Workspace| {
+        Release::new()
+            .current_dir(ws.path())
+            .endpoint(endpoint)
+            .env("RELEASE_BUCKET", bucket)
+            .args(["--artifact", ARTIFACT, "-q"])
+    };
+    for n in 1..=2 {
+        workspace.write("app/version.txt", format!("{n}\n"));
+        workspace.commit(&format!("build {n}"));
+        release(&workspace).args(["build", "app"]).success();
+    }
+    release(&workspace)
+        .args(["promote", "1", "--no-tag"])
+        .success();
+    workspace
 }
 
 /// Where `current` of the host at `address` points, if anywhere.

@@ -13,6 +13,7 @@ use crate::common::hosts::release_bin_dir;
 use crate::common::interrupt::wait_for;
 use crate::common::ssm::{Agent, Delivery, SsmStandIn, Timing};
 use crate::common::{Asg, Market, Release, S3, Workspace, unique_bucket};
+use crate::push::two_builds_one_stable;
 
 const ARTIFACT: &str = "web";
 /// The binary under test, as the hosts run it (the default, /usr/local/bin/release, is not
@@ -46,22 +47,7 @@ impl World {
         let s3 = S3::new(&asg.endpoint());
         let bucket = unique_bucket("pushssm");
         s3.create_bucket(&bucket);
-        let mut workspace = Workspace::new();
-        let release = |ws: &Workspace| {
-            Release::new()
-                .current_dir(ws.path())
-                .endpoint(&asg.endpoint())
-                .env("RELEASE_BUCKET", &bucket)
-                .args(["--artifact", ARTIFACT, "-q"])
-        };
-        for n in 1..=2 {
-            workspace.write("app/version.txt", format!("{n}\n"));
-            workspace.commit(&format!("build {n}"));
-            release(&workspace).args(["build", "app"]).success();
-        }
-        release(&workspace)
-            .args(["promote", "1", "--no-tag"])
-            .success();
+        let workspace = two_builds_one_stable(&asg.endpoint(), &bucket);
         let dir = tempfile::tempdir().unwrap();
         let world = World {
             asg,
