@@ -35,7 +35,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often readiness is polled.
 const POLL: Duration = Duration::from_millis(50);
 /// Attempts at a free port: another process may take the port between our probe bind and moto's.
-const PORT_ATTEMPTS: usize = 5;
+pub(super) const PORT_ATTEMPTS: usize = 5;
 
 /// A running `moto_server` on `127.0.0.1`, killed when dropped.
 pub struct Moto {
@@ -60,17 +60,12 @@ impl Moto {
     ///
     /// Panics, with the fix in the message, if `moto_server` is missing or never answers.
     pub fn start() -> Moto {
-        let mut last_log = String::new();
-        for _ in 0..PORT_ATTEMPTS {
-            match Moto::try_start(free_port()) {
-                Ok(moto) => return moto,
-                // Lost the port race (or moto died early): try another port.
-                Err(log) => last_log = log,
-            }
-        }
-        panic!(
-            "moto_server exited before answering, {PORT_ATTEMPTS} times; its last output:\n{last_log}"
-        );
+        on_a_free_port(Moto::try_start).unwrap_or_else(|last_log| {
+            panic!(
+                "moto_server exited before answering, {PORT_ATTEMPTS} times; its last output:\n\
+                 {last_log}"
+            )
+        })
     }
 
     /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL` and the test S3 client.
@@ -277,4 +272,18 @@ pub(super) fn read_all_at(file: &File) -> String {
     }
     buf.truncate(filled);
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// `start(port)` on a free port, another one each time it fails (another process may take the
+/// port between our probe bind and the server's, or the server died early), at most
+/// [`PORT_ATTEMPTS`] times; `Err` holds the last attempt's output.
+pub(super) fn on_a_free_port<T>(start: impl Fn(u16) -> Result<T, String>) -> Result<T, String> {
+    let mut last_log = String::new();
+    for _ in 0..PORT_ATTEMPTS {
+        match start(free_port()) {
+            Ok(server) => return Ok(server),
+            Err(log) => last_log = log,
+        }
+    }
+    Err(last_log)
 }

@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::asg::python;
-use super::moto::{answers_http, free_port, listens_on, read_all_at, spawn_watchdog};
+use super::moto::{
+    PORT_ATTEMPTS, answers_http, listens_on, on_a_free_port, read_all_at, spawn_watchdog,
+};
 
 /// The stand-in script.
 const SCRIPT: &str = concat!(
@@ -42,8 +44,6 @@ const INSTALL: &str = "pip install 'moto[server]>=5.2.2' (the stand-in runs with
                        ~/.cache/release-venv/bin/moto_server)";
 /// How long a fresh server may take to answer (moto imports a lot of Python).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Attempts at a free port (another process may take it between our probe and the bind).
-const PORT_ATTEMPTS: usize = 5;
 /// How long the server may take to kill its process groups and exit on SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -134,17 +134,12 @@ impl SsmStandIn {
     /// Panics, with the fix in the message, if the Python of moto_server is missing or cannot
     /// import moto.
     pub fn start() -> SsmStandIn {
-        let mut last_log = String::new();
-        for _ in 0..PORT_ATTEMPTS {
-            match SsmStandIn::try_start(free_port()) {
-                Ok(standin) => return standin,
-                Err(log) => last_log = log,
-            }
-        }
-        panic!(
-            "the SSM stand-in ({SCRIPT}) exited before answering, {PORT_ATTEMPTS} times; is moto \
-             installed for its Python? {INSTALL}\nits last output:\n{last_log}"
-        );
+        on_a_free_port(SsmStandIn::try_start).unwrap_or_else(|last_log| {
+            panic!(
+                "the SSM stand-in ({SCRIPT}) exited before answering, {PORT_ATTEMPTS} times; is \
+                 moto installed for its Python? {INSTALL}\nits last output:\n{last_log}"
+            )
+        })
     }
 
     /// `http://127.0.0.1:PORT`: for `AWS_ENDPOINT_URL` (SSM, S3, EC2, Auto Scaling alike).
