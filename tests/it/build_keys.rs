@@ -2,20 +2,15 @@
 //! in release.toml: set once for the repository, it acts as the flag does, and the flag (also
 //! `--flag=false` for a boolean) wins over it.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::common::{Release, Workspace};
+use crate::common::{Release, Workspace, dir_store};
 
 const ARTIFACT: &str = "keys";
 
 /// The binary in `ws`, building into the directory store `store` (no network).
 fn release(ws: &Workspace, store: &Path) -> Release {
-    Release::new()
-        .current_dir(ws.path())
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("RELEASE_BUCKET", format!("file://{}", store.display()))
-        .args(["--artifact", ARTIFACT])
+    dir_store::release(ws, store, ARTIFACT)
 }
 
 /// `text` as a config file outside the checkout (so that it is neither archived nor dirt).
@@ -27,22 +22,7 @@ fn config_file(dir: &Path, text: &str) -> PathBuf {
 
 /// Member names of build `n` in the directory store.
 fn members(store: &Path, n: u64) -> Vec<String> {
-    let path = store
-        .join(ARTIFACT)
-        .join("prod")
-        .join(format!("{ARTIFACT}-{n}.tar.gz"));
-    let bytes = fs_err::read(&path).unwrap();
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
-    tar.entries()
-        .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let name = e.path().unwrap().to_string_lossy().into_owned();
-            let mut sink = Vec::new();
-            e.read_to_end(&mut sink).unwrap();
-            name
-        })
-        .collect()
+    dir_store::members(store, ARTIFACT, n)
 }
 
 /// A checkout whose `.env` git ignores.

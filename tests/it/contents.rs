@@ -1,40 +1,20 @@
 //! What goes into a build (issue 13 item 6): no empty builds by accident, git-ignored files stay
 //! out of a whole-checkout build, `--list` shows the members, a dirty tree is named.
 
-use std::io::Read;
 use std::path::Path;
 
-use crate::common::{Release, Workspace};
+use crate::common::{Release, Workspace, dir_store};
 
 const ARTIFACT: &str = "contents";
 
 /// The binary in `ws`, building into the directory store `store` (no network).
 fn release(ws: &Workspace, store: &Path) -> Release {
-    Release::new()
-        .current_dir(ws.path())
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("RELEASE_BUCKET", format!("file://{}", store.display()))
-        .args(["--artifact", ARTIFACT])
+    dir_store::release(ws, store, ARTIFACT)
 }
 
 /// Member names of build `n` in the directory store.
 fn members(store: &Path, n: u64) -> Vec<String> {
-    let path = store
-        .join(ARTIFACT)
-        .join("prod")
-        .join(format!("{ARTIFACT}-{n}.tar.gz"));
-    let bytes = fs_err::read(&path).unwrap();
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
-    tar.entries()
-        .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let name = e.path().unwrap().to_string_lossy().into_owned();
-            let mut sink = Vec::new();
-            e.read_to_end(&mut sink).unwrap();
-            name
-        })
-        .collect()
+    dir_store::members(store, ARTIFACT, n)
 }
 
 /// A service checkout with the usual untracked secrets and dependencies, ignored by git.

@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod asg;
+pub mod dir_store;
 pub mod host_dir;
 pub mod hosts;
 pub mod interrupt;
