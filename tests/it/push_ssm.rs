@@ -13,7 +13,7 @@ use crate::common::hosts::release_bin_dir;
 use crate::common::interrupt::wait_for;
 use crate::common::ssm::{Agent, Delivery, SsmStandIn, Timing};
 use crate::common::{Asg, Market, Release, S3, Workspace, unique_bucket};
-use crate::push::two_builds_one_stable;
+use crate::push::{results, two_builds_one_stable};
 
 const ARTIFACT: &str = "web";
 /// The binary under test, as the hosts run it (the default, /usr/local/bin/release, is not
@@ -201,21 +201,6 @@ impl World {
 
 fn ids(instances: &[Instance]) -> Vec<String> {
     instances.iter().map(|i| i.id.clone()).collect()
-}
-
-/// (host, result) of each line of a push report.
-fn results(doc: &Value) -> Vec<(String, String)> {
-    doc["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h["host"].as_str().unwrap().to_owned(),
-                h["result"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
 }
 
 fn line<'a>(doc: &'a Value, id: &str) -> &'a Value {
